@@ -15,6 +15,13 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Shared vocabulary of the whole system: no logic, no dependencies.
@@ -47,10 +54,33 @@ let package = Package(
             dependencies: ["GGUF", "InferenceCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
+        // The HTTP server: OpenAI-compatible routes over Hummingbird, the continuous-batching scheduler
+        // loop, metrics and lifecycle.
+        .target(
+            name: "Server",
+            dependencies: [
+                "Runtime", "Engine", "Tokenizer", "GGUF", "InferenceCore", "Ops",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Load generator against any OpenAI-compatible server (`autoglm bench`).
+        .target(
+            name: "Bench",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "AutoGLMCLI",
             dependencies: [
-                "Runtime", "Engine", "Tokenizer", "GGUF", "InferenceCore", "Ops",
+                "Runtime", "Engine", "Tokenizer", "GGUF", "InferenceCore", "Ops", "Server", "Bench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -61,6 +91,15 @@ let package = Package(
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "GGUF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Engine", "Tokenizer", "GGUF", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: [
+                "Server", "Runtime", "Engine", "Tokenizer", "InferenceCore", "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "BenchTests", dependencies: ["Bench"], swiftSettings: swiftSettings),
         .testTarget(name: "OpsTests", dependencies: ["Ops", "GGUF", "Engine"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EngineTests",
