@@ -4,6 +4,7 @@ import Foundation
 import GGUF
 import InferenceCore
 import Ops
+import Runtime
 import Tokenizer
 
 /// Which model to load and how many threads to run it on (shared by generate, chat, perplexity).
@@ -107,36 +108,21 @@ func peakResidentBytes() -> Int? {
 
 /// The model's own chat template (GGUF `tokenizer.chat_template`), or ChatML when it has none or it
 /// does not parse (said on standard error).
+/// The CLI's view of `ChatPromptFormatter`: notes a template fallback once, wraps template errors.
 struct ChatFormatter {
-    let template: ChatTemplate
-    let tokenizer: Tokenizer
+    let formatter: ChatPromptFormatter
 
     init(tokenizer: Tokenizer) {
-        self.tokenizer = tokenizer
-        if let text = tokenizer.chatTemplate {
-            do {
-                template = try ChatTemplate(jinja: text)
-            } catch {
-                printError("note: the model's chat template does not parse (\(error)); using ChatML.")
-                template = .chatML
-            }
-        } else {
-            template = .chatML
-        }
+        formatter = ChatPromptFormatter(tokenizer: tokenizer)
+        if let reason = formatter.fallbackReason, tokenizer.chatTemplate != nil { printError("note: \(reason).") }
     }
 
     /// The conversation as prompt token ids, ending where the assistant's reply begins.
     func tokens(for messages: [ChatMessage]) throws -> [Int] {
-        let bos = tokenizer.bosID.flatMap { tokenizer.token(for: $0) } ?? ""
-        let eos = tokenizer.eosID.flatMap { tokenizer.token(for: $0) } ?? ""
-        let text: String
         do {
-            text = try template.render(messages: messages, addGenerationPrompt: true, bosToken: bos, eosToken: eos)
+            return try formatter.tokens(for: messages)
         } catch {
             throw CLIError("the chat template rejected the conversation: \(error)")
         }
-        // Templates that write the BOS text themselves must not get a second one from the tokenizer.
-        let addSpecial = !(tokenizer.addBOS && !bos.isEmpty && text.hasPrefix(bos))
-        return tokenizer.encode(text, addSpecial: addSpecial, parseSpecial: true)
     }
 }

@@ -38,7 +38,7 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var precision: String?
 
         public init(name: String, path: String? = nil, url: String? = nil, apiKey: String? = nil, sha256: String? = nil,
-                    contextLength: Int? = nil, threads: Int? = nil, kvMemoryBudgetBytes: Int? = nil, maxSequences: Int = 4,
+                    contextLength: Int? = nil, threads: Int? = nil, kvMemoryBudgetBytes: Int? = nil, maxSequences: Int = 8,
                     device: Device = .cpu, preset: String? = nil, precision: String? = nil) {
             self.name = name
             self.path = path
@@ -109,7 +109,7 @@ extension AutoGLMConfig {
                 Model(name: m["name"]?.stringValue ?? "", path: m["path"]?.stringValue, url: m["url"]?.stringValue,
                       apiKey: m["api_key"]?.stringValue, sha256: m["sha256"]?.stringValue,
                       contextLength: m["context_length"]?.intValue, threads: m["threads"]?.intValue,
-                      kvMemoryBudgetBytes: m["kv_memory_budget"]?.intValue, maxSequences: m["max_sequences"]?.intValue ?? 4,
+                      kvMemoryBudgetBytes: m["kv_memory_budget"]?.intValue, maxSequences: m["max_sequences"]?.intValue ?? 8,
                       device: Model.Device(rawValue: m["device"]?.stringValue ?? "cpu") ?? .cpu,
                       preset: m["preset"]?.stringValue, precision: m["precision"]?.stringValue)
             }

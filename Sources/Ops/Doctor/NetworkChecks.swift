@@ -84,3 +84,12 @@ struct NetworkChecks {
         return nil
     }
 }
+
+/// The server's own check before it binds: the doctor's port finding when the port cannot be used.
+public enum PortPreflight {
+    /// nil when `host:port` can be bound; otherwise what holds it (pid and command when visible) and the fix.
+    public static func problem(host: String, port: Int, origin: String, probe: any SystemProbe = LiveSystemProbe()) -> DoctorFinding? {
+        let finding = NetworkChecks(probe: probe).port(host: host, port: port, origin: origin)
+        return finding.status == .ok ? nil : finding
+    }
+}

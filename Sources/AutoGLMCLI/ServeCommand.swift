@@ -1,0 +1,166 @@
+import ArgumentParser
+import Engine
+import Foundation
+import GGUF
+import Logging
+import Metrics
+import Ops
+import Prometheus
+import Runtime
+import Server
+import Tokenizer
+
+/// `autoglm serve`: the OpenAI-compatible server over the built-in engine with continuous batching.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the model over an OpenAI-compatible HTTP API (default: the default model on 127.0.0.1:8080).",
+        discussion: """
+            Routes: POST /v1/chat/completions, /v1/completions, /generate, /tokenize, /detokenize; GET /v1/models,
+            /health, /ready, /metrics. Settings come from flags > AUTOGLM_* environment > --config file > defaults
+            (`autoglm config show` prints them). SIGTERM drains: no new requests, in-flight ones finish (server.drain).
+            """)
+
+    @OptionGroup var options: ConfigOverrideOptions
+
+    @Option(name: .shortAndLong, help: "Engine threads (default: models[].threads, else the number of cores).")
+    var threads: Int?
+
+    @Option(help: "Sequences decoded together (default: models[].max_sequences, else 8).")
+    var maxSequences: Int?
+
+    @Option(help: "Tokens of context per sequence (default: models[].context_length, else the model's).")
+    var context: Int?
+
+    @Option(help: "KV cache size, e.g. 512MiB (default: models[].kv_memory_budget, else context x sequences up to 1 GiB).")
+    var kvMemory: String?
+
+    @Option(help: "Most tokens per engine step: prefill chunks plus one per decoding sequence.")
+    var maxBatchTokens: Int = 512
+
+    @Flag(help: "Do not share KV blocks between requests with a common prefix.")
+    var noPrefixCaching = false
+
+    func validate() throws {
+        if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be in 1...1024 (got \(threads)).") }
+        if let maxSequences, maxSequences < 1 || maxSequences > 4096 { throw ValidationError("--max-sequences must be in 1...4096 (got \(maxSequences)).") }
+        if let context, context < 16 { throw ValidationError("--context must be at least 16 (got \(context)).") }
+        if maxBatchTokens < 1 { throw ValidationError("--max-batch-tokens must be positive (got \(maxBatchTokens)).") }
+    }
+
+    func run() async throws {
+        let loaded = options.load()
+        for issue in loaded.issues { printError(issue.description) }
+        guard loaded.errors.isEmpty else { throw ExitCode(1) }
+        let config = loaded.config
+
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = config.logging.format == "json"
+                ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = Logger.Level(rawValue: config.logging.level) ?? .info
+            return handler
+        }
+        let logger = Logger(label: "autoglm")
+
+        // Fail fast, before minutes of model loading, when the port is taken.
+        let origin = loaded.origins["server.port"].map { "\($0)" } ?? "default"
+        if let problem = PortPreflight.problem(host: config.server.host, port: config.server.port, origin: origin) {
+            printError("error: cannot listen on \(config.server.host):\(config.server.port): \(problem.found).")
+            if let fix = problem.fix { printError("fix: \(fix)") }
+            throw ExitCode(1)
+        }
+
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var served: [ServedModel] = []
+        var metrics: [String: ServerMetrics] = [:]
+        for model in config.models {
+            guard let path = model.path else {
+                logger.warning("model '\(model.name)' is an upstream (\(model.url ?? "")); this version serves local GGUF models only, skipping it")
+                continue
+            }
+            let m = try load(model, path: path, config: config, registry: registry, logger: logger)
+            served.append(m.0)
+            metrics[m.0.name] = m.1
+        }
+        guard !served.isEmpty else {
+            printError("error: no local model to serve. Give --model PATH|NAME or a models[].path in the configuration.")
+            throw ExitCode(1)
+        }
+        let serverOptions = ServerOptions(
+            host: config.server.host, port: config.server.port, apiKeys: config.server.apiKeys,
+            requestTimeoutSeconds: config.server.timeouts.requestSeconds > 0 ? config.server.timeouts.requestSeconds : nil,
+            drainSeconds: config.server.drainSeconds, idleTimeoutSeconds: config.server.timeouts.idleSeconds,
+            metricsPath: config.metrics.path.isEmpty ? "/metrics" : config.metrics.path)
+        do {
+            let names = served.map(\.name).joined(separator: ",")
+            try await AutoGLMServer.run(models: served, metrics: metrics, registry: registry, options: serverOptions, logger: logger) { port in
+                logger.info("listening", metadata: ["address": .string("http://\(config.server.host):\(port)"),
+                                                    "models": .string(names)])
+            }
+        } catch let error as ServerStartError {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        logger.info("stopped")
+    }
+
+    private func load(_ model: AutoGLMConfig.Model, path: String, config: AutoGLMConfig, registry: PrometheusCollectorRegistry,
+                      logger: Logger) throws -> (ServedModel, ServerMetrics) {
+        let threadCount = threads ?? model.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let engine: any LanguageModel
+        let tokenizer: Tokenizer
+        do {
+            let file = try GGUFFile(path: path)
+            engine = try ArchitectureRegistry.load(file, threads: threadCount)
+            tokenizer = try Tokenizer(gguf: file)
+        } catch let error as GGUFError {
+            if case .fileNotFound = error, path == ModelStore.defaultModelPath(environment: ProcessInfo.processInfo.environment) {
+                throw CLIError("the default model is not installed at \(path). Fetch it with `scripts/setup-model.sh` (or `autoglm models pull \(ModelStore.defaultModelName)`), or pass --model PATH.")
+            }
+            throw CLIError("model '\(model.name)': \(error.description)")
+        } catch let error as EngineError {
+            throw CLIError("cannot load model '\(model.name)' from \(path): \(error.description)")
+        } catch let error as TokenizerError {
+            throw CLIError("cannot load the tokenizer of '\(model.name)' (\(path)): \(error.description)")
+        }
+        let contextLength = min(context ?? model.contextLength ?? engine.configuration.contextLength, engine.configuration.contextLength)
+        let sequences = maxSequences ?? model.maxSequences
+        let bytesPerToken = PagedKVCache.bytesPerToken(engine.configuration)
+        let budgetBytes: Int
+        if let kvMemory {
+            guard let bytes = Self.parseSize(kvMemory) else { throw ValidationError("--kv-memory: '\(kvMemory)' is not a size (e.g. 512MiB, 2GB).") }
+            budgetBytes = bytes
+        } else if let configured = model.kvMemoryBudgetBytes {
+            budgetBytes = configured
+        } else {
+            budgetBytes = min(contextLength * sequences * bytesPerToken, 1 << 30)
+        }
+        let cacheTokens = max(contextLength > 0 ? min(contextLength, 256) : 256, budgetBytes / bytesPerToken)
+        let metrics = ServerMetrics(registry: registry, model: model.name)
+        let scheduler = Scheduler(
+            model: engine, tokenizer: tokenizer,
+            configuration: SchedulerConfiguration(maxSequences: sequences, maxBatchTokens: maxBatchTokens,
+                                                  maxQueue: config.limits.maxQueue, cacheTokens: cacheTokens, prefixCaching: !noPrefixCaching),
+            contextLength: contextLength, observer: metrics)
+        let served = ServedModel(name: model.name, scheduler: scheduler, maxTokensLimit: config.limits.maxTokens,
+                                 maxPromptTokens: config.limits.maxPromptTokens)
+        logger.info("model loaded", metadata: [
+            "model": .string(model.name), "path": .string(path), "architecture": .string(engine.configuration.architecture),
+            "threads": .stringConvertible(threadCount), "context": .stringConvertible(contextLength),
+            "max_sequences": .stringConvertible(sequences), "kv_cache_tokens": .stringConvertible(scheduler.cacheTokenCapacity),
+            "kv_cache_mib": .string(String(format: "%.0f", Double(scheduler.cacheBytes) / 1048576)),
+            "chat_template": .string(served.formatter.fallbackReason ?? "the model's own"),
+        ])
+        return (served, metrics)
+    }
+
+    static func parseSize(_ text: String) -> Int? {
+        let units: [(String, Double)] = [("KiB", 1024), ("MiB", 1_048_576), ("GiB", 1_073_741_824), ("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("B", 1)]
+        let t = text.trimmingCharacters(in: .whitespaces)
+        for (suffix, factor) in units where t.hasSuffix(suffix) {
+            return Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)).map { Int($0 * factor) }
+        }
+        return Int(t)
+    }
+}

@@ -1,0 +1,373 @@
+import Engine
+import Foundation
+import InferenceCore
+import Runtime
+import Tokenizer
+
+/// The generation endpoints: chat completions, completions and the native /generate, each in
+/// one-shot JSON or as server-sent events.
+struct CompletionsAPI: Sendable {
+    enum Kind { case chat, completion, native }
+
+    let models: ModelRegistry
+    let metrics: ServerMetrics
+    let requestTimeout: Double?
+
+    /// One prompt's worth of work: its tokens and rendered text.
+    struct Prompt {
+        var tokens: [Int]
+        var text: String
+    }
+
+    /// Everything read from a request body before any work is queued.
+    struct Job {
+        var kind: Kind
+        var model: ServedModel
+        var prompts: [Prompt]
+        var parameters: GenerationParameters
+        var maxTokens: Int
+        var logprobs = false
+        var topLogprobs = 0
+        var echo = false
+        var id: String
+        var created: Int
+    }
+
+    // MARK: reading requests
+
+    func chatJob(_ body: JSON) throws(APIError) -> Job {
+        let r = try FieldReader(body)
+        let model = try models.resolve(try r.string("model"))
+        var parameters = try GenerationParameters(r)
+        guard let messagesValue = r.value("messages") else {
+            throw .invalidRequest("'messages' is required: a list of {\"role\", \"content\"} objects.", param: "messages")
+        }
+        guard case .array(let list) = messagesValue, !list.isEmpty else {
+            throw .invalidRequest("'messages' must be a non-empty list of {\"role\", \"content\"} objects.", param: "messages")
+        }
+        var messages: [JinjaValue] = []
+        for (i, message) in list.enumerated() {
+            messages.append(try Self.chatMessage(message, index: i))
+        }
+        var extra: [String: JinjaValue] = [:]
+        if let tools = r.value("tools") {
+            guard case .array = tools else { throw .invalidRequest("'tools' must be a list of tool definitions.", param: "tools") }
+            extra["tools"] = tools.jinja
+        }
+        if let kwargs = r.value("chat_template_kwargs") {
+            guard case .object(let pairs) = kwargs else {
+                throw .invalidRequest("'chat_template_kwargs' must be an object.", param: "chat_template_kwargs")
+            }
+            for (k, v) in pairs { extra[k] = v.jinja }
+        }
+        let addGenerationPrompt = try r.bool("add_generation_prompt") ?? true
+        let text: String
+        do {
+            text = try model.formatter.render(messageValues: messages, extra: extra, addGenerationPrompt: addGenerationPrompt)
+        } catch {
+            throw .invalidRequest("The chat template of '\(model.name)' rejected these messages: \(error)", param: "messages")
+        }
+        let tokens = model.formatter.tokens(forRendered: text)
+        let logprobs = try r.bool("logprobs") ?? false
+        let top = try r.integer("top_logprobs", in: 0 ... 20) ?? 0
+        if top > 0 && !logprobs { throw .invalidRequest("'top_logprobs' needs 'logprobs': true.", param: "top_logprobs") }
+        let maxTokens = try model.resolveMaxTokens(requested: parameters.maxTokens, promptTokens: tokens.count,
+                                                   param: r.value("max_completion_tokens") != nil ? "max_completion_tokens" : "max_tokens")
+        parameters.maxTokens = maxTokens
+        return Job(kind: .chat, model: model, prompts: [Prompt(tokens: tokens, text: text)], parameters: parameters,
+                   maxTokens: maxTokens, logprobs: logprobs, topLogprobs: top, id: "chatcmpl-" + Self.newID(),
+                   created: Self.now())
+    }
+
+    static func chatMessage(_ message: JSON, index i: Int) throws(APIError) -> JinjaValue {
+        let param = "messages[\(i)]"
+        guard case .object(let pairs) = message else {
+            throw .invalidRequest("\(param) must be an object with 'role' and 'content'.", param: param)
+        }
+        let m = try FieldReader(message)
+        guard let role = try m.string("role") else { throw .invalidRequest("\(param).role is required.", param: "\(param).role") }
+        guard ["system", "user", "assistant", "tool", "developer", "function", "observation"].contains(role) else {
+            throw .invalidRequest("\(param).role must be one of system, user, assistant, tool, developer (got '\(role)').", param: "\(param).role")
+        }
+        var out: [(String, JinjaValue)] = []
+        var sawContent = false
+        for (key, value) in pairs {
+            if key == "content" {
+                sawContent = true
+                out.append(("content", .string(try Self.contentText(value, param: "\(param).content"))))
+            } else {
+                out.append((key, value.jinja))
+            }
+        }
+        if !sawContent {
+            guard role == "assistant", m.value("tool_calls") != nil else {
+                throw .invalidRequest("\(param).content is required.", param: "\(param).content")
+            }
+            out.append(("content", .string("")))
+        }
+        return .object(out)
+    }
+
+    /// Message content as text: a string, or a list of text parts joined.
+    static func contentText(_ value: JSON, param: String) throws(APIError) -> String {
+        switch value {
+        case .null: return ""
+        case .string(let s): return s
+        case .array(let parts):
+            var text = ""
+            for (j, part) in parts.enumerated() {
+                let p = try FieldReader(part)
+                let type = try p.string("type") ?? "text"
+                guard type == "text", let t = try p.string("text") else {
+                    throw .invalidRequest("\(param)[\(j)] has type '\(type)'; this model takes text parts only.", param: "\(param)[\(j)]")
+                }
+                text += t
+            }
+            return text
+        default:
+            throw .invalidRequest("\(param) must be a string or a list of text parts, not \(value.typeName).", param: param)
+        }
+    }
+
+    func completionJob(_ body: JSON, native: Bool = false) throws(APIError) -> Job {
+        let r = try FieldReader(body)
+        let model = try models.resolve(try r.string("model"))
+        var parameters = try GenerationParameters(r, defaultTemperature: native ? 0 : 1)
+        guard let promptValue = r.value("prompt") else {
+            throw .invalidRequest("'prompt' is required: a string, a list of strings, or token ids.", param: "prompt")
+        }
+        let addSpecial = try r.bool("add_special_tokens") ?? true
+        var prompts: [Prompt] = []
+        func ids(_ items: [JSON]) throws(APIError) -> [Int] {
+            var out: [Int] = []
+            for item in items {
+                guard case .number(let d) = item, d == d.rounded(), d >= 0, d < Double(model.scheduler.model.configuration.vocabularySize) else {
+                    throw .invalidRequest("'prompt' token ids must be integers in 0..<\(model.scheduler.model.configuration.vocabularySize).", param: "prompt")
+                }
+                out.append(Int(d))
+            }
+            return out
+        }
+        switch promptValue {
+        case .string(let s):
+            prompts = [Prompt(tokens: model.tokenizer.encode(s, addSpecial: addSpecial, parseSpecial: true), text: s)]
+        case .array(let items) where items.allSatisfy({ if case .number = $0 { return true } else { return false } }):
+            let t = try ids(items)
+            prompts = [Prompt(tokens: t, text: model.tokenizer.decode(t))]
+        case .array(let items):
+            for item in items {
+                switch item {
+                case .string(let s):
+                    prompts.append(Prompt(tokens: model.tokenizer.encode(s, addSpecial: addSpecial, parseSpecial: true), text: s))
+                case .array(let inner):
+                    let t = try ids(inner)
+                    prompts.append(Prompt(tokens: t, text: model.tokenizer.decode(t)))
+                default:
+                    throw .invalidRequest("'prompt' must be a string, a list of strings, a list of token ids, or a list of such lists.", param: "prompt")
+                }
+            }
+        default:
+            throw .invalidRequest("'prompt' must be a string, a list of strings or token ids, not \(promptValue.typeName).", param: "prompt")
+        }
+        guard !prompts.isEmpty, prompts.count <= 64 else {
+            throw .invalidRequest("'prompt' must hold between 1 and 64 prompts (got \(prompts.count)).", param: "prompt")
+        }
+        if let empty = prompts.firstIndex(where: { $0.tokens.isEmpty }) {
+            throw .invalidRequest("Prompt \(empty) is empty: give at least one token.", param: "prompt")
+        }
+        let top = native ? 0 : (try r.integer("logprobs", in: 0 ... 20))
+        var maxTokens = 0
+        for p in prompts {
+            maxTokens = max(maxTokens, try model.resolveMaxTokens(requested: parameters.maxTokens, promptTokens: p.tokens.count, param: "max_tokens"))
+        }
+        if parameters.maxTokens == nil {
+            // Without max_tokens, OpenAI's legacy completions default is 16; vLLM fills the context.
+            // Follow vLLM, bounded by every prompt's room.
+            maxTokens = prompts.map { min(model.contextLength - $0.tokens.count, model.maxTokensLimit) }.min() ?? maxTokens
+        }
+        parameters.maxTokens = maxTokens
+        return Job(kind: native ? .native : .completion, model: model, prompts: prompts, parameters: parameters,
+                   maxTokens: maxTokens, logprobs: top != nil, topLogprobs: top ?? 0, echo: try r.bool("echo") ?? false,
+                   id: (native ? "gen-" : "cmpl-") + Self.newID(), created: Self.now())
+    }
+
+    static func newID() -> String { UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "") }
+    static func now() -> Int { Int(Date().timeIntervalSince1970) }
+
+    // MARK: running
+
+    /// One choice's stream of events from the scheduler.
+    struct Choice {
+        var index: Int
+        var prompt: Prompt
+        var requestID: String
+        var events: AsyncStream<GenerationEvent>
+    }
+
+    /// Queues every choice of the job (prompts x n), or none: on a refusal the ones already queued are cancelled.
+    func submit(_ job: Job) throws(APIError) -> [Choice] {
+        let deadline = requestTimeout.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
+        var choices: [Choice] = []
+        for (p, prompt) in job.prompts.enumerated() {
+            for i in 0 ..< job.parameters.n {
+                let index = p * job.parameters.n + i
+                let requestID = "\(job.id)-\(index)"
+                let request = job.parameters.request(
+                    id: requestID, prompt: prompt.tokens, maxTokens: job.maxTokens, logprobs: job.logprobs,
+                    topLogprobs: job.topLogprobs, deadline: deadline, choice: index)
+                do {
+                    let events = try job.model.scheduler.submit(request)
+                    choices.append(Choice(index: index, prompt: prompt, requestID: requestID, events: events))
+                } catch {
+                    for c in choices { job.model.scheduler.cancel(c.requestID) }
+                    throw Self.apiError(error)
+                }
+            }
+        }
+        return choices
+    }
+
+    static func apiError(_ error: SchedulerError) -> APIError {
+        switch error {
+        case .queueFull(_, let retry): return .overloaded(error.description, retryAfter: retry)
+        case .draining: return .unavailable(error.description, retryAfter: 5)
+        case .contextOverflow, .exceedsCache: return .contextOverflow(error.description)
+        case .emptyPrompt: return .invalidRequest(error.description, param: "prompt")
+        case .invalidToken: return .invalidRequest(error.description, param: "prompt")
+        case .engine: return .internalError(error.description)
+        }
+    }
+
+    /// What one choice produced, for the one-shot response.
+    struct ChoiceResult {
+        var text = ""
+        var tokens: [GeneratedToken] = []
+        var outcome: GenerationOutcome?
+        var failure: SchedulerError?
+    }
+
+    func collect(_ choice: Choice) async -> ChoiceResult {
+        var result = ChoiceResult()
+        for await event in choice.events {
+            switch event {
+            case .token(let t):
+                result.text += t.text
+                result.tokens.append(t)
+            case .finished(let outcome):
+                result.text += outcome.trailingText
+                result.outcome = outcome
+            case .failed(let error):
+                result.failure = error
+            }
+        }
+        return result
+    }
+
+    /// Runs every choice to the end and builds the one-shot body.
+    func complete(_ job: Job, choices: [Choice]) async throws(APIError) -> JSON {
+        let results = await withTaskGroup(of: (Int, ChoiceResult).self) { group in
+            for (slot, choice) in choices.enumerated() {
+                group.addTask { (slot, await self.collect(choice)) }
+            }
+            var out = [ChoiceResult](repeating: ChoiceResult(), count: choices.count)
+            for await (slot, r) in group { out[slot] = r }
+            return out
+        }
+        if let failure = results.compactMap(\.failure).first { throw Self.apiError(failure) }
+        var promptTokens = 0
+        var completionTokens = 0
+        var cached = 0
+        var seenPrompts = Set<Int>()
+        var choiceBodies: [JSON] = []
+        for (slot, r) in results.enumerated() {
+            let choice = choices[slot]
+            let outcome = r.outcome
+            let promptIndex = choice.index / job.parameters.n
+            if seenPrompts.insert(promptIndex).inserted {
+                promptTokens += choice.prompt.tokens.count
+                cached += outcome?.cachedPromptTokens ?? 0
+            }
+            completionTokens += outcome?.completionTokens ?? 0
+            let finish = JSON.string(Self.finishReason(outcome?.finishReason ?? .cancelled))
+            switch job.kind {
+            case .chat:
+                choiceBodies.append(.object([
+                    ("index", .int(choice.index)),
+                    ("message", .object([("role", .string("assistant")), ("content", .string(r.text))])),
+                    ("logprobs", job.logprobs ? chatLogprobs(r.tokens, model: job.model) : .null),
+                    ("finish_reason", finish),
+                ]))
+            case .completion:
+                let text = (job.echo ? choice.prompt.text : "") + r.text
+                choiceBodies.append(.object([
+                    ("index", .int(choice.index)), ("text", .string(text)),
+                    ("logprobs", job.logprobs ? completionLogprobs(r.tokens, model: job.model, offset: job.echo ? choice.prompt.text.utf8.count : 0) : .null),
+                    ("finish_reason", finish),
+                ]))
+            case .native:
+                choiceBodies.append(.object([("index", .int(choice.index)), ("text", .string(r.text)), ("finish_reason", finish)]))
+            }
+        }
+        let usage = Self.usage(prompt: promptTokens, completion: completionTokens, cached: cached)
+        switch job.kind {
+        case .native:
+            let first = choiceBodies.first
+            return .object([
+                ("id", .string(job.id)), ("model", .string(job.model.name)),
+                ("text", first?["text"] ?? .string("")), ("finish_reason", first?["finish_reason"] ?? .null),
+                ("choices", .array(choiceBodies)), ("usage", usage),
+            ])
+        case .chat, .completion:
+            return .object([
+                ("id", .string(job.id)), ("object", .string(job.kind == .chat ? "chat.completion" : "text_completion")),
+                ("created", .int(job.created)), ("model", .string(job.model.name)),
+                ("choices", .array(choiceBodies)), ("usage", usage),
+            ])
+        }
+    }
+
+    static func finishReason(_ reason: FinishReason) -> String {
+        switch reason {
+        case .stop: return "stop"
+        case .length: return "length"
+        case .cancelled: return "abort"
+        }
+    }
+
+    static func usage(prompt: Int, completion: Int, cached: Int) -> JSON {
+        .object([
+            ("prompt_tokens", .int(prompt)), ("completion_tokens", .int(completion)), ("total_tokens", .int(prompt + completion)),
+            ("prompt_tokens_details", .object([("cached_tokens", .int(cached))])),
+        ])
+    }
+
+    func logprobEntry(_ id: Int, _ logprob: Float, model: ServedModel) -> [(String, JSON)] {
+        let text = model.tokenText(id)
+        return [("token", .string(text)), ("logprob", .number(Double(logprob))), ("bytes", .array(text.utf8.map { .int(Int($0)) }))]
+    }
+
+    func chatLogprobs(_ tokens: [GeneratedToken], model: ServedModel) -> JSON {
+        .object([("content", .array(tokens.map { t in
+            .object(logprobEntry(t.id, t.logprob ?? 0, model: model) + [
+                ("top_logprobs", .array(t.topLogprobs.map { .object(logprobEntry($0.id, $0.logprob, model: model)) })),
+            ])
+        }))])
+    }
+
+    func completionLogprobs(_ tokens: [GeneratedToken], model: ServedModel, offset: Int) -> JSON {
+        var offsets: [JSON] = []
+        var position = offset
+        for t in tokens {
+            offsets.append(.int(position))
+            position += t.text.utf8.count
+        }
+        return .object([
+            ("tokens", .array(tokens.map { .string(model.tokenText($0.id)) })),
+            ("token_logprobs", .array(tokens.map { .number(Double($0.logprob ?? 0)) })),
+            ("top_logprobs", .array(tokens.map { t in
+                .object(t.topLogprobs.map { (model.tokenText($0.id), JSON.number(Double($0.logprob))) })
+            })),
+            ("text_offset", .array(offsets)),
+        ])
+    }
+}

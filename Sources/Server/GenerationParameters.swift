@@ -1,0 +1,67 @@
+import InferenceCore
+import Runtime
+
+/// The sampling and stopping fields shared by chat, completions and /generate, read and checked.
+///
+/// OpenAI's fields plus the extensions vLLM and llama.cpp clients send (`top_k`, `min_p`,
+/// `repetition_penalty`, `ignore_eos`, `min_tokens`). Ranges are OpenAI's where it has one.
+struct GenerationParameters {
+    var sampling = SamplingParameters(temperature: 1)
+    var maxTokens: Int?
+    var stopStrings: [String] = []
+    var stopTokenIDs: [Int] = []
+    var ignoreEOS = false
+    var minTokens = 0
+    var n = 1
+    var stream = false
+    var includeUsage = false
+    var seed: UInt64?
+
+    init(_ r: FieldReader, defaultTemperature: Float = 1) throws(APIError) {
+        sampling.temperature = Float(try r.number("temperature", in: 0 ... 2) ?? Double(defaultTemperature))
+        sampling.topP = Float(try r.number("top_p", in: 0 ... 1) ?? 1)
+        if sampling.topP == 0 { throw .invalidRequest("'top_p' must be greater than 0.", param: "top_p") }
+        let topK = try r.integer("top_k", in: -1 ... 1_000_000) ?? 0
+        sampling.topK = max(0, topK)
+        sampling.minP = Float(try r.number("min_p", in: 0 ... 1) ?? 0)
+        sampling.presencePenalty = Float(try r.number("presence_penalty", in: -2 ... 2) ?? 0)
+        sampling.frequencyPenalty = Float(try r.number("frequency_penalty", in: -2 ... 2) ?? 0)
+        sampling.repetitionPenalty = Float(try r.number("repetition_penalty", in: 0.01 ... 10) ?? 1)
+        if let s = try r.integer("seed", in: Int.min ... Int.max) { seed = UInt64(bitPattern: Int64(s)) }
+        sampling.seed = seed
+        // max_completion_tokens is the newer name; either is accepted, the newer wins.
+        let legacyMaxTokens = try r.integer("max_tokens", in: 1 ... 1_000_000)
+        maxTokens = try r.integer("max_completion_tokens", in: 1 ... 1_000_000) ?? legacyMaxTokens
+        stopStrings = try r.strings("stop", max: 16)
+        if let ids = r.value("stop_token_ids") {
+            guard case .array(let items) = ids else { throw .invalidRequest("'stop_token_ids' must be a list of integers.", param: "stop_token_ids") }
+            for item in items {
+                guard case .number(let d) = item, d == d.rounded(), d >= 0 else {
+                    throw .invalidRequest("'stop_token_ids' must be a list of integers.", param: "stop_token_ids")
+                }
+                stopTokenIDs.append(Int(d))
+            }
+        }
+        ignoreEOS = try r.bool("ignore_eos") ?? false
+        minTokens = try r.integer("min_tokens", in: 0 ... 1_000_000) ?? 0
+        n = try r.integer("n", in: 1 ... 16) ?? 1
+        stream = try r.bool("stream") ?? false
+        if let options = r.value("stream_options") {
+            let o = try FieldReader(options)
+            includeUsage = try o.bool("include_usage") ?? false
+            if !stream { throw .invalidRequest("'stream_options' is only allowed when 'stream' is true.", param: "stream_options") }
+        }
+    }
+
+    /// The request for choice `index`: seeds differ per choice so that n > 1 gives different samples.
+    func request(id: String, prompt: [Int], maxTokens: Int, logprobs: Bool, topLogprobs: Int,
+                 deadline: ContinuousClock.Instant?, choice index: Int) -> GenerationRequest {
+        var s = sampling
+        if let seed { s.seed = seed &+ UInt64(index) }
+        return GenerationRequest(
+            id: id, promptTokens: prompt, sampling: s,
+            stop: StopCondition(maxTokens: maxTokens, stopStrings: stopStrings, stopTokens: stopTokenIDs,
+                                ignoreEOS: ignoreEOS, minTokens: minTokens),
+            wantsLogprobs: logprobs, topLogprobs: topLogprobs, deadline: deadline)
+    }
+}

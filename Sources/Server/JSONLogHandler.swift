@@ -1,0 +1,54 @@
+import Foundation
+public import Logging
+import Synchronization
+
+/// One JSON object per line on standard error: time, level, label, message and the metadata
+/// (request_id among it), for log collectors (logging.format: json).
+public struct JSONLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
+    public var metadataProvider: Logger.MetadataProvider?
+    let label: String
+    private static let lock = Mutex<Void>(())
+
+    public init(label: String) {
+        self.label = label
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        var fields: [(String, JSON)] = [
+            ("ts", .string(Self.timestamp())), ("level", .string(event.level.rawValue)), ("label", .string(label)),
+            ("msg", .string(event.message.description)),
+        ]
+        for key in merged.keys.sorted() { fields.append((key, Self.json(merged[key]!))) }
+        let line = JSON.object(fields).text + "\n"
+        Self.lock.withLock { _ in FileHandle.standardError.write(Data(line.utf8)) }
+    }
+
+    static func json(_ value: Logger.MetadataValue) -> JSON {
+        switch value {
+        case .string(let s): return .string(s)
+        case .stringConvertible(let c): return .string(c.description)
+        case .array(let a): return .array(a.map(json))
+        case .dictionary(let d): return .object(d.keys.sorted().map { ($0, json(d[$0]!)) })
+        }
+    }
+
+    static func timestamp() -> String {
+        var tv = timeval()
+        gettimeofday(&tv, nil)
+        var seconds = time_t(tv.tv_sec)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+                      Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(tv.tv_usec) / 1000)
+    }
+}

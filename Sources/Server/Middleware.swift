@@ -1,0 +1,131 @@
+import Foundation
+import HTTPTypes
+public import Hummingbird
+import Logging
+import NIOCore
+import Synchronization
+
+/// The request context: Hummingbird's core storage plus a note the handler leaves for the
+/// middleware (which model served the request, for the metrics' labels).
+public struct ServerContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    let note = RequestNote()
+
+    public init(source: Source) {
+        coreContext = .init(source: source)
+    }
+}
+
+final class RequestNote: Sendable {
+    private let model = Mutex<String?>(nil)
+    func setModel(_ name: String) { model.withLock { $0 = name } }
+    var modelName: String? { model.withLock { $0 } }
+}
+
+/// Accepts the client's `X-Request-Id` (or makes one), puts it in every log line of the request and
+/// returns it on the response.
+struct RequestIDMiddleware: RouterMiddleware {
+    typealias Context = ServerContext
+    static let header = HTTPField.Name("X-Request-Id")!
+
+    func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        var context = context
+        let given = request.headers[Self.header].flatMap { id -> String? in
+            // Echo only ids that are safe to log and return: printable ASCII, bounded.
+            id.count <= 128 && id.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F } ? id : nil
+        }
+        let id = given ?? UUID().uuidString.lowercased()
+        context.logger[metadataKey: "request_id"] = .string(id)
+        do {
+            var response = try await next(request, context)
+            response.headers[Self.header] = id
+            return response
+        } catch let error as APIError {
+            var response = error.response()
+            response.headers[Self.header] = id
+            return response
+        }
+    }
+}
+
+/// Turns every failure into OpenAI's error shape with the right status (never a bare 500 for bad
+/// input), counts each response in `autoglm:http_requests_total`, and logs it.
+struct APIErrorMiddleware: RouterMiddleware {
+    typealias Context = ServerContext
+    let metrics: ServerMetrics?
+    let logRequests: Bool
+
+    func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as APIError {
+            response = error.response()
+        } catch let error as HTTPError {
+            response = Self.translate(error, path: request.uri.path).response()
+        } catch is CancellationError {
+            response = APIError(status: HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request"),
+                                message: "The client closed the connection.", type: "cancelled", param: nil, code: nil).response()
+        } catch {
+            context.logger.error("unhandled error", metadata: ["error": .string(String(describing: error))])
+            response = APIError.internalError("The server failed: \(error). This is a bug; please report it with the request id.").response()
+        }
+        let route = context.endpointPath ?? "unmatched"
+        metrics?.countRequest(route: route, status: response.status.code, model: context.note.modelName)
+        if logRequests {
+            let elapsed = ContinuousClock.now - start
+            let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+            context.logger.info("request", metadata: [
+                "method": .string(request.method.rawValue), "path": .string(request.uri.path), "status": .stringConvertible(response.status.code),
+                "ms": .string(String(format: "%.1f", ms)), "model": .string(context.note.modelName ?? ""),
+            ])
+        }
+        return response
+    }
+
+    static func translate(_ error: HTTPError, path: String) -> APIError {
+        switch error.status {
+        case .notFound: return .notFound(path: path)
+        case .methodNotAllowed:
+            return APIError(status: .methodNotAllowed, message: "Method not allowed on \(path).", type: "invalid_request_error", param: nil, code: nil)
+        case .contentTooLarge:
+            return APIError(status: .contentTooLarge, message: error.body ?? "The request body is too large.", type: "invalid_request_error", param: nil, code: "request_too_large")
+        default:
+            let type = error.status.code < 500 ? "invalid_request_error" : "server_error"
+            return APIError(status: error.status, message: error.body ?? error.status.reasonPhrase, type: type, param: nil, code: nil)
+        }
+    }
+}
+
+/// `Authorization: Bearer KEY` against the configured keys (server.api_keys); health, readiness and
+/// metrics stay open for probes.
+struct BearerAuthMiddleware: RouterMiddleware {
+    typealias Context = ServerContext
+    let keys: Set<String>
+    let openPaths: Set<String>
+
+    func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        if openPaths.contains(request.uri.path) { return try await next(request, context) }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+              Self.contains(keys, String(header.dropFirst(7)))
+        else {
+            throw APIError(status: .unauthorized, message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with a key from server.api_keys.",
+                           type: "invalid_request_error", param: nil, code: "invalid_api_key")
+        }
+        return try await next(request, context)
+    }
+
+    /// Compares against every key in constant time per key, so timing does not reveal a prefix.
+    static func contains(_ keys: Set<String>, _ candidate: String) -> Bool {
+        var found = false
+        let c = Array(candidate.utf8)
+        for key in keys {
+            let k = Array(key.utf8)
+            var diff = UInt8(k.count == c.count ? 0 : 1)
+            for i in 0 ..< k.count { diff |= k[i] ^ (i < c.count ? c[i] : 0) }
+            if diff == 0 { found = true }
+        }
+        return found
+    }
+}

@@ -1,0 +1,262 @@
+import Engine
+import Foundation
+import GGUF
+import InferenceCore
+import Runtime
+import TestSupport
+import Testing
+import Tokenizer
+
+@Suite("Block manager")
+struct BlockManagerTests {
+    @Test("a registered full block is found by a later sequence with the same prefix, and only then")
+    func prefixHit() {
+        let m = BlockManager(blockCount: 8, blockSize: 4)
+        let tokens = Array(1 ... 10)
+        let b0 = m.allocate()!, b1 = m.allocate()!, b2 = m.allocate()!
+        let h0 = BlockManager.chainHash(parent: 0, tokens: tokens[0 ..< 4])
+        let h1 = BlockManager.chainHash(parent: h0, tokens: tokens[4 ..< 8])
+        m.register(b0, hash: h0, tokens: tokens[0 ..< 4])
+        m.register(b1, hash: h1, tokens: tokens[4 ..< 8])
+        #expect(m.usedCount == 3)
+
+        let same = m.acquirePrefix(of: tokens)
+        #expect(same.blocks == [b0, b1])
+        #expect(same.hashes == [h0, h1])
+        // A different second block stops the match after the first; a different first block finds nothing.
+        #expect(m.acquirePrefix(of: [1, 2, 3, 4, 5, 6, 7, 99, 9]).blocks == [b0])
+        #expect(m.acquirePrefix(of: [9, 2, 3, 4, 5, 6, 7, 8, 9]).blocks.isEmpty)
+        // Never the whole prompt: 8 tokens are two full blocks, but the last token must be computed.
+        #expect(m.acquirePrefix(of: Array(1 ... 8)).blocks == [b0])
+        m.release(same.blocks)
+        m.release([b0, b0])  // the two single-block hits above
+        m.release([b0, b1, b2])
+        #expect(m.usedCount == 0)
+        #expect(m.evictableCount == 2)
+        // Released blocks stay cached until their space is needed.
+        #expect(m.acquirePrefix(of: tokens).blocks == [b0, b1])
+    }
+
+    @Test("eviction takes the least recently released cached block, and forgets its hash")
+    func eviction() {
+        let m = BlockManager(blockCount: 2, blockSize: 2)
+        let a = m.allocate()!, b = m.allocate()!
+        let ha = BlockManager.chainHash(parent: 0, tokens: [1, 2])
+        let hb = BlockManager.chainHash(parent: 0, tokens: [3, 4])
+        m.register(a, hash: ha, tokens: [1, 2])
+        m.register(b, hash: hb, tokens: [3, 4])
+        #expect(m.allocate() == nil)
+        m.release([a])
+        m.release([b])
+        #expect(m.availableCount == 2)
+        let first = m.allocate()
+        #expect(first == a)
+        #expect(m.acquirePrefix(of: [1, 2, 9]).blocks.isEmpty)
+        #expect(m.acquirePrefix(of: [3, 4, 9]).blocks == [b])
+    }
+
+    @Test("a hash collision with different tokens is not a hit")
+    func collisionIsChecked() {
+        let m = BlockManager(blockCount: 2, blockSize: 2)
+        let a = m.allocate()!
+        // Register block a under the hash [1, 2] would have, but holding other tokens.
+        m.register(a, hash: BlockManager.chainHash(parent: 0, tokens: [1, 2]), tokens: [7, 8])
+        #expect(m.acquirePrefix(of: [1, 2, 3]).blocks.isEmpty)
+    }
+}
+
+/// The continuous-batching scheduler on the default model: batching, prefix reuse, preemption,
+/// cancellation and the bounded queue, each checked against the same requests run alone.
+@Suite("Scheduler on the default model", .serialized)
+struct SchedulerTests {
+    static let shared: (any LanguageModel, Tokenizer)? = {
+        guard let file = try? GGUFFile(path: Fixtures.defaultModelPath) else { return nil }
+        guard let model = try? ArchitectureRegistry.load(file, threads: 2), let tokenizer = try? Tokenizer(gguf: file) else { return nil }
+        return (model, tokenizer)
+    }()
+
+    static func scheduler(_ configuration: SchedulerConfiguration) throws -> Scheduler {
+        let (model, tokenizer) = try #require(shared, "the default model is missing: run scripts/setup-model.sh")
+        let s = Scheduler(model: model, tokenizer: tokenizer, configuration: configuration, contextLength: 2048)
+        return s
+    }
+
+    static let prompts = [
+        "The capital of France is",
+        "Write a haiku about the sea:",
+        "List three prime numbers:",
+        "def fibonacci(n):",
+        "Once upon a time, in a small village,",
+        "The chemical symbol for gold is",
+    ]
+
+    struct Result: Equatable {
+        var tokens: [Int] = []
+        var text = ""
+        var finish: FinishReason?
+        var cached = 0
+    }
+
+    static func run(_ stream: AsyncStream<GenerationEvent>) async -> Result {
+        var r = Result()
+        for await event in stream {
+            switch event {
+            case .token(let t):
+                r.tokens.append(t.id)
+                r.text += t.text
+            case .finished(let o):
+                r.text += o.trailingText
+                r.finish = o.finishReason
+                r.cached = o.cachedPromptTokens
+            case .failed(let e):
+                Issue.record("request failed: \(e)")
+            }
+        }
+        return r
+    }
+
+    static func request(_ i: Int, _ tokens: [Int], maxTokens: Int = 12) -> GenerationRequest {
+        GenerationRequest(id: "r\(i)", promptTokens: tokens, sampling: .greedy, stop: StopCondition(maxTokens: maxTokens, ignoreEOS: true))
+    }
+
+    /// Each request alone on a fresh scheduler (no batching, no shared cache).
+    static func solo(_ requests: [GenerationRequest]) async throws -> [Result] {
+        var out: [Result] = []
+        for r in requests {
+            let s = try scheduler(SchedulerConfiguration(maxSequences: 1, cacheTokens: 1024, prefixCaching: false))
+            s.start()
+            out.append(await run(try s.submit(r)))
+            s.shutdown()
+        }
+        return out
+    }
+
+    @Test("concurrent requests run in far fewer engine steps than one after another, with identical greedy outputs")
+    func batching() async throws {
+        let tokenizer = try #require(Self.shared).1
+        let requests = Self.prompts.enumerated().map { Self.request($0.offset, tokenizer.encode($0.element)) }
+        let alone = try await Self.solo(requests)
+
+        let s = try Self.scheduler(SchedulerConfiguration(maxSequences: 8, maxBatchTokens: 512, cacheTokens: 2048))
+        // Queue everything before the engine starts, so they are admitted together.
+        let streams = try requests.map { try s.submit($0) }
+        s.start()
+        var together: [Result] = []
+        for stream in streams { together.append(await Self.run(stream)) }
+        await s.waitUntilIdle()
+        let steps = s.currentStatistics.steps
+        s.shutdown()
+
+        #expect(together.map(\.tokens) == alone.map(\.tokens))
+        #expect(together.map(\.text) == alone.map(\.text))
+        #expect(together.allSatisfy { $0.tokens.count == 12 && $0.finish == .length })
+        // One prefill step, then one step per further token: 12 steps, against 6 x 12 alone.
+        #expect(steps == 12, "batched run took \(steps) steps")
+        #expect(steps * 4 <= requests.count * 12)
+    }
+
+    @Test("a repeated system prompt is served from the prefix cache and gives the same output")
+    func prefixReuse() async throws {
+        let tokenizer = try #require(Self.shared).1
+        let system = "You are a careful assistant. Answer briefly and precisely. Never invent facts; say when you do not know. " +
+            "Prefer plain words over jargon, and give one example when it helps."
+        let prompts = ["\(system)\nQuestion: what is the boiling point of water?", "\(system)\nQuestion: how many legs has a spider?"]
+        let requests = prompts.enumerated().map { Self.request($0.offset, tokenizer.encode($0.element)) }
+        let alone = try await Self.solo(requests)
+
+        let s = try Self.scheduler(SchedulerConfiguration(maxSequences: 4, cacheTokens: 1024))
+        s.start()
+        let first = await Self.run(try s.submit(requests[0]))
+        let second = await Self.run(try s.submit(requests[1]))
+        await s.waitUntilIdle()
+        let stats = s.currentStatistics
+        s.shutdown()
+
+        let systemTokens = tokenizer.encode(system).count
+        #expect(first.cached == 0)
+        // Every full 16-token block of the common prefix is reused.
+        #expect(second.cached >= (systemTokens / 16 - 1) * 16 && second.cached > 0, "cached \(second.cached) of \(systemTokens)")
+        #expect(stats.prefixHitTokens == second.cached)
+        #expect([first.tokens, second.tokens] == alone.map(\.tokens))
+    }
+
+    @Test("when blocks run out, sequences are preempted and recomputed, and still give the solo outputs")
+    func preemption() async throws {
+        let tokenizer = try #require(Self.shared).1
+        let requests = Self.prompts.prefix(4).enumerated().map { Self.request($0.offset, tokenizer.encode($0.element), maxTokens: 40) }
+        let alone = try await Self.solo(requests)
+
+        // 8 blocks of 16 = 128 slots for 4 sequences that each grow to ~50 tokens.
+        let s = try Self.scheduler(SchedulerConfiguration(maxSequences: 4, cacheTokens: 128, prefixCaching: true))
+        let streams = try requests.map { try s.submit($0) }
+        s.start()
+        var together: [Result] = []
+        for stream in streams { together.append(await Self.run(stream)) }
+        await s.waitUntilIdle()
+        let stats = s.currentStatistics
+        s.shutdown()
+
+        #expect(stats.preemptions > 0)
+        #expect(together.map(\.tokens) == alone.map(\.tokens))
+        #expect(stats.kvBlocksUsed == 0)
+    }
+
+    @Test("cancelling a request ends its stream and frees its blocks")
+    func cancellation() async throws {
+        let tokenizer = try #require(Self.shared).1
+        let s = try Self.scheduler(SchedulerConfiguration(maxSequences: 2, cacheTokens: 1024))
+        s.start()
+        let stream = try s.submit(Self.request(0, tokenizer.encode(Self.prompts[0]), maxTokens: 1000))
+        var seen = 0
+        var finish: FinishReason?
+        for await event in stream {
+            if case .token = event {
+                seen += 1
+                if seen == 3 { s.cancel("r0") }
+            }
+            if case .finished(let o) = event { finish = o.finishReason }
+        }
+        await s.waitUntilIdle()
+        let stats = s.currentStatistics
+        s.shutdown()
+        #expect(finish == .cancelled)
+        #expect(seen < 1000)
+        #expect(stats.kvBlocksUsed == 0 && stats.running == 0)
+    }
+
+    @Test("the waiting queue is bounded: beyond it submit refuses with a retry hint")
+    func boundedQueue() async throws {
+        let tokenizer = try #require(Self.shared).1
+        let s = try Self.scheduler(SchedulerConfiguration(maxSequences: 1, maxQueue: 2, cacheTokens: 512))
+        let prompt = tokenizer.encode(Self.prompts[0])
+        let a = try s.submit(Self.request(0, prompt, maxTokens: 2))
+        let b = try s.submit(Self.request(1, prompt, maxTokens: 2))
+        #expect(throws: SchedulerError.queueFull(capacity: 2, retryAfterSeconds: 2)) {
+            _ = try s.submit(Self.request(2, prompt, maxTokens: 2))
+        }
+        s.start()
+        #expect(await Self.run(a).tokens.count == 2)
+        #expect(await Self.run(b).tokens.count == 2)
+        // Room again once the queue has drained.
+        #expect(await Self.run(try s.submit(Self.request(3, prompt, maxTokens: 2))).tokens.count == 2)
+        s.beginDraining()
+        #expect(throws: SchedulerError.draining) { _ = try s.submit(Self.request(4, prompt, maxTokens: 2)) }
+        s.shutdown()
+    }
+
+    @Test("requests that cannot fit are refused with the numbers")
+    func validation() throws {
+        let s = try Self.scheduler(SchedulerConfiguration(maxSequences: 1, cacheTokens: 256))
+        #expect(throws: SchedulerError.contextOverflow(promptTokens: 2000, maxTokens: 100, contextLength: 2048)) {
+            _ = try s.submit(Self.request(0, Array(repeating: 1, count: 2000), maxTokens: 100))
+        }
+        #expect(throws: SchedulerError.exceedsCache(promptTokens: 300, cacheTokens: 256)) {
+            _ = try s.submit(Self.request(1, Array(repeating: 1, count: 300), maxTokens: 10))
+        }
+        #expect(throws: SchedulerError.emptyPrompt) { _ = try s.submit(Self.request(2, [], maxTokens: 10)) }
+        #expect(throws: SchedulerError.invalidToken(-5, vocabularySize: 49152)) {
+            _ = try s.submit(Self.request(3, [1, -5], maxTokens: 10))
+        }
+        s.shutdown()
+    }
+}
