@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 scripts/setup-model.sh >/dev/null
 swift build -c release --build-tests -Xswiftc -enable-testing
 swift test -c release -Xswiftc -enable-testing --skip-build "$@"
+# The server as a real process: the official openai client, overload, disconnect, port in use, SIGTERM drain.
+scripts/e2e/run.sh .build/release/autoglm

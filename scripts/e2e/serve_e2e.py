@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `autoglm serve` as a real process on 127.0.0.1, driven by the official
+`openai` Python client and plain HTTP (scripts/e2e/run.sh installs the client into a venv).
+
+1. The openai client: models, chat and completions, one-shot and streaming (greedy stream == one-shot).
+2. Overload: 10x more concurrent requests than the queue holds -> only 200s and 429/503 with
+   Retry-After, the server's RSS stays flat, and it serves normally afterwards.
+3. A client that disconnects mid-stream frees its sequence (running requests back to 0).
+4. A second server on the same port exits non-zero naming the port.
+5. SIGTERM drains: an in-flight stream finishes all its tokens, new requests are refused, exit 0.
+
+Every wait is bounded; the script exits non-zero on the first failed check.
+"""
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import openai
+
+BINARY = sys.argv[1] if len(sys.argv) > 1 else ".build/release/autoglm"
+QUEUE = 4
+SEQUENCES = 2
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check(condition, message):
+    if not condition:
+        print(f"FAIL: {message}", flush=True)
+        raise SystemExit(1)
+    print(f"ok: {message}", flush=True)
+
+
+def start_server(port, extra_env=None):
+    env = dict(os.environ)
+    env.update(extra_env or {})
+    proc = subprocess.Popen(
+        [BINARY, "serve", "--port", str(port), "--max-sequences", str(SEQUENCES), "--threads", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            print(proc.stdout.read())
+            raise SystemExit(f"FAIL: the server exited early with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.25)
+    proc.kill()
+    raise SystemExit("FAIL: the server did not become ready in 120 s")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def post(port, path, body, timeout=120):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def metric(port, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name):
+                return float(line.split()[-1])
+    return None
+
+
+def openai_client_checks(port):
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)
+    models = client.models.list()
+    model = models.data[0].id
+    check(model == "smollm2-135m-instruct", f"models.list() -> {model}")
+
+    messages = [{"role": "user", "content": "Name three colors."}]
+    chat = client.chat.completions.create(model=model, messages=messages, max_tokens=20, temperature=0)
+    text = chat.choices[0].message.content
+    check(chat.object == "chat.completion" and text and chat.usage.completion_tokens > 0,
+          f"chat one-shot: {text!r}, usage {chat.usage.prompt_tokens}+{chat.usage.completion_tokens}")
+
+    pieces, finish, usage = [], None, None
+    stream = client.chat.completions.create(model=model, messages=messages, max_tokens=20, temperature=0, stream=True,
+                                            stream_options={"include_usage": True})
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            pieces.append(c.delta.content or "")
+            finish = c.finish_reason or finish
+    check("".join(pieces) == text, "chat stream text equals the one-shot text (temperature 0)")
+    check(finish == chat.choices[0].finish_reason, f"chat stream finish_reason {finish}")
+    check(usage is not None and usage.completion_tokens == chat.usage.completion_tokens, "chat stream usage chunk")
+
+    comp = client.completions.create(model=model, prompt="The capital of France is", max_tokens=8, temperature=0)
+    check(comp.object == "text_completion" and comp.choices[0].finish_reason == "length" and comp.usage.completion_tokens == 8,
+          f"completion one-shot: {comp.choices[0].text!r}")
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model=model, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True) if c.choices)
+    check(streamed == comp.choices[0].text, "completion stream text equals the one-shot text")
+
+    try:
+        client.chat.completions.create(model="no-such-model", messages=messages, max_tokens=4)
+        check(False, "unknown model must fail")
+    except openai.NotFoundError as e:
+        check(e.status_code == 404, "unknown model -> openai.NotFoundError (404)")
+    try:
+        client.chat.completions.create(model=model, messages=messages, max_tokens=100000)
+        check(False, "max_tokens beyond the context must fail")
+    except openai.BadRequestError as e:
+        check(e.status_code == 400, f"max_tokens beyond the context -> 400: {e.message[:80]}")
+    return model
+
+
+def overload_checks(port, proc):
+    # Warm up, then measure RSS around a burst of 10x the queue.
+    post(port, "/v1/completions", {"prompt": "Hello", "max_tokens": 4})
+    before = rss_kib(proc.pid)
+    burst = 10 * (QUEUE + SEQUENCES)
+    body = {"prompt": "Count from one to twenty:", "max_tokens": 16, "ignore_eos": True}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=burst) as pool:
+        results = list(pool.map(lambda _: post(port, "/v1/completions", body, timeout=300), range(burst)))
+    statuses = [s for s, _, _ in results]
+    ok = statuses.count(200)
+    refused = [(s, h) for s, h, _ in results if s in (429, 503)]
+    other = [s for s in statuses if s not in (200, 429, 503)]
+    check(not other, f"burst of {burst}: {ok} x 200, {len(refused)} x 429/503, no other status ({other})")
+    check(ok >= SEQUENCES and len(refused) > 0, "some requests served, the overflow refused")
+    check(all(int(h.get("Retry-After", h.get("retry-after", "0"))) >= 1 for _, h in refused), "every refusal carries Retry-After")
+    for s, _, raw in results:
+        if s != 200:
+            err = json.loads(raw)["error"]
+            check(err["code"] in ("queue_full", "unavailable"), f"refusal body is OpenAI's error shape ({err['code']})")
+            break
+    after = rss_kib(proc.pid)
+    check(after - before < 64 * 1024, f"RSS flat across the burst: {before // 1024} -> {after // 1024} MiB")
+    status, _, raw = post(port, "/v1/completions", {"prompt": "Hello", "max_tokens": 4})
+    check(status == 200 and json.loads(raw)["usage"]["completion_tokens"] == 4, "serves normally after the burst")
+
+
+def disconnect_check(port):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    body = json.dumps({"prompt": "Tell a long story:", "max_tokens": 2000, "ignore_eos": True, "stream": True}).encode()
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    received = b""
+    while received.count(b"data: ") < 3:
+        received += sock.recv(4096)
+    sock.close()
+    deadline = time.time() + 30
+    running = None
+    while time.time() < deadline:
+        running = metric(port, 'autoglm:num_requests_running{model_name=')
+        if running == 0:
+            break
+        time.sleep(0.2)
+    check(running == 0, "a client that disconnects mid-stream frees its sequence")
+
+
+def port_in_use_check(port):
+    proc = subprocess.run([BINARY, "serve", "--port", str(port)], capture_output=True, text=True, timeout=120)
+    check(proc.returncode != 0 and str(port) in proc.stderr and "in use" in proc.stderr,
+          f"a second server on port {port} exits {proc.returncode}: {proc.stderr.strip().splitlines()[0][:120]}")
+
+
+def drain_check(port, proc):
+    results = {}
+
+    def stream_long():
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions",
+                                     data=json.dumps({"prompt": "Once upon a time", "max_tokens": 96, "ignore_eos": True,
+                                                      "stream": True, "stream_options": {"include_usage": True}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        events = []
+        with urllib.request.urlopen(req, timeout=120) as r:
+            for line in r:
+                line = line.decode().strip()
+                if line.startswith("data: "):
+                    events.append(line[6:])
+                    if len(events) == 2:
+                        results["started"] = True
+        results["events"] = events
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(stream_long)
+        deadline = time.time() + 60
+        while "started" not in results and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        future.result(timeout=120)
+    events = results["events"]
+    usage = json.loads(events[-2]).get("usage", {})
+    check(events[-1] == "[DONE]" and usage.get("completion_tokens") == 96,
+          f"SIGTERM: the in-flight stream finished all 96 tokens ({usage})")
+    code = proc.wait(timeout=60)
+    check(code == 0, f"the server exits 0 after draining (got {code})")
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+        check(False, "no listener after shutdown")
+    except (urllib.error.URLError, ConnectionError, OSError):
+        check(True, "no listener after shutdown")
+
+
+def main():
+    port = free_port()
+    proc = start_server(port, {"AUTOGLM_LIMITS_MAX_QUEUE": str(QUEUE), "AUTOGLM_LOGGING_FORMAT": "json"})
+    try:
+        openai_client_checks(port)
+        overload_checks(port, proc)
+        disconnect_check(port)
+        port_in_use_check(port)
+        drain_check(port, proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = proc.stdout.read()
+    lines = [l for l in log.splitlines() if l.startswith("{")]
+    check(lines and all(json.loads(l).get("level") for l in lines), f"logs are JSON lines ({len(lines)} lines)")
+    check(any("request_id" in json.loads(l) for l in lines), "request logs carry request_id")
+    print("all end-to-end checks passed")
+
+
+if __name__ == "__main__":
+    main()
