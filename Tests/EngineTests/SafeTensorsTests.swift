@@ -31,7 +31,7 @@ struct SafeTensorsTests {
 
     func open(_ bytes: [UInt8]) throws(SafeTensorsError) -> SafeTensorsFile {
         let path = temporaryPath(".safetensors")
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         defer { try? FileManager.default.removeItem(atPath: path) }
         return try SafeTensorsFile(path: path)
     }
@@ -43,7 +43,7 @@ struct SafeTensorsTests {
     @Test("the transformers-written fixture parses: every tensor F32, shapes as config.json says")
     func fixtureParses() throws {
         let file = try SafeTensorsFile(path: Self.fixture)
-        #expect(file.tensors.count == 1 + 2 * 12 + 2)
+        #expect(file.tensors.count == 1 + 2 * 13 + 2)  // embeddings, 2 x 13 per layer, final norm, lm_head
         #expect(file.tensors.values.allSatisfy { $0.dtype == .f32 })
         #expect(file.tensors["model.layers.0.mlp.gate_up_proj.weight"]?.shape == [256, 64])
         #expect(file.tensors["model.embed_tokens.weight"]?.shape == [300, 64])
@@ -121,12 +121,12 @@ struct SafeTensorsTests {
             }
             for n in part { map[n] = shard }
             if i == 1 && dropSecondShard { continue }
-            FileManager.default.createFile(atPath: dir + "/" + shard, contents: Data(safetensorsBytes(tensors)))
+            _ = FileManager.default.createFile(atPath: dir + "/" + shard, contents: Data(safetensorsBytes(tensors)))
         }
         let index = try JSONSerialization.data(withJSONObject: ["metadata": ["total_size": 0], "weight_map": map])
-        FileManager.default.createFile(atPath: dir + "/model.safetensors.index.json", contents: index)
+        _ = FileManager.default.createFile(atPath: dir + "/model.safetensors.index.json", contents: index)
         let configText = try config ?? String(contentsOfFile: Fixtures.path("glm4-tiny/config.json"), encoding: .utf8)
-        FileManager.default.createFile(atPath: dir + "/config.json", contents: Data(configText.utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/config.json", contents: Data(configText.utf8))
         return dir
     }
 
@@ -184,12 +184,13 @@ struct SafeTensorsTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.copyItem(atPath: Fixtures.path("glm4-tiny/config.json"), toPath: dir + "/config.json")
-        FileManager.default.createFile(atPath: dir + "/model.safetensors",
+        _ = FileManager.default.createFile(atPath: dir + "/model.safetensors",
                                        contents: Data(safetensorsBytes([("model.norm.weight", "F32", [1], [0, 0, 0x80, 0x3F])])))
         let d = try SafeTensorsDirectory(path: dir)
+        let config = try HuggingFaceConfig(directory: d)
         var w = GGUFWriter()
         do {
-            _ = try HuggingFaceImport.convert(d, config: try HuggingFaceConfig(directory: d), type: nil, into: &w)
+            _ = try HuggingFaceImport.convert(d, config: config, type: nil, into: &w)
             Issue.record("converted without weights")
         } catch {
             guard case .safetensors(.missingTensor(_, "model.embed_tokens.weight")) = error else { Issue.record("\(error)"); return }
