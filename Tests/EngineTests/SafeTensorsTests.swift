@@ -200,3 +200,80 @@ struct SafeTensorsTests {
         }
     }
 }
+
+/// A Llama Hugging Face directory made from the tiny Llama GGUF by undoing llama.cpp's Q/K permutation: importing
+/// it must give back the GGUF's tensors and logits exactly.
+@Suite("Llama safetensors import")
+struct LlamaImportTests {
+    @Test("HF layout (rotate_half Q/K rows) -> GGUF layout: tensors byte-identical, logits identical")
+    func llamaRoundTrip() throws {
+        let gguf = try GGUFFile(path: Fixtures.path("tiny-llama-f32.gguf"))
+        let c = try ModelConfiguration(file: gguf, architecture: "llama")
+        let dir = temporaryPath()
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+
+        func raw(_ name: String) -> [UInt8] { Array(gguf.tensorBytes(gguf.tensorInfo(named: name)!)) }
+        /// GGUF row 2i + s of a head came from HF row s * d/2 + i: put it back.
+        func unpermute(_ bytes: [UInt8], heads: Int, columns: Int) -> [UInt8] {
+            let rowBytes = columns * 4, d = bytes.count / rowBytes / heads, half = d / 2
+            var out = bytes
+            for h in 0 ..< heads {
+                for i in 0 ..< half {
+                    for s in 0 ..< 2 {
+                        let from = (h * d + 2 * i + s) * rowBytes, to = (h * d + s * half + i) * rowBytes
+                        out.replaceSubrange(to ..< to + rowBytes, with: bytes[from ..< from + rowBytes])
+                    }
+                }
+            }
+            return out
+        }
+        let h = c.embeddingWidth
+        var tensors: [(name: String, dtype: String, shape: [Int], data: [UInt8])] = [
+            ("model.embed_tokens.weight", "F32", [c.vocabularySize, h], raw("token_embd.weight")),
+            ("model.norm.weight", "F32", [h], raw("output_norm.weight")),
+        ]
+        let tied = gguf.tensorInfo(named: "output.weight") == nil
+        if !tied { tensors.append(("lm_head.weight", "F32", [c.vocabularySize, h], raw("output.weight"))) }
+        for i in 0 ..< c.layerCount {
+            let b = "blk.\(i).", p = "model.layers.\(i)."
+            tensors += [
+                (p + "input_layernorm.weight", "F32", [h], raw(b + "attn_norm.weight")),
+                (p + "self_attn.q_proj.weight", "F32", [c.queryWidth, h], unpermute(raw(b + "attn_q.weight"), heads: c.headCount, columns: h)),
+                (p + "self_attn.k_proj.weight", "F32", [c.kvWidth, h], unpermute(raw(b + "attn_k.weight"), heads: c.kvHeadCount, columns: h)),
+                (p + "self_attn.v_proj.weight", "F32", [c.kvWidth, h], raw(b + "attn_v.weight")),
+                (p + "self_attn.o_proj.weight", "F32", [h, c.queryWidth], raw(b + "attn_output.weight")),
+                (p + "post_attention_layernorm.weight", "F32", [h], raw(b + "ffn_norm.weight")),
+                (p + "mlp.gate_proj.weight", "F32", [c.feedForwardWidth, h], raw(b + "ffn_gate.weight")),
+                (p + "mlp.up_proj.weight", "F32", [c.feedForwardWidth, h], raw(b + "ffn_up.weight")),
+                (p + "mlp.down_proj.weight", "F32", [h, c.feedForwardWidth], raw(b + "ffn_down.weight")),
+            ]
+        }
+        _ = FileManager.default.createFile(atPath: dir + "/model.safetensors", contents: Data(safetensorsBytes(tensors)))
+        let config: [String: Any] = [
+            "architectures": ["LlamaForCausalLM"], "hidden_size": h, "intermediate_size": c.feedForwardWidth,
+            "num_hidden_layers": c.layerCount, "num_attention_heads": c.headCount, "num_key_value_heads": c.kvHeadCount,
+            "rms_norm_eps": Double(c.normEpsilon), "rope_theta": Double(c.ropeBase), "max_position_embeddings": c.contextLength,
+            "vocab_size": c.vocabularySize, "tie_word_embeddings": tied,
+        ]
+        _ = FileManager.default.createFile(atPath: dir + "/config.json", contents: try JSONSerialization.data(withJSONObject: config))
+
+        let directory = try SafeTensorsDirectory(path: dir)
+        var writer = GGUFWriter()
+        _ = try HuggingFaceImport.convert(directory, config: try HuggingFaceConfig(directory: directory), type: nil, into: &writer)
+        let imported = try GGUFFile(mappedFile: try MappedFile(copying: writer.serialize(), name: dir))
+        for info in gguf.tensors {
+            let mine = try #require(imported.tensorInfo(named: info.name), "\(info.name)")
+            #expect(Array(imported.tensorBytes(mine)) == Array(gguf.tensorBytes(info)), "\(info.name)")
+        }
+        let tokens = [1, 5, 9, 2, 7, 3]
+        var logits: [[Float]] = []
+        for file in [gguf, imported] {
+            let model = try ArchitectureRegistry.load(file, threads: 1)
+            let cache = PagedKVCache(configuration: model.configuration, tokens: 32, blockSize: 16)
+            let out = try model.forward([BatchEntry(tokens: tokens, startPosition: 0, blockTable: [0, 1], logits: .all)], cache: cache)
+            logits.append(Array(out.values))
+        }
+        #expect(logits[0] == logits[1])
+    }
+}
