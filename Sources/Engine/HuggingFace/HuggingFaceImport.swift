@@ -68,6 +68,7 @@ public enum HuggingFaceImport {
         writer.set("general.file_type", .uint32(fileType(type)))
 
         var report = Report()
+        var fallbacks: [String: [String]] = [:]  // "rows of N: requested -> stored" -> tensor names
         for m in try mappings(directory, config: c) {
             let (file, info) = try lookup(directory, m.hf)
             guard info.shape == m.shape else {
@@ -80,7 +81,11 @@ public enum HuggingFaceImport {
             if m.shape.count == 1 {
                 target = .f32
             } else {
-                target = storageType(requested: type ?? info.dtype.ggufType, columns: columns, name: m.gguf, notes: &report.notes)
+                let requested = type ?? info.dtype.ggufType
+                target = storageType(requested: requested, columns: columns)
+                if target != requested {
+                    fallbacks["rows of \(columns) are not whole \(requested) blocks of \(requested.blockSize); stored as \(target)", default: []].append(m.gguf)
+                }
             }
             guard let data = WeightQuantization.quantize(values, to: target) else {
                 throw .unsupportedTensorType(m.gguf, target)
@@ -91,19 +96,19 @@ public enum HuggingFaceImport {
             report.tensorCount += 1
             report.typeCounts[target.description, default: 0] += 1
         }
+        for (reason, names) in fallbacks.sorted(by: { $0.key < $1.key }) {
+            let shown = names.prefix(3).joined(separator: ", ") + (names.count > 3 ? " and \(names.count - 3) more" : "")
+            report.notes.append("\(names.count) matrices (\(shown)): \(reason)")
+        }
         return report
     }
 
     /// The requested type when a row is a whole number of its blocks, else the nearest smaller-block type.
-    static func storageType(requested: GGUFTensorType, columns: Int, name: String, notes: inout [String]) -> GGUFTensorType {
+    static func storageType(requested: GGUFTensorType, columns: Int) -> GGUFTensorType {
         var candidates: [GGUFTensorType] = [requested]
         if requested == .q4_K { candidates.append(.q4_0) }
         candidates.append(.f16)
-        for t in candidates where columns % t.blockSize == 0 {
-            if t != requested { notes.append("\(name): rows of \(columns) are not whole \(requested) blocks of \(requested.blockSize); stored as \(t)") }
-            return t
-        }
-        return .f32
+        return candidates.first { columns % $0.blockSize == 0 } ?? .f32
     }
 
     static func fileType(_ type: GGUFTensorType?) -> UInt32 {
