@@ -35,18 +35,20 @@ let package = Package(
             linkerSettings: [.linkedLibrary("pthread")]
         ),
         .target(name: "GGUF", swiftSettings: swiftSettings),
+        // Hugging Face safetensors files and model directories (mmap'd like GGUF).
+        .target(name: "SafeTensors", dependencies: ["GGUF"], swiftSettings: swiftSettings),
         .target(name: "Kernels", dependencies: ["CKernels", "GGUF"], swiftSettings: swiftSettings),
         .target(name: "Tokenizer", dependencies: ["GGUF", "InferenceCore"], swiftSettings: swiftSettings),
         .target(
             name: "Engine",
-            dependencies: ["InferenceCore", "GGUF", "Kernels"],
+            dependencies: ["InferenceCore", "GGUF", "Kernels", "SafeTensors"],
             swiftSettings: swiftSettings
         ),
         // Drives a model for one user: generation sessions, stop strings, perplexity. (The server's
         // scheduler loop joins it later.)
         .target(
             name: "Runtime",
-            dependencies: ["Engine", "Tokenizer", "InferenceCore"],
+            dependencies: ["Engine", "Tokenizer", "InferenceCore", "GGUF", "SafeTensors", "Kernels"],
             swiftSettings: swiftSettings
         ),
         // Operations tools: memory planner, configuration, doctor, model store. The CLI only parses.
@@ -92,7 +94,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "GGUF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Engine", "Tokenizer", "GGUF", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Engine", "Tokenizer", "GGUF", "SafeTensors", "Kernels", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ServerTests",
             dependencies: [
@@ -105,7 +107,7 @@ let package = Package(
         .testTarget(name: "OpsTests", dependencies: ["Ops", "GGUF", "Engine"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", "GGUF", "Kernels", "InferenceCore", "TestSupport"],
+            dependencies: ["Engine", "GGUF", "Kernels", "SafeTensors", "InferenceCore", "TestSupport"],
             swiftSettings: swiftSettings
         ),
     ],

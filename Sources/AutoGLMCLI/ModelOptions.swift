@@ -9,8 +9,11 @@ import Tokenizer
 
 /// Which model to load and how many threads to run it on (shared by generate, chat, perplexity).
 struct ModelOptions: ParsableArguments {
-    @Option(name: .shortAndLong, help: "Path of a GGUF model file (default: the default model in the model directory).")
+    @Option(name: .shortAndLong, help: "A GGUF model file, or a Hugging Face model directory (config.json, *.safetensors, tokenizer.json) (default: the default model in the model directory).")
     var model: String?
+
+    @Option(help: "For a Hugging Face directory: quantize the weights at load time to q8_0, q4_0 or q4_k (also f16, bf16, f32); default keeps the stored float type.")
+    var quantize: String?
 
     @Option(name: .shortAndLong, help: "Worker threads for the kernels (default: the number of cores).")
     var threads: Int?
@@ -26,21 +29,35 @@ struct ModelOptions: ParsableArguments {
 
     var threadCount: Int { max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount) }
 
+    var quantizeType: GGUFTensorType? {
+        get throws {
+            guard let quantize else { return nil }
+            guard let type = GGUFTensorType(name: quantize), ModelLoader.writableTypes.contains(type) else {
+                throw ValidationError("--quantize must be one of q8_0, q4_0, q4_k, f16, bf16, f32 (got \(quantize)).")
+            }
+            return type
+        }
+    }
+
     func validate() throws {
+        _ = try quantizeType
         if let threads, threads < 1 || threads > 1024 {
             throw ValidationError("--threads must be between 1 and 1024 (got \(threads)).")
         }
     }
 
-    /// Opens the file, builds the model and its tokenizer, or explains what is wrong.
+    /// Opens the file (or converts the Hugging Face directory), builds the model and its tokenizer, or explains
+    /// what is wrong.
     func load() throws -> (any LanguageModel, Tokenizer) {
         let path = resolvedPath
         do {
-            let file = try GGUFFile(path: path)
-            let model = try ArchitectureRegistry.load(file, threads: threadCount)
-            let tokenizer = try Tokenizer(gguf: file)
-            return (model, tokenizer)
-        } catch let error as GGUFError {
+            let loaded = try ModelLoader.load(path: path, options: ModelLoadOptions(threads: threadCount, quantize: try quantizeType))
+            if let report = loaded.conversion {
+                printError("converted \(path): \(report.summary)")
+                for note in report.notes { printError("note: \(note)") }
+            }
+            return (loaded.model, loaded.tokenizer)
+        } catch ModelLoadError.gguf(let error) {
             if case .fileNotFound = error, let model, !model.contains("/"), !model.hasSuffix(".gguf") {
                 let directory = ModelStore.directory(environment: ProcessInfo.processInfo.environment)
                 throw CLIError("no model named '\(model)' in \(directory). `autoglm models list` shows the models there; pass a path to use another file.")
@@ -49,10 +66,8 @@ struct ModelOptions: ParsableArguments {
                 throw CLIError("the default model is not installed at \(path). Fetch it with `scripts/setup-model.sh` (set AUTOGLM_MODELS to choose the directory), or pass --model PATH.")
             }
             throw CLIError(error.description)
-        } catch let error as EngineError {
+        } catch let error as ModelLoadError {
             throw CLIError("cannot load \(path): \(error.description)")
-        } catch let error as TokenizerError {
-            throw CLIError("cannot load the tokenizer of \(path): \(error.description)")
         } catch {
             throw CLIError("cannot load \(path): \(error)")
         }

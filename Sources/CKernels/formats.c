@@ -283,3 +283,181 @@ void ag_quantize_q8_K_scalar(const float *x, void *dst, int64_t n) {
         y[i].d = 1.0f / iscale;
     }
 }
+
+// ---- weight quantizers (model files: `convert`, load-time quantization) -----------------------
+// Same arithmetic, step for step, as ggml's reference quantizers quantize_row_q4_0_ref and
+// quantize_row_q4_K_ref (no importance matrix), so a file quantized here has the bytes llama.cpp's
+// own reference path would write. Q8_0 weights use the activation quantizer above (same format).
+
+static void quantize_q4_0(const float *x, ag_block_q4_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += AG_QK) {
+        // The signed value of largest magnitude maps to -8, so the full range -8...7 is used.
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < AG_QK; j++) {
+            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        }
+        const float d = max / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = ag_f32_to_half(d);
+        for (int j = 0; j < AG_QK / 2; j++) {
+            // Truncation toward zero of v + 8.5 (v >= -8 here) is rounding half up; clamp the top.
+            int lo = (int8_t)(x[j] * id + 8.5f), hi = (int8_t)(x[AG_QK / 2 + j] * id + 8.5f);
+            lo = lo < 15 ? lo : 15;
+            hi = hi < 15 ? hi : 15;
+            y[i].qs[j] = (uint8_t)((uint8_t)lo | ((uint8_t)hi << 4));
+        }
+    }
+}
+
+// Fits x[i] ~ scale * L[i] - the_min with L in 0...nmax, minimizing the weighted squared error:
+// a first guess from the range, then `nstep + 1` trial scales around nmax / range, each refined by
+// the weighted least-squares solution for (scale, min) given its levels; the best trial wins.
+static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
+                           uint8_t *trial, float rmin, float rdelta, int nstep) {
+    float lo = x[0], hi = x[0];
+    float sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < lo) lo = x[i];
+        if (x[i] > hi) hi = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (lo > 0) lo = 0;
+    if (hi == lo) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        *the_min = -lo;
+        return 0.0f;
+    }
+    float iscale = nmax / (hi - lo);
+    float scale = 1 / iscale;
+    float best = 0;
+    for (int i = 0; i < n; i++) {
+        int l = ag_nearest_int(iscale * (x[i] - lo));
+        l = l < 0 ? 0 : (l > nmax ? nmax : l);
+        L[i] = (uint8_t)l;
+        const float diff = scale * L[i] + lo - x[i];
+        best += w[i] * (diff * diff);
+    }
+    for (int step = 0; step <= nstep; step++) {
+        iscale = (rmin + rdelta * step + nmax) / (hi - lo);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = ag_nearest_int(iscale * (x[i] - lo));
+            l = l < 0 ? 0 : (l > nmax ? nmax : l);
+            trial[i] = (uint8_t)l;
+            sum_l += w[i] * l;
+            sum_l2 += w[i] * l * l;
+            sum_xl += w[i] * l * x[i];
+        }
+        const float det = sum_w * sum_l2 - sum_l * sum_l;
+        if (det > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float err = 0;
+            for (int i = 0; i < n; i++) {
+                const float diff = this_scale * trial[i] + this_min - x[i];
+                err += w[i] * (diff * diff);
+            }
+            if (err < best) {
+                for (int i = 0; i < n; i++) L[i] = trial[i];
+                best = err;
+                scale = this_scale;
+                lo = this_min;
+            }
+        }
+    }
+    *the_min = -lo;
+    return scale;
+}
+
+static void quantize_q4_K(const float *x, ag_block_q4_K *y, int64_t nb) {
+    uint8_t L[AG_QK_K], trial[32];
+    float weights[32], mins[AG_QK_K / 32], scales[AG_QK_K / 32];
+    for (int64_t i = 0; i < nb; i++, x += AG_QK_K) {
+        // Eight sub-blocks of 32, each with its own (scale, min) fit, weighted toward large values.
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < AG_QK_K / 32; j++) {
+            const float *xs = x + 32 * j;
+            float sum_x2 = 0;
+            for (int l = 0; l < 32; l++) sum_x2 += xs[l] * xs[l];
+            const float av_x = sqrtf(sum_x2 / 32);
+            for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(xs[l]);
+            scales[j] = fit_scale_min(32, 15, xs, weights, L + 32 * j, &mins[j], trial, -1.0f, 0.1f, 20);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        // Sub-block scales and mins as 6-bit multiples of two fp16 super-scales, packed 12 bytes.
+        const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+        const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+        for (int j = 0; j < AG_QK_K / 32; j++) {
+            uint8_t ls = (uint8_t)ag_nearest_int(inv_scale * scales[j]);
+            uint8_t lm = (uint8_t)ag_nearest_int(inv_min * mins[j]);
+            ls = ls < 63 ? ls : 63;
+            lm = lm < 63 ? lm : 63;
+            if (j < 4) {
+                y[i].scales[j] = ls;
+                y[i].scales[j + 4] = lm;
+            } else {
+                y[i].scales[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+                y[i].scales[j - 4] |= (uint8_t)((ls >> 4) << 6);
+                y[i].scales[j] |= (uint8_t)((lm >> 4) << 6);
+            }
+        }
+        y[i].d = ag_f32_to_half(max_scale / 63.0f);
+        y[i].dmin = ag_f32_to_half(max_min / 63.0f);
+        // Requantize every value against the scales as stored (rounded to 6 bits and fp16).
+        for (int j = 0; j < AG_QK_K / 32; j++) {
+            uint8_t sc, m;
+            if (j < 4) {
+                sc = y[i].scales[j] & 63;
+                m = y[i].scales[j + 4] & 63;
+            } else {
+                sc = (uint8_t)((y[i].scales[j + 4] & 0xF) | ((y[i].scales[j - 4] >> 6) << 4));
+                m = (uint8_t)((y[i].scales[j + 4] >> 4) | ((y[i].scales[j] >> 6) << 4));
+            }
+            const float d = ag_half_to_f32(y[i].d) * sc;
+            if (d == 0.0f) continue;
+            const float dm = ag_half_to_f32(y[i].dmin) * m;
+            for (int l = 0; l < 32; l++) {
+                int q = ag_nearest_int((x[32 * j + l] + dm) / d);
+                L[32 * j + l] = (uint8_t)(q < 0 ? 0 : (q > 15 ? 15 : q));
+            }
+        }
+        // Nibbles: byte l of each 32-byte group holds value l (low) and value l + 32 (high) of 64.
+        uint8_t *q = y[i].qs;
+        for (int j = 0; j < AG_QK_K; j += 64, q += 32) {
+            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        }
+    }
+}
+
+int ag_quantize_weights(int type, const float *src, void *dst, int64_t n) {
+    const int block = ag_type_block_size(type);
+    if (block == 0 || n % block != 0) return -1;
+    switch (type) {
+    case AG_TYPE_F32: memcpy(dst, src, (size_t)n * 4); return 0;
+    case AG_TYPE_F16: {
+        uint16_t *h = dst;
+        for (int64_t i = 0; i < n; i++) h[i] = ag_f32_to_half(src[i]);
+        return 0;
+    }
+    case AG_TYPE_BF16: {
+        // Round to nearest even on the dropped 16 bits; NaN stays a quiet NaN.
+        uint16_t *h = dst;
+        for (int64_t i = 0; i < n; i++) {
+            const uint32_t u = ag_f32_to_bits(src[i]);
+            h[i] = (u & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((u >> 16) | 0x40u)
+                                                 : (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+        }
+        return 0;
+    }
+    case AG_TYPE_Q8_0: ag_quantize_q8_0_scalar(src, dst, n); return 0;
+    case AG_TYPE_Q4_0: quantize_q4_0(src, dst, n / AG_QK); return 0;
+    case AG_TYPE_Q4_K: quantize_q4_K(src, dst, n / AG_QK_K); return 0;
+    default: return -1;
+    }
+}

@@ -1,8 +1,11 @@
 public import GGUF
+public import SafeTensors
 
 /// What can go wrong loading or running a model, each saying what to do.
 public enum EngineError: Error, Sendable, CustomStringConvertible {
     case gguf(GGUFError)
+    /// A Hugging Face model directory (safetensors, config.json) that cannot be read.
+    case safetensors(SafeTensorsError)
     case unsupportedArchitecture(String, supported: [String])
     case missingTensor(String, architecture: String)
     case badTensorShape(String, expected: [Int], found: [Int])
@@ -16,6 +19,7 @@ public enum EngineError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .gguf(let e): return e.description
+        case .safetensors(let e): return e.description
         case .unsupportedArchitecture(let name, let supported):
             return "model architecture '\(name)' is not supported; this build runs \(supported.joined(separator: ", "))."
         case .missingTensor(let name, let arch):

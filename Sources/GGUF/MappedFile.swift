@@ -51,6 +51,23 @@ public final class MappedFile: @unchecked Sendable {
         bytes = UnsafeRawBufferPointer(start: address, count: size)
     }
 
+    /// A read-only anonymous mapping holding a copy of `contents`: a model file built in memory (a Hugging Face
+    /// directory converted at load time). `name` stands in for the path in messages.
+    public init(copying contents: [UInt8], name: String) throws(GGUFError) {
+        path = name
+        guard !contents.isEmpty else {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        let address = mmap(nil, contents.count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let address, address != MAP_FAILED else {
+            throw .ioError(path: name, errno: errno, message: "cannot allocate \(contents.count) bytes for the converted model")
+        }
+        contents.withUnsafeBytes { address.copyMemory(from: $0.baseAddress!, byteCount: contents.count) }
+        _ = mprotect(address, contents.count, PROT_READ)
+        bytes = UnsafeRawBufferPointer(start: address, count: contents.count)
+    }
+
     deinit {
         if let base = bytes.baseAddress {
             munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)

@@ -14,6 +14,8 @@ public enum TokenizerError: Error, Equatable, Sendable, CustomStringConvertible 
     case inconsistentArrays(key: String, count: Int, tokenCount: Int)
     /// The vocabulary has no tokens at all.
     case emptyVocabulary
+    /// A Hugging Face tokenizer.json / tokenizer_config.json that cannot be used (`reason` says why and what to do).
+    case huggingFace(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -27,6 +29,8 @@ public enum TokenizerError: Error, Equatable, Sendable, CustomStringConvertible 
             return "'\(key)' has \(count) entries but the vocabulary has \(tokenCount) tokens: the file is corrupt. Re-convert or download it again."
         case .emptyVocabulary:
             return "tokenizer.ggml.tokens is empty: the model has no vocabulary. Re-convert the model with its tokenizer."
+        case .huggingFace(let path, let reason):
+            return "\(path): \(reason)"
         }
     }
 

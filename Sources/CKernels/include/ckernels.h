@@ -56,6 +56,11 @@ int ag_dequantize_row(int type, const void *src, float *dst, int64_t n);
 /// or copies them for F32. Returns 0, or -1 for an unsupported type.
 int ag_quantize_row(int act_type, const float *src, void *dst, int64_t n);
 
+/// Quantizes `n` floats (a multiple of the block size) to a weight format: F32, F16, BF16 (round to
+/// nearest even), Q8_0, Q4_0 or Q4_K, byte for byte what ggml's reference quantizers
+/// (quantize_row_*_ref, no importance matrix) write. Returns 0, or -1 for another type or a bad `n`.
+int ag_quantize_weights(int type, const float *src, void *dst, int64_t n);
+
 /// Dot product of one weight row of `weight_type` with one activation row already in
 /// ag_activation_type(weight_type), both `n` elements long. Uses the active ISA path.
 float ag_vec_dot(int weight_type, int64_t n, const void *w, const void *x);

@@ -1,0 +1,99 @@
+import Foundation
+public import Engine
+public import GGUF
+import Kernels
+import SafeTensors
+public import Tokenizer
+
+/// How to load a model.
+public struct ModelLoadOptions: Sendable, Equatable {
+    /// Kernel worker threads.
+    public var threads: Int
+    /// For a Hugging Face directory: the type matrices are converted to at load time (`q8_0`, `q4_0`, `q4_K`,
+    /// `f16`, `bf16`, `f32`); nil keeps each tensor's own float type. Not applicable to GGUF files.
+    public var quantize: GGUFTensorType?
+
+    public init(threads: Int, quantize: GGUFTensorType? = nil) {
+        self.threads = threads
+        self.quantize = quantize
+    }
+}
+
+/// A model ready to run, its tokenizer, and what loading did.
+public struct LoadedModel: Sendable {
+    public let model: any LanguageModel
+    public let tokenizer: Tokenizer
+    /// The GGUF the model runs from: the file itself, or the in-memory conversion of a Hugging Face directory.
+    public let file: GGUFFile
+    /// For a Hugging Face directory: bytes before and after conversion, per-type counts, fallbacks.
+    public let conversion: HuggingFaceImport.Report?
+}
+
+/// Why a model could not be loaded; the description says what to do.
+public enum ModelLoadError: Error, Sendable, CustomStringConvertible {
+    case gguf(GGUFError)
+    case engine(EngineError)
+    case tokenizer(path: String, TokenizerError)
+    case quantizeNeedsDirectory(path: String)
+
+    public var description: String {
+        switch self {
+        case .gguf(let e): return e.description
+        case .engine(let e): return e.description
+        case .tokenizer(let path, let e): return "cannot build the tokenizer of \(path): \(e.description)"
+        case .quantizeNeedsDirectory(let path):
+            return "--quantize converts a Hugging Face (safetensors) directory at load time; \(path) is a GGUF file, already in its stored types. Drop --quantize, or quantize the file with llama-quantize."
+        }
+    }
+}
+
+/// The one entry point that turns a path into a running model: a GGUF file (mmap'd, weights in place) or a
+/// Hugging Face model directory (config.json, *.safetensors, tokenizer.json), converted in memory to the same
+/// GGUF layout `autoglm convert` writes, optionally quantized.
+public enum ModelLoader {
+    /// The types `quantize` (and `autoglm convert --type`) can write.
+    public static var writableTypes: [GGUFTensorType] { WeightQuantization.writableTypes }
+
+    public static func load(path: String, options: ModelLoadOptions) throws(ModelLoadError) -> LoadedModel {
+        if SafeTensorsDirectory.isModelDirectory(path) {
+            let (writer, report) = try huggingFaceGGUF(directory: path, type: options.quantize)
+            let file: GGUFFile
+            do {
+                file = try GGUFFile(mappedFile: try MappedFile(copying: writer.serialize(), name: path))
+            } catch { throw .gguf(error) }
+            return try build(file, path: path, threads: options.threads, conversion: report)
+        }
+        if options.quantize != nil { throw .quantizeNeedsDirectory(path: path) }
+        let file: GGUFFile
+        do { file = try GGUFFile(path: path) } catch { throw .gguf(error) }
+        return try build(file, path: path, threads: options.threads, conversion: nil)
+    }
+
+    /// A Hugging Face directory as a complete GGUF (architecture, tensors in `type`, tokenizer): what `load`
+    /// runs and what `autoglm convert` writes.
+    public static func huggingFaceGGUF(directory path: String, type: GGUFTensorType?) throws(ModelLoadError) -> (GGUFWriter, HuggingFaceImport.Report) {
+        let directory: SafeTensorsDirectory
+        let config: HuggingFaceConfig
+        do {
+            directory = try SafeTensorsDirectory(path: path)
+            config = try HuggingFaceConfig(directory: directory)
+        } catch { throw .engine(.safetensors(error)) }
+        var writer = GGUFWriter()
+        let report: HuggingFaceImport.Report
+        do { report = try HuggingFaceImport.convert(directory, config: config, type: type, into: &writer) } catch { throw .engine(error) }
+        let vocabulary: TokenizerVocabulary
+        do {
+            vocabulary = try TokenizerVocabulary(huggingFaceDirectory: path, architecture: config.ggufArchitecture)
+        } catch { throw .tokenizer(path: path, error) }
+        for (key, value) in vocabulary.ggufMetadata { writer.set(key, value) }
+        return (writer, report)
+    }
+
+    private static func build(_ file: GGUFFile, path: String, threads: Int, conversion: HuggingFaceImport.Report?) throws(ModelLoadError) -> LoadedModel {
+        let model: any LanguageModel
+        do { model = try ArchitectureRegistry.load(file, threads: threads) } catch { throw .engine(error) }
+        let tokenizer: Tokenizer
+        do { tokenizer = try Tokenizer(gguf: file) } catch { throw .tokenizer(path: path, error) }
+        return LoadedModel(model: model, tokenizer: tokenizer, file: file, conversion: conversion)
+    }
+}
