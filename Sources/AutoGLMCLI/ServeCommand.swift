@@ -41,10 +41,24 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Do not share KV blocks between requests with a common prefix.")
     var noPrefixCaching = false
 
+    @Option(help: "For a Hugging Face directory: quantize the weights at load time to q8_0, q4_0 or q4_k (also f16, bf16, f32).")
+    var quantize: String?
+
+    var quantizeType: GGUFTensorType? {
+        get throws {
+            guard let quantize else { return nil }
+            guard let type = GGUFTensorType(name: quantize), ModelLoader.writableTypes.contains(type) else {
+                throw ValidationError("--quantize must be one of q8_0, q4_0, q4_k, f16, bf16, f32 (got \(quantize)).")
+            }
+            return type
+        }
+    }
+
     func validate() throws {
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be in 1...1024 (got \(threads)).") }
         if let maxSequences, maxSequences < 1 || maxSequences > 4096 { throw ValidationError("--max-sequences must be in 1...4096 (got \(maxSequences)).") }
         if let context, context < 16 { throw ValidationError("--context must be at least 16 (got \(context)).") }
+        _ = try quantizeType
         if maxBatchTokens < 1 { throw ValidationError("--max-batch-tokens must be positive (got \(maxBatchTokens)).") }
     }
 
@@ -108,22 +122,22 @@ struct ServeCommand: AsyncParsableCommand {
     private func load(_ model: AutoGLMConfig.Model, path: String, config: AutoGLMConfig, registry: PrometheusCollectorRegistry,
                       logger: Logger) throws -> (ServedModel, ServerMetrics) {
         let threadCount = threads ?? model.threads ?? ProcessInfo.processInfo.activeProcessorCount
-        let engine: any LanguageModel
-        let tokenizer: Tokenizer
-        do {
-            let file = try GGUFFile(path: path)
-            engine = try ArchitectureRegistry.load(file, threads: threadCount)
-            tokenizer = try Tokenizer(gguf: file)
-        } catch let error as GGUFError {
-            if case .fileNotFound = error, path == ModelStore.defaultModelPath(environment: ProcessInfo.processInfo.environment) {
+        let loaded: LoadedModel
+        let type = try quantizeType
+        do throws(ModelLoadError) {
+            loaded = try ModelLoader.load(path: path, options: ModelLoadOptions(threads: threadCount, quantize: type))
+        } catch {
+            if case .gguf(let g) = error, case .fileNotFound = g,
+               path == ModelStore.defaultModelPath(environment: ProcessInfo.processInfo.environment) {
                 throw CLIError("the default model is not installed at \(path). Fetch it with `scripts/setup-model.sh` (or `autoglm models pull \(ModelStore.defaultModelName)`), or pass --model PATH.")
             }
-            throw CLIError("model '\(model.name)': \(error.description)")
-        } catch let error as EngineError {
             throw CLIError("cannot load model '\(model.name)' from \(path): \(error.description)")
-        } catch let error as TokenizerError {
-            throw CLIError("cannot load the tokenizer of '\(model.name)' (\(path)): \(error.description)")
         }
+        if let report = loaded.conversion {
+            logger.info("converted a Hugging Face directory in memory", metadata: ["summary": .string(report.summary)])
+        }
+        let engine = loaded.model
+        let tokenizer = loaded.tokenizer
         let contextLength = min(context ?? model.contextLength ?? engine.configuration.contextLength, engine.configuration.contextLength)
         let sequences = maxSequences ?? model.maxSequences
         let bytesPerToken = PagedKVCache.bytesPerToken(engine.configuration)
