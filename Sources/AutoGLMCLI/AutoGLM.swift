@@ -7,6 +7,6 @@ struct AutoGLM: AsyncParsableCommand {
         abstract: "Deploy GLM-4 and Llama-family models: serve, generate, chat, check and plan.",
         subcommands: [
             GenerateCommand.self, ChatCommand.self, PerplexityCommand.self, EngineBenchCommand.self,
-            DoctorCommand.self, PlanCommand.self, ConfigCommand.self, ModelsCommand.self,
+            DoctorCommand.self, PlanCommand.self, ConfigCommand.self, ModelsCommand.self, BenchCommand.self,
         ])
 }
