@@ -82,6 +82,7 @@ public struct LevelReport: Sendable, Equatable, Codable {
     /// "concurrency 4" or "rate 2.0/s".
     public var label: String
     public var concurrency: Int?
+    /// Open-loop rate in requests/s; -1 stands for "inf" (all at once), which JSON cannot hold.
     public var requestRate: Double?
     public var maxConcurrency: Int?
     public var completed: Int

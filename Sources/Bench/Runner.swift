@@ -75,6 +75,17 @@ public struct BenchResult: Sendable, Codable, Equatable {
         case baseURL = "base_url", endpoint, model, numPrompts = "num_prompts", seed, slo = "goodput_slo_ms", levels
     }
 
+    public init(baseURL: String, endpoint: String, model: String, numPrompts: Int, seed: UInt64, slo: GoodputSLO,
+                levels: [LevelReport]) {
+        self.baseURL = baseURL
+        self.endpoint = endpoint
+        self.model = model
+        self.numPrompts = numPrompts
+        self.seed = seed
+        self.slo = slo
+        self.levels = levels
+    }
+
     public func json() -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
