@@ -103,7 +103,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "BenchTests", dependencies: ["Bench"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "BenchTests",
+            dependencies: [
+                "Bench",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "OpsTests", dependencies: ["Ops", "GGUF", "Engine"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EngineTests",

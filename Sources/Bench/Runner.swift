@@ -1,0 +1,335 @@
+import AsyncHTTPClient
+import Foundation
+// Transitive modules of AsyncHTTPClient: its API uses their types (ByteBuffer, TimeAmount, HTTPMethod).
+import NIOCore
+import NIOHTTP1
+
+/// One load level.
+public enum LoadLevel: Sendable, Equatable {
+    /// Closed loop: this many requests in flight at all times.
+    case closed(concurrency: Int)
+    /// Open loop: Poisson arrivals at `rate` requests/s (infinity: all at once), optionally capped.
+    case open(rate: Double, maxConcurrency: Int?)
+
+    public var label: String {
+        switch self {
+        case .closed(let c): "concurrency \(c)"
+        case .open(let rate, let cap):
+            (rate.isFinite ? String(format: "rate %g/s", rate) : "rate inf") + (cap.map { " (max \($0) in flight)" } ?? "")
+        }
+    }
+
+    /// The most requests that can be in flight (nil: unbounded).
+    var inFlightLimit: Int? {
+        switch self {
+        case .closed(let c): c
+        case .open(_, let cap): cap
+        }
+    }
+}
+
+public struct BenchConfiguration: Sendable {
+    public var urls: ServerURLs
+    public var endpoint: Endpoint
+    /// Nil: ask GET /v1/models and use the first id.
+    public var model: String?
+    public var prompts: [BenchPrompt]
+    public var levels: [LoadLevel]
+    /// Requests per level (prompts are reused cyclically when fewer).
+    public var numPrompts: Int
+    /// Stop issuing new requests this many seconds into a level.
+    public var maxDuration: Double?
+    public var requestTimeout: Double
+    public var warmup: Int
+    public var seed: UInt64
+    public var slo: GoodputSLO
+
+    public init(urls: ServerURLs, endpoint: Endpoint, model: String?, prompts: [BenchPrompt], levels: [LoadLevel],
+                numPrompts: Int, maxDuration: Double? = nil, requestTimeout: Double = 300, warmup: Int = 0,
+                seed: UInt64 = 0, slo: GoodputSLO = GoodputSLO()) {
+        self.urls = urls
+        self.endpoint = endpoint
+        self.model = model
+        self.prompts = prompts
+        self.levels = levels
+        self.numPrompts = numPrompts
+        self.maxDuration = maxDuration
+        self.requestTimeout = requestTimeout
+        self.warmup = warmup
+        self.seed = seed
+        self.slo = slo
+    }
+}
+
+/// The machine-readable result of a run (`--output`).
+public struct BenchResult: Sendable, Codable, Equatable {
+    public var baseURL: String
+    public var endpoint: String
+    public var model: String
+    public var numPrompts: Int
+    public var seed: UInt64
+    public var slo: GoodputSLO
+    public var levels: [LevelReport]
+
+    enum CodingKeys: String, CodingKey {
+        case baseURL = "base_url", endpoint, model, numPrompts = "num_prompts", seed, slo = "goodput_slo_ms", levels
+    }
+
+    public init(baseURL: String, endpoint: String, model: String, numPrompts: Int, seed: UInt64, slo: GoodputSLO,
+                levels: [LevelReport]) {
+        self.baseURL = baseURL
+        self.endpoint = endpoint
+        self.model = model
+        self.numPrompts = numPrompts
+        self.seed = seed
+        self.slo = slo
+        self.levels = levels
+    }
+
+    public func json() -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return (try? encoder.encode(self)) ?? Data()
+    }
+}
+
+/// Runs the levels of a configuration against the server, one after the other.
+public struct BenchRunner: Sendable {
+    public var configuration: BenchConfiguration
+    public var progress: ProgressReporter?
+
+    public init(configuration: BenchConfiguration, progress: ProgressReporter? = nil) {
+        self.configuration = configuration
+        self.progress = progress
+    }
+
+    public func run() async throws -> BenchResult {
+        let config = configuration
+        guard config.numPrompts > 0, !config.prompts.isEmpty else {
+            throw BenchError.invalidOption("nothing to send: --num-prompts must be at least 1.")
+        }
+        let poolSize = max(1, config.levels.map { $0.inFlightLimit ?? config.numPrompts }.max() ?? 1, config.warmup)
+        var clientConfiguration = HTTPClient.Configuration(
+            timeout: .init(connect: .seconds(Int64(min(10, max(1, config.requestTimeout))))),
+            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: poolSize))
+        clientConfiguration.httpVersion = .http1Only
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        do {
+            let result = try await run(client: client)
+            try await client.shutdown()
+            return result
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    private func run(client: HTTPClient) async throws -> BenchResult {
+        let config = configuration
+        let model: String
+        if let given = config.model {
+            model = given
+        } else {
+            model = try await Self.firstModel(client: client, urls: config.urls, timeout: config.requestTimeout)
+        }
+        let url = config.urls.url(for: config.endpoint)
+        var bodies: [Data] = []
+        for prompt in config.prompts {
+            bodies.append(RequestBody.encode(try RequestBody.make(prompt: prompt, endpoint: config.endpoint, model: model)))
+        }
+        let sender = RequestSender(client: client, url: url, timeout: config.requestTimeout)
+
+        if config.warmup > 0 {
+            let concurrency = min(config.warmup, config.levels.first?.inFlightLimit ?? 1)
+            progress?.begin(label: "warmup", total: config.warmup)
+            let (timings, _) = await runLevel(.closed(concurrency: max(1, concurrency)), count: config.warmup,
+                                               bodies: bodies, sender: sender, levelSeed: config.seed)
+            progress?.end(label: "warmup", completed: timings.filter { $0.failure == nil }.count,
+                          failed: timings.filter { $0.failure != nil }.count)
+        }
+        var reports: [LevelReport] = []
+        for (index, level) in config.levels.enumerated() {
+            progress?.begin(label: level.label, total: config.numPrompts)
+            let (timings, duration) = await runLevel(level, count: config.numPrompts, bodies: bodies, sender: sender,
+                                                     levelSeed: config.seed &+ UInt64(index))
+            var rate: Double?
+            var cap: Int?
+            var concurrency: Int?
+            switch level {
+            case .closed(let c): concurrency = c
+            case .open(let r, let m): rate = r; cap = m
+            }
+            let report = LevelReport(label: level.label, concurrency: concurrency, requestRate: rate.map { $0.isFinite ? $0 : -1 },
+                                     maxConcurrency: cap, timings: timings, duration: duration, slo: config.slo)
+            progress?.end(label: level.label, completed: report.completed, failed: report.failed)
+            reports.append(report)
+        }
+        return BenchResult(baseURL: config.urls.base, endpoint: config.endpoint.rawValue, model: model,
+                           numPrompts: config.numPrompts, seed: config.seed, slo: config.slo, levels: reports)
+    }
+
+    /// Sends `count` requests in the shape of `level`; returns their timings and the level's wall time.
+    func runLevel(_ level: LoadLevel, count: Int, bodies: [Data], sender: RequestSender,
+                  levelSeed: UInt64) async -> ([RequestTiming], Double) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let stopIssuing = configuration.maxDuration.map { start + .milliseconds(Int64($0 * 1000)) }
+        let progress = self.progress
+        func issue(_ index: Int, into group: inout TaskGroup<RequestTiming>) {
+            let body = bodies[index % bodies.count]
+            group.addTask {
+                let timing = await sender.send(body)
+                progress?.requestFinished(failed: timing.failure != nil || RequestMetrics(timing) == nil)
+                return timing
+            }
+        }
+        let timings = await withTaskGroup(of: RequestTiming.self, returning: [RequestTiming].self) { group in
+            var results: [RequestTiming] = []
+            var inFlight = 0
+            func timeLeft() -> Bool { stopIssuing.map { clock.now < $0 } ?? true }
+            switch level {
+            case .closed(let concurrency):
+                var next = 0
+                while next < count, inFlight < max(1, concurrency), timeLeft() {
+                    issue(next, into: &group)
+                    next += 1
+                    inFlight += 1
+                }
+                while let timing = await group.next() {
+                    results.append(timing)
+                    if next < count, timeLeft() {
+                        issue(next, into: &group)
+                        next += 1
+                    }
+                }
+            case .open(let rate, let cap):
+                for (index, offset) in PoissonSchedule.offsets(count: count, rate: rate, seed: levelSeed).enumerated() {
+                    let sendAt = start + .microseconds(Int64(offset * 1_000_000))
+                    if let stop = stopIssuing, sendAt >= stop { break }
+                    try? await clock.sleep(until: sendAt)
+                    if let cap {
+                        while inFlight >= max(1, cap), let timing = await group.next() {
+                            results.append(timing)
+                            inFlight -= 1
+                        }
+                    }
+                    issue(index, into: &group)
+                    inFlight += 1
+                }
+                while let timing = await group.next() { results.append(timing) }
+            }
+            return results
+        }
+        let elapsed = clock.now - start
+        return (timings, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+    }
+
+    static func firstModel(client: HTTPClient, urls: ServerURLs, timeout: Double) async throws(BenchError) -> String {
+        struct Models: Decodable {
+            struct Model: Decodable { var id: String }
+            var data: [Model]
+        }
+        do {
+            let response = try await client.execute(HTTPClientRequest(url: urls.models), timeout: .seconds(Int64(max(1, min(timeout, 30)))))
+            let body = try await response.body.collect(upTo: 8 << 20)
+            guard response.status == .ok else {
+                throw BenchError.modelListFailed(url: urls.models, reason: "HTTP \(response.status.code)")
+            }
+            let models = try JSONDecoder().decode(Models.self, from: Data(body.readableBytesView))
+            guard let first = models.data.first else { throw BenchError.noModels(url: urls.models) }
+            return first.id
+        } catch let error as BenchError {
+            throw error
+        } catch is DecodingError {
+            throw .modelListFailed(url: urls.models, reason: "the response is not an OpenAI model list")
+        } catch {
+            throw .modelListFailed(url: urls.models, reason: "\(error)")
+        }
+    }
+}
+
+/// Sends one streaming request and times it with vLLM's definitions.
+struct RequestSender: Sendable {
+    let client: HTTPClient
+    let url: String
+    let timeout: Double
+
+    func send(_ body: Data) async -> RequestTiming {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Accept", value: "text/event-stream")
+        request.body = .bytes(ByteBuffer(bytes: body))
+        var timing = RequestTiming()
+        let clock = ContinuousClock()
+        let start = clock.now  // vLLM: the clock starts just before the POST
+        func elapsed() -> Double {
+            let d = clock.now - start
+            return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        }
+        var phase = RequestPhase.connecting
+        do {
+            let response = try await client.execute(request, deadline: .now() + .nanoseconds(Int64(timeout * 1e9)))
+            phase = .streaming
+            guard response.status == .ok else {
+                timing.failure = .httpStatus(Int(response.status.code))
+                _ = try? await response.body.collect(upTo: 1 << 20)
+                return timing
+            }
+            var splitter = SSELineSplitter()
+            var done = false
+            for try await buffer in response.body {
+                let now = elapsed()
+                let lines = splitter.feed(buffer.readableBytesView)
+                if done { continue }  // drain what follows [DONE] so that the connection is reused
+                for line in lines {
+                    switch SSELine(line) {
+                    case .ignored: continue
+                    case .done: done = true
+                    case .data(let payload):
+                        guard let chunk = StreamChunk.decode(payload) else {
+                            timing.failure = .malformedStream
+                            return timing
+                        }
+                        if chunk.isError {
+                            timing.failure = .streamError
+                            return timing
+                        }
+                        timing.record(chunk, at: now)
+                    }
+                    if done { break }
+                }
+            }
+            if !done, let last = splitter.finish(), case .data(let payload) = SSELine(last) {
+                if let chunk = StreamChunk.decode(payload) { timing.record(chunk, at: elapsed()) }
+            }
+            if timing.choiceChunkTimes.isEmpty { timing.failure = .malformedStream }
+        } catch {
+            timing.failure = ErrorClassifier.classify(error, phase: phase)
+        }
+        return timing
+    }
+}
+
+/// Whether a request had a response yet when it failed.
+public enum RequestPhase: Sendable {
+    case connecting, streaming
+}
+
+public enum ErrorClassifier {
+    /// Maps a transport error to a report kind: timeouts by their AsyncHTTPClient code; other
+    /// failures before the response head are connect errors, after it a closed connection.
+    public static func classify(_ error: any Error, phase: RequestPhase) -> RequestFailure {
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .writeTimeout, .getConnectionFromPoolTimeout: return .timeout
+            case .connectTimeout: return .connect
+            case .remoteConnectionClosed: return phase == .connecting ? .connect : .connectionClosed
+            case .cancelled: return .other
+            default: break
+            }
+        }
+        if error is CancellationError { return .other }
+        return phase == .connecting ? .connect : .connectionClosed
+    }
+}

@@ -1,0 +1,127 @@
+import Bench
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+
+/// Runs the bench against a tiny Hummingbird server on 127.0.0.1 (ephemeral port) that streams a
+/// known SSE response: first chunk after 200 ms, then two more 50 ms apart, usage 5 prompt / 3
+/// completion tokens. Lines are split across writes and use \r\n in places, with a `:` comment.
+@Suite(.timeLimit(.minutes(1))) struct EndToEndTests {
+    static let firstChunkDelay = 0.2
+    static let gap = 0.05
+
+    static func makeApplication() -> some ApplicationProtocol {
+        let router = Router()
+        router.get("/v1/models") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"object":"list","data":[{"id":"tiny-model"},{"id":"other"}]}"#)))
+        }
+        router.post("/v1/chat/completions") { request, _ -> Response in
+            let bytes = try await request.body.collect(upTo: 1 << 20)
+            // Reject requests that do not ask for what the bench promises to send.
+            struct Body: Decodable {
+                struct StreamOptions: Decodable { var include_usage: Bool }
+                var model: String
+                var stream: Bool
+                var stream_options: StreamOptions
+                var max_tokens: Int
+                var ignore_eos: Bool
+                var messages: [[String: String]]
+            }
+            guard let body = try? JSONDecoder().decode(Body.self, from: Data(bytes.readableBytesView)),
+                  body.model == "tiny-model", body.stream, body.stream_options.include_usage, body.ignore_eos else {
+                return Response(status: .badRequest)
+            }
+            let pieces = [
+                ": keep-alive\r\n\r\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"a\"}}]}\r",
+                "\n\r\ndata: {\"choices\":[{\"index\":0,\"del", "ta\":{\"content\":\"b\"}}]}\n\n",
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"c\"}}]}\n\ndata: {\"choices\":[],",
+                "\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3,\"total_tokens\":8}}\n\ndata: [DONE]\n\n",
+            ]
+            let delays = [firstChunkDelay, gap, 0, gap, 0]
+            return Response(status: .ok, headers: [.contentType: "text/event-stream"], body: ResponseBody { writer in
+                for (piece, delay) in zip(pieces, delays) {
+                    if delay > 0 { try await Task.sleep(for: .milliseconds(Int(delay * 1000))) }
+                    try await writer.write(ByteBuffer(string: piece))
+                }
+                try await writer.finish(nil)
+            })
+        }
+        router.post("/limited/v1/chat/completions") { _, _ in
+            Response(status: .tooManyRequests, body: ResponseBody(byteBuffer: ByteBuffer(string: "slow down")))
+        }
+        router.post("/broken/v1/chat/completions") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/event-stream"],
+                     body: ResponseBody(byteBuffer: ByteBuffer(string: "data: {not json\n\n")))
+        }
+        return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+    }
+
+    static func configuration(port: Int, path: String = "", model: String? = nil, levels: [LoadLevel],
+                              numPrompts: Int = 4) throws -> BenchConfiguration {
+        BenchConfiguration(
+            urls: try ServerURLs(baseURL: "http://127.0.0.1:\(port)\(path)"), endpoint: .chat, model: model,
+            prompts: SyntheticPrompts.make(count: numPrompts, inputLength: 5, outputLength: 3, seed: 1),
+            levels: levels, numPrompts: numPrompts, requestTimeout: 10, warmup: 1, seed: 1,
+            slo: GoodputSLO(ttftMs: 10_000))
+    }
+
+    @Test func closedLoopMeasuresTheKnownStream() async throws {
+        try await Self.makeApplication().test(.live) { client in
+            let port = try #require(client.port)
+            let config = try Self.configuration(port: port, levels: [.closed(concurrency: 2)])
+            let result = try await BenchRunner(configuration: config).run()
+            #expect(result.model == "tiny-model")  // from GET /v1/models
+            let r = try #require(result.levels.first)
+            #expect(r.completed == 4 && r.failed == 0 && r.errors.isEmpty)
+            #expect(r.totalOutputTokens == 12 && r.totalInputTokens == 20)
+            #expect(r.ttft.count == 4)
+            #expect(r.ttft.meanMs >= Self.firstChunkDelay * 1000)
+            #expect(r.ttft.p50Ms >= Self.firstChunkDelay * 1000)
+            // Two gaps per request between the three choices chunks, each at least 50 ms.
+            #expect(r.itl.count == 8)
+            #expect(r.itl.meanMs >= Self.gap * 1000 * 0.99)
+            // TPOT = (E2EL - TTFT) / 2 >= 50 ms; E2EL >= 300 ms.
+            #expect(r.tpot.meanMs >= Self.gap * 1000 * 0.99)
+            #expect(r.e2el.meanMs >= (Self.firstChunkDelay + 2 * Self.gap) * 1000)
+            // Two at a time, 4 requests of >= 300 ms each: at least 600 ms.
+            #expect(r.durationSeconds >= 0.6)
+            #expect(r.goodRequests == 4)
+        }
+    }
+
+    @Test func openLoopWithCap() async throws {
+        try await Self.makeApplication().test(.live) { client in
+            let port = try #require(client.port)
+            let config = try Self.configuration(port: port, model: "tiny-model",
+                                                levels: [.open(rate: 20, maxConcurrency: 2), .open(rate: .infinity, maxConcurrency: nil)])
+            let result = try await BenchRunner(configuration: config).run()
+            #expect(result.levels.map(\.completed) == [4, 4])
+            #expect(result.levels.allSatisfy { $0.ttft.meanMs >= Self.firstChunkDelay * 1000 })
+        }
+    }
+
+    @Test func statusAndStreamErrorsAreCountedByKind() async throws {
+        try await Self.makeApplication().test(.live) { client in
+            let port = try #require(client.port)
+            let limited = try await BenchRunner(configuration: try Self.configuration(
+                port: port, path: "/limited", model: "tiny-model", levels: [.closed(concurrency: 2)])).run()
+            #expect(limited.levels[0].completed == 0)
+            #expect(limited.levels[0].errors == ["http_429": 4])
+            let broken = try await BenchRunner(configuration: try Self.configuration(
+                port: port, path: "/broken", model: "tiny-model", levels: [.closed(concurrency: 2)])).run()
+            #expect(broken.levels[0].errors == ["malformed_stream": 4])
+        }
+    }
+
+    @Test func missingModelListIsAnActionableError() async throws {
+        try await Self.makeApplication().test(.live) { client in
+            let port = try #require(client.port)
+            let config = try Self.configuration(port: port, path: "/limited", levels: [.closed(concurrency: 1)])
+            await #expect(throws: BenchError.self) { try await BenchRunner(configuration: config).run() }
+        }
+    }
+}
