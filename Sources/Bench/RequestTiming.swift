@@ -36,6 +36,8 @@ public struct RequestTiming: Sendable, Equatable {
     public var lastDataTime: Double?
     /// Number of chunks with non-empty generated text (token count fallback when usage is absent).
     public var contentChunks = 0
+    /// The request failed on a pooled connection the server had already closed, before any response.
+    public var staleConnection = false
     /// `usage` from the final chunk (`stream_options.include_usage`).
     public var usage: StreamChunk.Usage?
     /// Set when the request failed; such a request contributes only to the error counts.

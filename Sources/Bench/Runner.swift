@@ -254,7 +254,16 @@ struct RequestSender: Sendable {
     let url: String
     let timeout: Double
 
+    /// Sends the request; a pooled keep-alive connection that the server had already closed (the
+    /// request never reached it: no response byte) is retried once on a fresh connection, as a
+    /// browser or aiohttp would, so a server's keep-alive policy does not count as a failure.
     func send(_ body: Data) async -> RequestTiming {
+        let first = await attempt(body)
+        if case .connect? = first.failure, first.staleConnection { return await attempt(body) }
+        return first
+    }
+
+    private func attempt(_ body: Data) async -> RequestTiming {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
@@ -306,6 +315,7 @@ struct RequestSender: Sendable {
             if timing.choiceChunkTimes.isEmpty { timing.failure = .malformedStream }
         } catch {
             timing.failure = ErrorClassifier.classify(error, phase: phase)
+            if case .remoteConnectionClosed? = error as? HTTPClientError, phase == .connecting { timing.staleConnection = true }
         }
         return timing
     }

@@ -56,17 +56,38 @@ public struct Sampler: Sendable {
         let p = parameters
         let maximum = scores.max() ?? 0
         // Candidates whose probability is within e^-30 of the best: the rest cannot matter to any
-        // filter below (together they hold < vocabulary * 1e-13 of the mass), and sorting 150k
-        // logits per token would dominate decode time.
+        // filter below (together they hold < vocabulary * 1e-13 of the mass).
         let floor = maximum - 30 * p.temperature
         var candidates: [(id: Int, weight: Float)] = []
+        candidates.reserveCapacity(scores.count)
         for (id, s) in scores.enumerated() where s >= floor {
             candidates.append((id, ((s - maximum) / p.temperature).exp))
         }
-        candidates.sort { $0.weight > $1.weight || ($0.weight == $1.weight && $0.id < $1.id) }
-        if p.topK > 0 && candidates.count > p.topK { candidates.removeLast(candidates.count - p.topK) }
-        var total = candidates.reduce(0) { $0 + $1.weight }
+        // Sorting 150k candidates per token would dominate decode time, so each filter does only
+        // the work it needs: top-k keeps the k best by insertion into a short sorted list, top-p sorts
+        // what is left, min-p and the draw itself need no order at all.
+        let byWeight: ((id: Int, weight: Float), (id: Int, weight: Float)) -> Bool = {
+            $0.weight > $1.weight || ($0.weight == $1.weight && $0.id < $1.id)
+        }
+        var sorted = false
+        if p.topK > 0 && candidates.count > p.topK {
+            var best: [(id: Int, weight: Float)] = []
+            best.reserveCapacity(p.topK + 1)
+            for c in candidates where best.count < p.topK || byWeight(c, best[best.count - 1]) {
+                var lo = 0, hi = best.count
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if byWeight(best[mid], c) { lo = mid + 1 } else { hi = mid }
+                }
+                best.insert(c, at: lo)
+                if best.count > p.topK { best.removeLast() }
+            }
+            candidates = best
+            sorted = true
+        }
         if p.topP < 1 {
+            if !sorted { candidates.sort(by: byWeight) }
+            let total = candidates.reduce(0) { $0 + $1.weight }
             var cumulative: Float = 0
             var keep = candidates.count
             for (i, c) in candidates.enumerated() {
@@ -75,10 +96,11 @@ public struct Sampler: Sendable {
             }
             candidates.removeLast(candidates.count - keep)
         }
-        if p.minP > 0, let best = candidates.first?.weight {
-            candidates.removeAll { $0.weight < p.minP * best }
+        if p.minP > 0 {
+            // The best candidate has weight exp(0) = 1.
+            candidates.removeAll { $0.weight < p.minP }
         }
-        total = candidates.reduce(0) { $0 + $1.weight }
+        let total = candidates.reduce(0) { $0 + $1.weight }
         var target = generator.nextUnitFloat() * total
         for c in candidates {
             target -= c.weight
