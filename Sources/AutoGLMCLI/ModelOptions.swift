@@ -30,13 +30,16 @@ struct ModelOptions: ParsableArguments {
     var threadCount: Int { max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount) }
 
     var quantizeType: GGUFTensorType? {
-        get throws {
-            guard let quantize else { return nil }
-            guard let type = GGUFTensorType(name: quantize), ModelLoader.writableTypes.contains(type) else {
-                throw ValidationError("--quantize must be one of q8_0, q4_0, q4_k, f16, bf16, f32 (got \(quantize)).")
-            }
-            return type
+        get throws { try Self.quantizeType(quantize) }
+    }
+
+    /// The `--quantize` value as a tensor type (shared with `serve`).
+    static func quantizeType(_ text: String?) throws -> GGUFTensorType? {
+        guard let text else { return nil }
+        guard let type = GGUFTensorType(name: text), ModelLoader.writableTypes.contains(type) else {
+            throw ValidationError("--quantize must be one of q8_0, q4_0, q4_k, f16, bf16, f32 (got \(text)).")
         }
+        return type
     }
 
     func validate() throws {

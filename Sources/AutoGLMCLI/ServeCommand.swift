@@ -45,13 +45,7 @@ struct ServeCommand: AsyncParsableCommand {
     var quantize: String?
 
     var quantizeType: GGUFTensorType? {
-        get throws {
-            guard let quantize else { return nil }
-            guard let type = GGUFTensorType(name: quantize), ModelLoader.writableTypes.contains(type) else {
-                throw ValidationError("--quantize must be one of q8_0, q4_0, q4_k, f16, bf16, f32 (got \(quantize)).")
-            }
-            return type
-        }
+        get throws { try ModelOptions.quantizeType(quantize) }
     }
 
     func validate() throws {

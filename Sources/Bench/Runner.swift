@@ -255,12 +255,16 @@ struct RequestSender: Sendable {
     let timeout: Double
 
     /// Sends the request; a pooled keep-alive connection that the server had already closed (the
-    /// request never reached it: no response byte) is retried once on a fresh connection, as a
+    /// request never reached it: no response byte) is retried (up to three times: the pool may hold several such connections), as a
     /// browser or aiohttp would, so a server's keep-alive policy does not count as a failure.
     func send(_ body: Data) async -> RequestTiming {
-        let first = await attempt(body)
-        if case .connect? = first.failure, first.staleConnection { return await attempt(body) }
-        return first
+        var timing = await attempt(body)
+        var retries = 0
+        while case .connect? = timing.failure, timing.staleConnection, retries < 3 {
+            retries += 1
+            timing = await attempt(body)
+        }
+        return timing
     }
 
     private func attempt(_ body: Data) async -> RequestTiming {
