@@ -72,7 +72,7 @@ public struct BenchResult: Sendable, Codable, Equatable {
     public var levels: [LevelReport]
 
     enum CodingKeys: String, CodingKey {
-        case baseURL = "base_url", endpoint, model, numPrompts = "num_prompts", seed, slo = "goodput_slo_ms", levels
+        case baseURL = "base_url", endpoint, model, numPrompts = "num_prompts", seed, slo = "goodput_slo", levels
     }
 
     public init(baseURL: String, endpoint: String, model: String, numPrompts: Int, seed: UInt64, slo: GoodputSLO,
@@ -88,7 +88,7 @@ public struct BenchResult: Sendable, Codable, Equatable {
 
     public func json() -> Data {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(self)) ?? Data()
     }
 }
