@@ -254,7 +254,23 @@ struct RequestSender: Sendable {
     let url: String
     let timeout: Double
 
+    /// Bounds the whole request, streamed body included, by `timeout` (AsyncHTTPClient's deadline
+    /// only covers the response head).
     func send(_ body: Data) async -> RequestTiming {
+        let timeout = self.timeout
+        return await withTaskGroup(of: RequestTiming?.self) { group in
+            group.addTask { await self.sendUnbounded(body) }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? RequestTiming(failure: .timeout)
+        }
+    }
+
+    private func sendUnbounded(_ body: Data) async -> RequestTiming {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
