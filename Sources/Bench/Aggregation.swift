@@ -12,6 +12,10 @@ public struct GoodputSLO: Sendable, Equatable, Codable {
         self.e2elMs = e2elMs
     }
 
+    enum CodingKeys: String, CodingKey {
+        case ttftMs = "ttft_ms", tpotMs = "tpot_ms", e2elMs = "e2el_ms"
+    }
+
     public var isEmpty: Bool { ttftMs == nil && tpotMs == nil && e2elMs == nil }
 
     /// Parses `["ttft:500", "tpot:50", "e2el:3000"]` (values in milliseconds).

@@ -72,7 +72,7 @@ public struct BenchResult: Sendable, Codable, Equatable {
     public var levels: [LevelReport]
 
     enum CodingKeys: String, CodingKey {
-        case baseURL = "base_url", endpoint, model, numPrompts = "num_prompts", seed, slo = "goodput_slo_ms", levels
+        case baseURL = "base_url", endpoint, model, numPrompts = "num_prompts", seed, slo = "goodput_slo", levels
     }
 
     public init(baseURL: String, endpoint: String, model: String, numPrompts: Int, seed: UInt64, slo: GoodputSLO,
@@ -88,7 +88,7 @@ public struct BenchResult: Sendable, Codable, Equatable {
 
     public func json() -> Data {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(self)) ?? Data()
     }
 }
@@ -254,20 +254,36 @@ struct RequestSender: Sendable {
     let url: String
     let timeout: Double
 
-    /// Sends the request; a pooled keep-alive connection that the server had already closed (the
-    /// request never reached it: no response byte) is retried (up to three times: the pool may hold several such connections), as a
-    /// browser or aiohttp would, so a server's keep-alive policy does not count as a failure.
+    /// Bounds the whole request, streamed body included, by `timeout` (AsyncHTTPClient's deadline
+    /// only covers the response head).
     func send(_ body: Data) async -> RequestTiming {
-        var timing = await attempt(body)
+        let timeout = self.timeout
+        return await withTaskGroup(of: RequestTiming?.self) { group in
+            group.addTask { await self.sendRetryingStale(body) }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? RequestTiming(failure: .timeout)
+        }
+    }
+
+    /// A pooled keep-alive connection that the server had already closed (the request never reached
+    /// it: no response byte) is retried, up to three times since the pool may hold several such
+    /// connections, as a browser or aiohttp would: a server's keep-alive policy is not a failure.
+    private func sendRetryingStale(_ body: Data) async -> RequestTiming {
+        var timing = await sendUnbounded(body)
         var retries = 0
         while case .connect? = timing.failure, timing.staleConnection, retries < 3 {
             retries += 1
-            timing = await attempt(body)
+            timing = await sendUnbounded(body)
         }
         return timing
     }
 
-    private func attempt(_ body: Data) async -> RequestTiming {
+    private func sendUnbounded(_ body: Data) async -> RequestTiming {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")

@@ -53,6 +53,13 @@ import Testing
         router.post("/limited/v1/chat/completions") { _, _ in
             Response(status: .tooManyRequests, body: ResponseBody(byteBuffer: ByteBuffer(string: "slow down")))
         }
+        router.post("/slow/v1/chat/completions") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/event-stream"], body: ResponseBody { writer in
+                try await writer.write(ByteBuffer(string: ": accepted\n\n"))
+                try await Task.sleep(for: .seconds(3))
+                try await writer.finish(nil)
+            })
+        }
         router.post("/broken/v1/chat/completions") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/event-stream"],
                      body: ResponseBody(byteBuffer: ByteBuffer(string: "data: {not json\n\n")))
@@ -61,11 +68,13 @@ import Testing
     }
 
     static func configuration(port: Int, path: String = "", model: String? = nil, levels: [LoadLevel],
-                              numPrompts: Int = 4) throws -> BenchConfiguration {
+                              numPrompts: Int = 4, maxDuration: Double? = nil, requestTimeout: Double = 10,
+                              warmup: Int = 1) throws -> BenchConfiguration {
         BenchConfiguration(
             urls: try ServerURLs(baseURL: "http://127.0.0.1:\(port)\(path)"), endpoint: .chat, model: model,
             prompts: SyntheticPrompts.make(count: numPrompts, inputLength: 5, outputLength: 3, seed: 1),
-            levels: levels, numPrompts: numPrompts, requestTimeout: 10, warmup: 1, seed: 1,
+            levels: levels, numPrompts: numPrompts, maxDuration: maxDuration, requestTimeout: requestTimeout,
+            warmup: warmup, seed: 1,
             slo: GoodputSLO(ttftMs: 10_000))
     }
 
@@ -115,6 +124,33 @@ import Testing
                 port: port, path: "/broken", model: "tiny-model", levels: [.closed(concurrency: 2)])).run()
             #expect(broken.levels[0].errors == ["malformed_stream": 4])
         }
+    }
+
+    @Test func maxDurationStopsIssuing() async throws {
+        try await Self.makeApplication().test(.live) { client in
+            let port = try #require(client.port)
+            // Each request takes >= 300 ms; after 100 ms no new one starts, the one in flight finishes.
+            let config = try Self.configuration(port: port, model: "tiny-model", levels: [.closed(concurrency: 1)],
+                                                numPrompts: 10, maxDuration: 0.1, warmup: 0)
+            let r = try await BenchRunner(configuration: config).run().levels[0]
+            #expect(r.completed == 1 && r.failed == 0)
+        }
+    }
+
+    @Test func timeoutsAndRefusedConnectionsAreCountedByKind() async throws {
+        try await Self.makeApplication().test(.live) { client in
+            let port = try #require(client.port)
+            let slow = try Self.configuration(port: port, path: "/slow", model: "tiny-model", levels: [.closed(concurrency: 2)],
+                                              numPrompts: 2, requestTimeout: 0.5, warmup: 0)
+            let r = try await BenchRunner(configuration: slow).run().levels[0]
+            #expect(r.errors == ["timeout": 2])
+            #expect(r.durationSeconds < 2.5)
+        }
+        // Port 1 on the loopback interface: nothing listens there.
+        let refused = try Self.configuration(port: 1, model: "tiny-model", levels: [.closed(concurrency: 1)],
+                                             numPrompts: 1, requestTimeout: 1, warmup: 0)
+        let r = try await BenchRunner(configuration: refused).run().levels[0]
+        #expect(r.errors == ["connect_error": 1])
     }
 
     @Test func missingModelListIsAnActionableError() async throws {
