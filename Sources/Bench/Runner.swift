@@ -110,7 +110,9 @@ public struct BenchRunner: Sendable {
         }
         let poolSize = max(1, config.levels.map { $0.inFlightLimit ?? config.numPrompts }.max() ?? 1, config.warmup)
         var clientConfiguration = HTTPClient.Configuration(
-            timeout: .init(connect: .seconds(Int64(min(10, max(1, config.requestTimeout))))),
+            // Connecting gets at most half the request's time, so a refused connection reports as
+            // connect_error rather than racing the whole-request timeout.
+            timeout: .init(connect: .milliseconds(Int64(min(10, max(0.1, config.requestTimeout / 2)) * 1000))),
             connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: poolSize))
         clientConfiguration.httpVersion = .http1Only
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)

@@ -169,7 +169,7 @@ struct ServerTests {
 
             // n = 3 with a seed: three choices, indexed.
             let many = try Self.json(try await Self.post(client, "/v1/completions",
-                #"{"prompt":"Once upon a time","max_tokens":5,"temperature":1.0,"n":3,"seed":7}"#))
+                #"{"prompt":"Once upon a time","max_tokens":5,"temperature":1.0,"n":3,"seed":7,"ignore_eos":true}"#))
             let indices = many.array("choices").compactMap { ($0 as? [String: Any])?.int("index") }.sorted()
             #expect(indices == [0, 1, 2])
             #expect(many.dict("usage").int("completion_tokens") == 15)
@@ -265,7 +265,7 @@ struct ServerTests {
         try await h.app.test(.router) { client in
             let system = String(repeating: "You are a helpful assistant who answers in one short sentence. ", count: 4)
             for question in ["Name a color.", "Name a fruit."] {
-                let body = #"{"messages":[{"role":"system","content":"\#(system)"},{"role":"user","content":"\#(question)"}],"max_tokens":4}"#
+                let body = #"{"messages":[{"role":"system","content":"\#(system)"},{"role":"user","content":"\#(question)"}],"max_tokens":4,"temperature":0,"ignore_eos":true}"#
                 let status5 = try await Self.post(client, "/v1/chat/completions", body).status
                 #expect(status5 == .ok)
             }
