@@ -192,7 +192,9 @@ public struct BenchRunner: Sendable {
             switch level {
             case .closed(let concurrency):
                 var next = 0
-                while next < count, inFlight < max(1, concurrency), timeLeft() {
+                // The first request always goes: --max-duration stops issuing *new* requests, and a
+                // loaded machine may deschedule this task past a short limit before it sends anything.
+                while next < count, inFlight < max(1, concurrency), next == 0 || timeLeft() {
                     issue(next, into: &group)
                     next += 1
                     inFlight += 1
