@@ -73,6 +73,9 @@ public final class GGUFFile: Sendable {
         return UnsafeRawBufferPointer(rebasing: file.bytes[info.fileOffset ..< info.fileOffset + info.byteCount])
     }
 
+    /// Drops the process's file pages of a tensor's bytes after they were copied (see MappedFile.releasePages).
+    public func releasePages(_ range: UnsafeRawBufferPointer) { file.releasePages(range) }
+
     /// Asks the OS to page the file in ahead of use.
     public func prefetch() { file.adviseWillNeed() }
 

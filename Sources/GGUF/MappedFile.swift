@@ -16,9 +16,13 @@ public final class MappedFile: @unchecked Sendable {
     /// The mapped bytes; empty for an empty file. Immutable after init, so sharing across threads is safe.
     public let bytes: UnsafeRawBufferPointer
     public let path: String
+    /// True for a mapping of a file on disk (its pages can be dropped and read again), false for
+    /// an anonymous copy (`init(copying:name:)`), whose pages hold the only copy of the data.
+    public let isFileBacked: Bool
 
     public init(path: String) throws(GGUFError) {
         self.path = path
+        isFileBacked = true
         // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. It has no
         // effect on regular files, and anything else is refused below.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
@@ -55,6 +59,7 @@ public final class MappedFile: @unchecked Sendable {
     /// directory converted at load time). `name` stands in for the path in messages.
     public init(copying contents: [UInt8], name: String) throws(GGUFError) {
         path = name
+        isFileBacked = false
         guard !contents.isEmpty else {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)
             return
@@ -79,6 +84,19 @@ public final class MappedFile: @unchecked Sendable {
         if let base = bytes.baseAddress {
             _ = madvise(UnsafeMutableRawPointer(mutating: base), bytes.count, MADV_WILLNEED)
         }
+    }
+
+    /// Drops this process's pages of `range` (a part of `bytes`) when the mapping is file-backed: once
+    /// a tensor has been copied elsewhere (packed weights), its file pages need not count in the RSS;
+    /// a later read maps them again from the page cache. Only whole pages inside the range are dropped.
+    public func releasePages(_ range: UnsafeRawBufferPointer) {
+        guard isFileBacked, let start = range.baseAddress, let base = bytes.baseAddress else { return }
+        precondition(start >= base && start + range.count <= base + bytes.count, "releasePages: range outside the mapping")
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = (Int(bitPattern: start) + page - 1) / page * page
+        let end = (Int(bitPattern: start) + range.count) / page * page
+        guard end > first, let address = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(address, end - first, MADV_DONTNEED)
     }
 
     private static func openError(path: String, code: Int32) -> GGUFError {

@@ -111,6 +111,32 @@ public final class ScratchBuffer: @unchecked Sendable {
     }
 }
 
+/// A row-interleaved copy of a weight matrix (16-row groups, layout in packed.c), 64-byte aligned.
+final class PackedWeights: @unchecked Sendable {
+    static let groupRows = 16
+    let kind: Int32
+    let groupBytes: Int
+    let base: UnsafeMutableRawPointer
+    let byteCount: Int
+
+    init?(type: GGUFTensorType, bytes: UnsafeRawPointer, rows: Int, columns: Int) {
+        let t = Int32(type.rawValue)
+        let kind = ag_packed_kind(t)
+        let size = ag_packed_bytes(t, Int64(rows), Int64(columns))
+        guard kind >= 0, size > 0 else { return nil }
+        self.kind = kind
+        groupBytes = ag_packed_group_bytes(kind, Int64(columns))
+        byteCount = size
+        base = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
+        guard ag_pack_weights(t, bytes, Int64(rows), Int64(columns), base) == 0 else {
+            base.deallocate()
+            return nil
+        }
+    }
+
+    deinit { base.deallocate() }
+}
+
 /// A weight matrix in place inside a mapped GGUF file: `rows` rows of `columns` elements of `type`.
 /// y = W x maps a `columns`-vector to a `rows`-vector (GGUF ne = [columns, rows]).
 public struct WeightMatrix: @unchecked Sendable {
@@ -121,6 +147,10 @@ public struct WeightMatrix: @unchecked Sendable {
     let bytes: UnsafeRawPointer
     /// Keeps the mapping alive as long as the matrix is.
     let owner: GGUFFile
+    /// The row-interleaved copy the batched AVX-512 kernels read, if made (`packedForBatching`).
+    let packed: PackedWeights?
+    /// Byte offset of this matrix's first row group inside `packed` (row slices share the copy).
+    let packedOffset: Int
 
     public init(file: GGUFFile, tensor: GGUFTensorInfo) {
         name = tensor.name
@@ -129,23 +159,46 @@ public struct WeightMatrix: @unchecked Sendable {
         rows = tensor.rowCount
         bytes = file.tensorBytes(tensor).baseAddress!
         owner = file
+        packed = nil
+        packedOffset = 0
     }
 
-    private init(name: String, type: GGUFTensorType, rows: Int, columns: Int, bytes: UnsafeRawPointer, owner: GGUFFile) {
+    private init(name: String, type: GGUFTensorType, rows: Int, columns: Int, bytes: UnsafeRawPointer, owner: GGUFFile,
+                 packed: PackedWeights?, packedOffset: Int) {
         self.name = name
         self.type = type
         self.rows = rows
         self.columns = columns
         self.bytes = bytes
         self.owner = owner
+        self.packed = packed
+        self.packedOffset = packedOffset
     }
 
     /// Rows `start ..< start + count` as a matrix of their own (a view, no copy): how a fused
-    /// tensor (GLM's gate+up `ffn_up`, a fused `attn_qkv`) is split into its parts.
+    /// tensor (GLM's gate+up `ffn_up`, a fused `attn_qkv`) is split into its parts. The packed
+    /// copy is shared when `start` falls on a 16-row group; otherwise the slice uses the plain kernels.
     public func rowSlice(_ start: Int, count: Int) -> WeightMatrix {
         precondition(start >= 0 && count > 0 && start + count <= rows)
+        let group = PackedWeights.groupRows
+        let keep = packed != nil && start % group == 0
         return WeightMatrix(name: "\(name)[\(start)..<\(start + count)]", type: type, rows: count, columns: columns,
-                            bytes: bytes + start * rowBytes, owner: owner)
+                            bytes: bytes + start * rowBytes, owner: owner, packed: keep ? packed : nil,
+                            packedOffset: keep ? packedOffset + start / group * (packed?.groupBytes ?? 0) : 0)
+    }
+
+    /// Whether products with this matrix use the packed kernels on the calling thread's path now.
+    public var usesPackedKernels: Bool { packed != nil && ag_packed_kind(Int32(type.rawValue)) >= 0 }
+
+    /// This matrix with a row-interleaved copy for the batched AVX-512 VNNI kernels (Q4_0, Q4_1 and
+    /// Q8_0; see packed.c), or itself unchanged where there are none (another type, another CPU,
+    /// `AUTOGLM_KERNELS=avx2`). The copy costs as much memory as the tensor; the file's pages of the
+    /// tensor are released afterwards, so the resident size stays about the file's size.
+    public func packedForBatching() -> WeightMatrix {
+        guard packed == nil, let copy = PackedWeights(type: type, bytes: bytes, rows: rows, columns: columns) else { return self }
+        owner.releasePages(UnsafeRawBufferPointer(start: bytes, count: rows * rowBytes))
+        return WeightMatrix(name: name, type: type, rows: rows, columns: columns, bytes: bytes, owner: owner,
+                            packed: copy, packedOffset: 0)
     }
 
     public var rowBytes: Int { type.byteCount(elements: columns) }

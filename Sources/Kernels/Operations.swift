@@ -27,12 +27,28 @@ public enum Operations {
         precondition(!targets.isEmpty && targets.count <= Int(AG_MATMUL_MAX_TARGETS))
         let columns = targets[0].weights.columns
         let act = ag_activation_type(Int32(targets[0].weights.type.rawValue))
+        // Packed matrices share one activation format whatever their types (Q4_0, Q4_1, Q8_0).
+        let allPacked = targets.allSatisfy(\.weights.usesPackedKernels)
         for t in targets {
             precondition(t.weights.columns == columns, "matmul: \(t.weights.name) has \(t.weights.columns) columns, expected \(columns)")
-            precondition(ag_activation_type(Int32(t.weights.type.rawValue)) == act, "matmul: mixed activation formats")
+            precondition(allPacked || ag_activation_type(Int32(t.weights.type.rawValue)) == act, "matmul: mixed activation formats")
             precondition(t.outputOffset + (batch - 1) * t.outputStride + t.weights.rows <= t.output.count)
         }
         precondition(offset + (batch - 1) * stride + columns <= input.count)
+        if allPacked {
+            let xq = scratch.reserve(ag_packed_activation_bytes(Int64(columns)) * batch + 64)
+            let packedStride = ag_quantize_packed_rows(pool.raw, input.pointer(offset), Int64(stride), Int64(batch), Int64(columns), xq)
+            var raw = targets.map { t in
+                ag_packed_target(
+                    kind: t.weights.packed!.kind, packed: t.weights.packed!.base + t.weights.packedOffset,
+                    rows: Int64(t.weights.rows), y: t.output.pointer(t.outputOffset), y_stride: Int64(t.outputStride))
+            }
+            let status = raw.withUnsafeMutableBufferPointer { buffer in
+                ag_matmul_packed(pool.raw, buffer.baseAddress!, Int32(buffer.count), Int64(columns), xq, packedStride, Int64(batch))
+            }
+            precondition(status == 0, "matmul: packed kernels refused the product")
+            return
+        }
         let rowBytes = ag_row_bytes(act, Int64(columns))
         let xq = scratch.reserve(rowBytes * batch + 64)
         let packed = ag_quantize_rows(pool.raw, act, input.pointer(offset), Int64(stride), Int64(batch), Int64(columns), xq)
@@ -119,7 +135,8 @@ extension MatmulTarget {
         var groups: [Int32: [MatmulTarget]] = [:]
         var order: [Int32] = []
         for t in targets {
-            let act = ag_activation_type(Int32(t.weights.type.rawValue))
+            // Packed matrices of any type share one input format (key -1).
+            let act = t.weights.usesPackedKernels ? -1 : ag_activation_type(Int32(t.weights.type.rawValue))
             if groups[act] == nil { order.append(act) }
             groups[act, default: []].append(t)
         }

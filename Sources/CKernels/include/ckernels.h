@@ -122,6 +122,37 @@ void ag_matmul_quantized(ag_pool *pool, const ag_matmul_target *targets, int cou
                          const void *xq, size_t xq_stride, int64_t batch);
 
 
+// ---- packed (row-interleaved) weights: batched products on AVX-512 VNNI ------------------------
+// Q4_0, Q4_1 and Q8_0 matrices repacked at load time so that one instruction advances 16 rows and
+// an unpacked block serves up to 8 activation rows (layout in packed.c). Per output, the float
+// operations do not depend on the batch size, so batched and solo results are bitwise equal.
+
+enum { AG_PACKED_Q4 = 0, AG_PACKED_Q8 = 1 };
+/// The packed kind for weights of `weight_type` on the active path, or -1 when there is none
+/// (another type, or a CPU without AVX-512 VNNI).
+int ag_packed_kind(int weight_type);
+/// Bytes of a packed copy of `rows` x `n` weights of `weight_type` (rows padded to 16); 0 if unsupported.
+size_t ag_packed_bytes(int weight_type, int64_t rows, int64_t n);
+/// Bytes of one group of 16 packed rows of `n` elements (row r starts group r / 16).
+size_t ag_packed_group_bytes(int kind, int64_t n);
+/// Writes the packed copy of `rows` x `n` weights into `dst` (ag_packed_bytes). Returns 0 or -1.
+int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, void *dst);
+/// Bytes per activation row in the packed products' input format.
+size_t ag_packed_activation_bytes(int64_t n);
+/// Quantizes `batch` rows of `n` floats for ag_matmul_packed; returns the stride (bytes per row).
+size_t ag_quantize_packed_rows(ag_pool *pool, const float *x, int64_t x_stride, int64_t batch, int64_t n, void *dst);
+typedef struct {
+    int kind;            // AG_PACKED_Q4 or AG_PACKED_Q8
+    const void *packed;  // the first group of the rows to compute
+    int64_t rows;
+    float *y;
+    int64_t y_stride;
+} ag_packed_target;
+/// y[b * y_stride + r] = dot(row r, activation row b) for each target; activations from
+/// ag_quantize_packed_rows. Returns 0, or -1 (bad arguments, or no AVX-512 VNNI path active).
+int ag_matmul_packed(ag_pool *pool, const ag_packed_target *targets, int count, int64_t n,
+                     const void *xq, size_t xq_stride, int64_t batch);
+
 // ---- transformer operations (float32 activations) --------------------------------------------
 
 /// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, for `rows` rows of `n` (strides in floats).

@@ -64,11 +64,11 @@ public final class GLM4Model: LanguageModel, @unchecked Sendable {
         let w = WeightLoader(file: file, architecture: a)
         configuration = c
         self.file = file
-        tokenEmbedding = try w.matrix("token_embd.weight", columns: c.embeddingWidth, rows: c.vocabularySize)
+        tokenEmbedding = try w.matrix("token_embd.weight", columns: c.embeddingWidth, rows: c.vocabularySize, packed: false)
         outputNorm = try w.vector("output_norm.weight", count: c.embeddingWidth)
         outputHead = w.has("output.weight")
             ? try w.matrix("output.weight", columns: c.embeddingWidth, rows: c.vocabularySize)
-            : tokenEmbedding
+            : tokenEmbedding.packedForBatching()
         func optionalVector(_ name: String, count: Int) throws(EngineError) -> FloatBuffer? {
             w.has(name) ? try w.vector(name, count: count) : nil
         }

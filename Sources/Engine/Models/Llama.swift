@@ -35,11 +35,11 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         let w = WeightLoader(file: file, architecture: Self.architectureName)
         configuration = c
         self.file = file
-        tokenEmbedding = try w.matrix("token_embd.weight", columns: c.embeddingWidth, rows: c.vocabularySize)
+        tokenEmbedding = try w.matrix("token_embd.weight", columns: c.embeddingWidth, rows: c.vocabularySize, packed: false)
         outputNorm = try w.vector("output_norm.weight", count: c.embeddingWidth)
         outputHead = w.has("output.weight")
             ? try w.matrix("output.weight", columns: c.embeddingWidth, rows: c.vocabularySize)
-            : tokenEmbedding
+            : tokenEmbedding.packedForBatching()
         var layers: [Layer] = []
         for i in 0 ..< c.layerCount {
             let p = "blk.\(i)."

@@ -1,0 +1,151 @@
+import CKernels
+import Foundation
+import GGUF
+import Kernels
+import Testing
+
+/// The row-interleaved weights and their AVX-512 VNNI batched kernel (packed.c). Skipped on a CPU
+/// without AVX-512 VNNI, where no matrix is packed and the plain kernels (tested elsewhere) run.
+@Suite("Packed batched kernels", .enabled(if: KernelPath.detected == .avx512))
+struct PackedKernelTests {
+    static let types: [GGUFTensorType] = [.q4_0, .q4_1, .q8_0]
+
+    /// Random rows of `type`: Q4_1 blocks are written directly (there is no Q4_1 quantizer), the
+    /// others quantized from random floats.
+    static func weightBytes(_ type: GGUFTensorType, rows: Int, columns: Int, seed: UInt64) -> [UInt8] {
+        var random = SplitRandom(seed: seed)
+        let t = Int32(type.rawValue)
+        if type == .q4_1 {
+            var out: [UInt8] = []
+            for _ in 0 ..< rows * columns / 32 {
+                let d = ag_fp32_to_fp16(0.002 + 0.01 * abs(random.signedUnit()))
+                let m = ag_fp32_to_fp16(0.05 * random.signedUnit())
+                out += [UInt8(d & 0xFF), UInt8(d >> 8), UInt8(m & 0xFF), UInt8(m >> 8)]
+                for _ in 0 ..< 16 { out.append(UInt8(truncatingIfNeeded: random.next() >> 32)) }
+            }
+            return out
+        }
+        let x = (0 ..< rows * columns).map { _ in random.gaussian() * 0.05 }
+        var out = [UInt8](repeating: 0, count: rows * K.rowBytes(t, columns))
+        let rc = x.withUnsafeBufferPointer { s in out.withUnsafeMutableBytes { ag_quantize_weights(t, s.baseAddress, $0.baseAddress, Int64(x.count)) } }
+        precondition(rc == 0)
+        return out
+    }
+
+    static func name(_ type: GGUFTensorType) -> String { "t\(type.rawValue)" }
+
+    struct Fixture {
+        let file: GGUFFile
+        func matrix(_ name: String) -> WeightMatrix { WeightMatrix(file: file, tensor: file.tensorInfo(named: name)!) }
+    }
+
+    /// One in-memory GGUF holding a `rows` x `columns` matrix of each type.
+    static func fixture(rows: Int, columns: Int) throws -> Fixture {
+        var writer = GGUFWriter()
+        for (i, type) in types.enumerated() {
+            writer.addTensor(name: Self.name(type), dimensions: [columns, rows], type: type,
+                             data: weightBytes(type, rows: rows, columns: columns, seed: UInt64(11 + i)))
+        }
+        let file = try GGUFFile(mappedFile: try MappedFile(copying: writer.serialize(), name: "packed-fixture"))
+        return Fixture(file: file)
+    }
+
+    static func inputs(batch: Int, columns: Int, seed: UInt64) -> [Float] {
+        var random = SplitRandom(seed: seed)
+        return (0 ..< batch * columns).map { _ in random.gaussian() }
+    }
+
+    /// `matrix` times `batch` input rows through Operations.matmul: [batch][rows].
+    static func product(_ matrices: [WeightMatrix], input: [Float], batch: Int, pool: WorkerPool) -> [[Float]] {
+        let columns = matrices[0].columns
+        let x = FloatBuffer(input)
+        let outputs = matrices.map { FloatBuffer(count: batch * $0.rows) }
+        let targets = zip(matrices, outputs).map { MatmulTarget($0, output: $1) }
+        Operations.matmul(targets, input: x, stride: columns, batch: batch, pool: pool, scratch: ScratchBuffer())
+        return outputs.map { $0.slice(0, $0.count) }
+    }
+
+    @Test("packed products are within the activation-quantization bound of the float64 product", arguments: types)
+    func againstFloat64(type: GGUFTensorType) throws {
+        let rows = 53, columns = 96, batch = 11  // a partial last group of 16 rows; 3 blocks
+        let f = try Self.fixture(rows: rows, columns: columns)
+        let plain = f.matrix(Self.name(type))
+        let packed = plain.packedForBatching()
+        #expect(packed.usesPackedKernels && !plain.usesPackedKernels)
+        let x = Self.inputs(batch: batch, columns: columns, seed: 5)
+        for threads in [1, 2] {
+            let y = Self.product([packed], input: x, batch: batch, pool: WorkerPool(threads: threads))[0]
+            for b in 0 ..< batch {
+                let xb = Array(x[b * columns ..< (b + 1) * columns])
+                for r in 0 ..< rows {
+                    let w = plain.dequantizedRow(r)
+                    var exact = 0.0, bound = 0.0
+                    for block in 0 ..< columns / 32 {
+                        let range = block * 32 ..< (block + 1) * 32
+                        let amax = range.map { abs(Double(xb[$0])) }.max()!
+                        let wabs = range.reduce(0.0) { $0 + abs(Double(w[$1])) }
+                        bound += wabs * amax / 127 / 2  // each activation is off by at most half a step
+                        for i in range { exact += Double(w[i]) * Double(xb[i]); bound += 1e-5 * abs(Double(w[i]) * Double(xb[i])) }
+                    }
+                    let got = Double(y[b * rows + r])
+                    #expect(abs(got - exact) <= bound + 1e-6, "\(type) row \(r) batch \(b): \(got) vs \(exact), bound \(bound)")
+                }
+            }
+        }
+    }
+
+    @Test("a row's result is bitwise the same alone, in any batch, in a fused call and in a row slice", arguments: types)
+    func batchInvariance(type: GGUFTensorType) throws {
+        let rows = 70, columns = 64, batch = 19  // batches of 8 + 8 + 3 inside the kernel
+        let f = try Self.fixture(rows: rows, columns: columns)
+        let packed = f.matrix(Self.name(type)).packedForBatching()
+        let pool = WorkerPool(threads: 2)
+        let x = Self.inputs(batch: batch, columns: columns, seed: 9)
+        let all = Self.product([packed], input: x, batch: batch, pool: pool)[0]
+        for b in 0 ..< batch {
+            let alone = Self.product([packed], input: Array(x[b * columns ..< (b + 1) * columns]), batch: 1, pool: pool)[0]
+            #expect(alone == Array(all[b * rows ..< (b + 1) * rows]), "row \(b) alone differs from the batch of \(batch)")
+        }
+        // Slices on a 16-row boundary share the packed copy; others fall back to the plain kernels.
+        let head = packed.rowSlice(0, count: 32), middle = packed.rowSlice(32, count: 21), odd = packed.rowSlice(53, count: 17)
+        #expect(head.usesPackedKernels && middle.usesPackedKernels && !odd.usesPackedKernels)
+        let other = f.matrix(Self.name(type == .q8_0 ? .q4_1 : .q8_0)).packedForBatching()
+        let fused = Self.product([head, middle, other], input: x, batch: batch, pool: pool)
+        let otherAlone = Self.product([other], input: x, batch: batch, pool: pool)[0]
+        #expect(fused[2] == otherAlone)
+        for b in 0 ..< batch {
+            #expect(Array(fused[0][b * 32 ..< (b + 1) * 32]) == Array(all[b * rows ..< b * rows + 32]))
+            #expect(Array(fused[1][b * 21 ..< (b + 1) * 21]) == Array(all[b * rows + 32 ..< b * rows + 53]))
+        }
+    }
+
+    @Test("packing leaves the tensor's bytes intact, in an anonymous copy and in a file whose pages were released")
+    func packingKeepsTheSource() throws {
+        let rows = 40, columns = 64
+        var writer = GGUFWriter()
+        writer.addTensor(name: "w", dimensions: [columns, rows], type: .q8_0,
+                         data: Self.weightBytes(.q8_0, rows: rows, columns: columns, seed: 3))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("autoglm-packed-\(getpid()).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try writer.write(to: path)
+        for file in [try GGUFFile(path: path),
+                     try GGUFFile(mappedFile: try MappedFile(copying: writer.serialize(), name: "copy"))] {
+            let plain = WeightMatrix(file: file, tensor: file.tensorInfo(named: "w")!)
+            let before = plain.dequantized()
+            let packed = plain.packedForBatching()
+            #expect(packed.usesPackedKernels)
+            #expect(plain.dequantized() == before)
+            #expect(packed.dequantized() == before)
+        }
+    }
+
+    @Test("unsupported types are not packed")
+    func unsupportedTypes() throws {
+        var writer = GGUFWriter()
+        writer.addTensor(name: "f", dimensions: [32, 4], values: [Float](repeating: 0.5, count: 128))
+        let file = try GGUFFile(mappedFile: try MappedFile(copying: writer.serialize(), name: "f32"))
+        let m = WeightMatrix(file: file, tensor: file.tensorInfo(named: "f")!).packedForBatching()
+        #expect(!m.usesPackedKernels)
+        #expect(ag_packed_bytes(Int32(GGUFTensorType.q4_K.rawValue), 16, 256) == 0)
+    }
+}
