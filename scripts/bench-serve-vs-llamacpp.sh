@@ -9,7 +9,8 @@ rounds="${1:-2}"; prompts="${2:-16}"; input="${INPUT_LEN:-128}"; output="${OUTPU
 anchor="${LLAMACPP_ANCHOR:-../shared/tools/llamacpp-anchor}"
 model="$(scripts/setup-model.sh)"
 "$anchor" build >/dev/null
-swift build -c release --product autoglm >/dev/null
+# The same flags as scripts/test.sh, so that the two share one build.
+swift build -c release -Xswiftc -enable-testing --product autoglm >/dev/null
 out=bench-out/in$input-out$output; mkdir -p "$out"
 port=8093
 bench() {  # NAME ROUND

@@ -14,7 +14,8 @@ model="$("$root/scripts/setup-model.sh")"
 "$anchor" build >/dev/null
 bench="$("$anchor" bin llama-bench)"
 export LD_LIBRARY_PATH="$(dirname "$bench")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-swift build -c release --package-path "$root" --product autoglm >/dev/null
+# The same flags as scripts/test.sh, so that the two share one build.
+swift build -c release -Xswiftc -enable-testing --package-path "$root" --product autoglm >/dev/null
 ours="$root/.build/release/autoglm"
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }

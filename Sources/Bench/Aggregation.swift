@@ -107,6 +107,8 @@ public struct LevelReport: Sendable, Equatable, Codable {
     public var goodput: Double?
     /// Failed requests by kind ("http_429", "timeout", ...).
     public var errors: [String: Int]
+    /// Up to three distinct transport messages of the failed requests (what to look at first).
+    public var errorSamples: [String]
 
     enum CodingKeys: String, CodingKey {
         case label, concurrency, requestRate = "request_rate", maxConcurrency = "max_concurrency"
@@ -115,7 +117,7 @@ public struct LevelReport: Sendable, Equatable, Codable {
         case requestThroughput = "request_throughput", outputTokenThroughput = "output_token_throughput"
         case totalTokenThroughput = "total_token_throughput"
         case ttft, tpot, itl, e2el
-        case goodRequests = "good_requests", goodput = "request_goodput", errors
+        case goodRequests = "good_requests", goodput = "request_goodput", errors, errorSamples = "error_samples"
     }
 
     /// Aggregates the requests of one level that ran for `duration` seconds.
@@ -127,16 +129,19 @@ public struct LevelReport: Sendable, Equatable, Codable {
         self.maxConcurrency = maxConcurrency
         var metrics: [RequestMetrics] = []
         var errors: [String: Int] = [:]
+        var samples: [String] = []
         for timing in timings {
             if let m = RequestMetrics(timing) {
                 metrics.append(m)
             } else {
                 errors[(timing.failure ?? .malformedStream).description, default: 0] += 1
+                if let detail = timing.failureDetail, samples.count < 3, !samples.contains(detail) { samples.append(detail) }
             }
         }
         completed = metrics.count
         failed = timings.count - metrics.count
         self.errors = errors
+        errorSamples = samples
         durationSeconds = duration
         totalInputTokens = metrics.reduce(0) { $0 + $1.inputTokens }
         totalOutputTokens = metrics.reduce(0) { $0 + $1.outputTokens }

@@ -27,6 +27,7 @@ public enum ReportRenderer {
         }
         if !r.errors.isEmpty {
             out += row("Errors:", r.errors.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
+            for sample in r.errorSamples { out += row("  e.g.", sample) }
         }
         let header = ["(ms)", "mean", "p50", "p90", "p95", "p99"]
         out += header.enumerated().map { $0.offset == 0 ? $0.element.padding(toLength: 6, withPad: " ", startingAt: 0) : pad($0.element) }

@@ -42,6 +42,8 @@ public struct RequestTiming: Sendable, Equatable {
     public var usage: StreamChunk.Usage?
     /// Set when the request failed; such a request contributes only to the error counts.
     public var failure: RequestFailure?
+    /// What the transport said when it failed (the error's description), for the report's samples.
+    public var failureDetail: String?
 
     public init(choiceChunkTimes: [Double] = [], lastDataTime: Double? = nil, contentChunks: Int = 0,
                 usage: StreamChunk.Usage? = nil, failure: RequestFailure? = nil) {

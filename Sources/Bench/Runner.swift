@@ -339,7 +339,8 @@ struct RequestSender: Sendable {
             if timing.choiceChunkTimes.isEmpty { timing.failure = .malformedStream }
         } catch {
             timing.failure = ErrorClassifier.classify(error, phase: phase)
-            if case .remoteConnectionClosed? = error as? HTTPClientError, phase == .connecting { timing.staleConnection = true }
+            timing.failureDetail = "\(phase == .connecting ? "before" : "after") the response head: \(String(describing: error))"
+            if phase == .connecting, ErrorClassifier.isStaleConnection(error) { timing.staleConnection = true }
         }
         return timing
     }
@@ -351,6 +352,20 @@ public enum RequestPhase: Sendable {
 }
 
 public enum ErrorClassifier {
+    /// A pooled keep-alive connection the server had closed: the write of the request found the channel
+    /// closed (llama-server's HTTP library closes idle or used-up keep-alive connections), so the
+    /// request never reached the server and sending it again is safe.
+    public static func isStaleConnection(_ error: any Error) -> Bool {
+        if case .remoteConnectionClosed? = error as? HTTPClientError { return true }
+        if let error = error as? ChannelError {
+            switch error {
+            case .ioOnClosedChannel, .outputClosed, .alreadyClosed, .eof: return true
+            default: return false
+            }
+        }
+        return false
+    }
+
     /// Maps a transport error to a report kind: timeouts by their AsyncHTTPClient code; other
     /// failures before the response head are connect errors, after it a closed connection.
     public static func classify(_ error: any Error, phase: RequestPhase) -> RequestFailure {

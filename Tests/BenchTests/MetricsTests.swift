@@ -1,5 +1,6 @@
 import Bench
 import Foundation
+import NIOCore
 import Testing
 
 @Suite struct MetricsTests {
@@ -115,6 +116,14 @@ import Testing
         #expect(RequestFailure.connect.description == "connect_error")
         #expect(RequestFailure.timeout.description == "timeout")
         #expect(RequestFailure.malformedStream.description == "malformed_stream")
+        // A request written on a keep-alive connection the server had closed never reached it: retried.
+        #expect(ErrorClassifier.isStaleConnection(ChannelError.ioOnClosedChannel))
+        #expect(!ErrorClassifier.isStaleConnection(ChannelError.connectTimeout(.seconds(1))))
+        #expect(!ErrorClassifier.isStaleConnection(Refused()))
+        var failed = RequestTiming(failure: .connect)
+        failed.failureDetail = "before the response head: refused"
+        let report = LevelReport(label: "x", timings: [failed, failed, Self.timing], duration: 1, slo: GoodputSLO())
+        #expect(report.errors == ["connect_error": 2] && report.errorSamples == ["before the response head: refused"])
     }
 
     func spaces(_ n: Int) -> String { String(repeating: " ", count: n) }
