@@ -78,6 +78,17 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
 
+        // HTTPS files are checked before the model loads, too.
+        var tls: ServerTLS?
+        if let files = config.server.tls {
+            do throws(ServerStartError) {
+                tls = try ServerTLS(certificateFile: files.certificateFile, keyFile: files.keyFile)
+            } catch {
+                printError("error: \(error)")
+                throw ExitCode(1)
+            }
+        }
+
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var served: [ServedModel] = []
@@ -95,15 +106,19 @@ struct ServeCommand: AsyncParsableCommand {
             printError("error: no local model to serve. Give --model PATH|NAME or a models[].path in the configuration.")
             throw ExitCode(1)
         }
-        let serverOptions = ServerOptions(
+        var serverOptions = ServerOptions(
             host: config.server.host, port: config.server.port, apiKeys: config.server.apiKeys,
             requestTimeoutSeconds: config.server.timeouts.requestSeconds > 0 ? config.server.timeouts.requestSeconds : nil,
             drainSeconds: config.server.drainSeconds, idleTimeoutSeconds: config.server.timeouts.idleSeconds,
-            metricsPath: config.metrics.path.isEmpty ? "/metrics" : config.metrics.path)
+            metricsPath: config.metrics.enabled ? (config.metrics.path.isEmpty ? "/metrics" : config.metrics.path) : nil,
+            firstTokenTimeoutSeconds: config.server.timeouts.firstTokenSeconds > 0 ? config.server.timeouts.firstTokenSeconds : nil,
+            maxConcurrentRequests: config.limits.maxConcurrentRequests, requestsPerMinute: config.limits.requestsPerMinute)
+        serverOptions.tls = tls
+        let scheme = tls == nil ? "http" : "https"
         do {
             let names = served.map(\.name).joined(separator: ",")
             try await AutoGLMServer.run(models: served, metrics: metrics, registry: registry, options: serverOptions, logger: logger) { port in
-                logger.info("listening", metadata: ["address": .string("http://\(config.server.host):\(port)"),
+                logger.info("listening", metadata: ["address": .string("\(scheme)://\(config.server.host):\(port)"),
                                                     "models": .string(names)])
             }
         } catch let error as ServerStartError {

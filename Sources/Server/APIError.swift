@@ -28,9 +28,9 @@ struct APIError: Error, Sendable {
                  code: "context_length_exceeded")
     }
 
-    static func overloaded(_ message: String, retryAfter: Int) -> APIError {
+    static func overloaded(_ message: String, retryAfter: Int, code: String = "queue_full") -> APIError {
         APIError(status: .tooManyRequests, message: message, type: "server_overloaded", param: nil,
-                 code: "queue_full", retryAfter: retryAfter)
+                 code: code, retryAfter: retryAfter)
     }
 
     static func unavailable(_ message: String, retryAfter: Int) -> APIError {

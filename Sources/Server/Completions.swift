@@ -12,6 +12,8 @@ struct CompletionsAPI: Sendable {
     let models: ModelRegistry
     let metrics: ServerMetrics
     let requestTimeout: Double?
+    /// server.timeouts.first_token: a choice whose first token has not come by then is cancelled.
+    var firstTokenTimeout: Double? = nil
 
     /// One prompt's worth of work: its tokens and rendered text.
     struct Prompt {
@@ -207,6 +209,7 @@ struct CompletionsAPI: Sendable {
     /// Queues every choice of the job (prompts x n), or none: on a refusal the ones already queued are cancelled.
     func submit(_ job: Job) throws(APIError) -> [Choice] {
         let deadline = requestTimeout.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
+        let firstTokenDeadline = firstTokenTimeout.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
         var choices: [Choice] = []
         for (p, prompt) in job.prompts.enumerated() {
             for i in 0 ..< job.parameters.n {
@@ -214,7 +217,7 @@ struct CompletionsAPI: Sendable {
                 let requestID = "\(job.id)-\(index)"
                 let request = job.parameters.request(
                     id: requestID, prompt: prompt.tokens, maxTokens: job.maxTokens, logprobs: job.logprobs,
-                    topLogprobs: job.topLogprobs, deadline: deadline, choice: index)
+                    topLogprobs: job.topLogprobs, deadline: deadline, firstTokenDeadline: firstTokenDeadline, choice: index)
                 do {
                     let events = try job.model.scheduler.submit(request)
                     choices.append(Choice(index: index, prompt: prompt, requestID: requestID, events: events))

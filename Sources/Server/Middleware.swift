@@ -10,9 +10,12 @@ import Synchronization
 public struct ServerContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     let note = RequestNote()
+    /// The client's address (rate limits without API keys); nil when unknown (tests).
+    let remoteAddress: SocketAddress?
 
     public init(source: Source) {
         coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
     }
 }
 

@@ -32,6 +32,11 @@ public struct ServerRoutes: Sendable {
     public let prometheus: PrometheusCollectorRegistry
     public let requestTimeout: Double?
     public let maxBodyBytes: Int
+    /// server.timeouts.first_token in seconds; nil: none.
+    public var firstTokenTimeout: Double?
+    /// limits.max_concurrent_requests (nil: none) and limits.requests_per_minute (0: none).
+    public var maxConcurrentRequests: Int?
+    public var requestsPerMinute = 0
 
     public init(registry: ModelRegistry, metrics: [String: ServerMetrics], prometheus: PrometheusCollectorRegistry,
                 requestTimeout: Double?, maxBodyBytes: Int = 16 << 20) {
@@ -42,11 +47,19 @@ public struct ServerRoutes: Sendable {
         self.maxBodyBytes = maxBodyBytes
     }
 
-    public func router(metricsPath: String = "/metrics", apiKeys: [String] = []) -> Router<ServerContext> {
+    /// `metricsPath` nil: no metrics endpoint (metrics.enabled = false).
+    public func router(metricsPath: String? = "/metrics", apiKeys: [String] = []) -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
         router.add(middleware: RequestIDMiddleware())
         router.add(middleware: APIErrorMiddleware(metrics: metrics.values.first, logRequests: true))
-        if !apiKeys.isEmpty { router.add(middleware: BearerAuthMiddleware(keys: Set(apiKeys), openPaths: ["/health", "/ready", metricsPath])) }
+        if !apiKeys.isEmpty {
+            router.add(middleware: BearerAuthMiddleware(keys: Set(apiKeys), openPaths: Set(["/health", "/ready"] + (metricsPath.map { [$0] } ?? []))))
+        }
+        if maxConcurrentRequests != nil || requestsPerMinute > 0 {
+            router.add(middleware: AdmissionMiddleware(
+                limits: AdmissionLimits(maxConcurrent: maxConcurrentRequests, perMinute: requestsPerMinute),
+                paths: ["/v1/chat/completions", "/v1/completions", "/generate"]))
+        }
 
         router.get("/health") { _, _ in Self.json(.object([("status", .string("ok"))])) }
         router.get("/ready") { _, _ in
@@ -54,18 +67,19 @@ public struct ServerRoutes: Sendable {
             if accepting { return Self.json(.object([("status", .string("ready")), ("models", .array(registry.models.map { .string($0.name) }))])) }
             return APIError.unavailable("The server is shutting down.", retryAfter: 5).response()
         }
-        router.get(RouterPath(metricsPath)) { _, _ in
+        if let metricsPath { router.get(RouterPath(metricsPath)) { _, _ in
             for model in registry.models { metrics[model.name]?.update(model.scheduler.currentStatistics) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: prometheus.emitToBuffer())))
-        }
+        } }
         router.get("/v1/models") { _, _ in
             Self.json(.object([("object", .string("list")), ("data", .array(registry.models.map { m in
                 .object([("id", .string(m.name)), ("object", .string("model")), ("created", .int(m.created)),
                          ("owned_by", .string("autoglm")), ("max_model_len", .int(m.contextLength))])
             }))]))
         }
-        let api = CompletionsAPI(models: registry, metrics: metrics.values.first!, requestTimeout: requestTimeout)
+        let api = CompletionsAPI(models: registry, metrics: metrics.values.first!, requestTimeout: requestTimeout,
+                                 firstTokenTimeout: firstTokenTimeout)
         router.post("/v1/chat/completions") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
             return try await Self.run(api, try api.chatJob(body), context: context)

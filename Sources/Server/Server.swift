@@ -1,7 +1,10 @@
 import Foundation
 public import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 public import Logging
 import NIOCore
+import NIOSSL
 import Prometheus
 public import Runtime
 public import ServiceLifecycle
@@ -15,10 +18,20 @@ public struct ServerOptions: Sendable {
     public var requestTimeoutSeconds: Double?
     public var drainSeconds: Double
     public var idleTimeoutSeconds: Double?
-    public var metricsPath: String
+    /// nil: no metrics endpoint.
+    public var metricsPath: String?
+    public var firstTokenTimeoutSeconds: Double?
+    public var maxConcurrentRequests: Int?
+    public var requestsPerMinute: Int
+    /// HTTPS with this certificate and key; nil: plain HTTP.
+    public var tls: ServerTLS?
 
     public init(host: String = "127.0.0.1", port: Int = 8080, apiKeys: [String] = [], requestTimeoutSeconds: Double? = 600,
-                drainSeconds: Double = 30, idleTimeoutSeconds: Double? = 60, metricsPath: String = "/metrics") {
+                drainSeconds: Double = 30, idleTimeoutSeconds: Double? = 60, metricsPath: String? = "/metrics",
+                firstTokenTimeoutSeconds: Double? = nil, maxConcurrentRequests: Int? = nil, requestsPerMinute: Int = 0) {
+        self.firstTokenTimeoutSeconds = firstTokenTimeoutSeconds
+        self.maxConcurrentRequests = maxConcurrentRequests
+        self.requestsPerMinute = requestsPerMinute
         self.host = host
         self.port = port
         self.apiKeys = apiKeys
@@ -37,13 +50,24 @@ public enum AutoGLMServer {
     public static func application(
         models: [ServedModel], metrics: [String: ServerMetrics], registry: PrometheusCollectorRegistry,
         options: ServerOptions, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
-        let routes = ServerRoutes(registry: ModelRegistry(models), metrics: metrics, prometheus: registry,
+    ) throws(ServerStartError) -> some ApplicationProtocol {
+        var routes = ServerRoutes(registry: ModelRegistry(models), metrics: metrics, prometheus: registry,
                                   requestTimeout: options.requestTimeoutSeconds)
+        routes.firstTokenTimeout = options.firstTokenTimeoutSeconds
+        routes.maxConcurrentRequests = options.maxConcurrentRequests
+        routes.requestsPerMinute = options.requestsPerMinute
         let router = routes.router(metricsPath: options.metricsPath, apiKeys: options.apiKeys)
+        var server = HTTPServerBuilder.http1(configuration: .init(idleTimeout: options.idleTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) }))
+        if let tls = options.tls {
+            do {
+                server = try .tls(server, tlsConfiguration: tls.configuration)
+            } catch {
+                throw .tls(file: tls.certificateFile, reason: "\(error)")
+            }
+        }
         return Application(
             router: router,
-            server: .http1(configuration: .init(idleTimeout: options.idleTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) })),
+            server: server,
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "autoglm"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? options.port) },
             logger: logger)
@@ -54,7 +78,7 @@ public enum AutoGLMServer {
         models: [ServedModel], metrics: [String: ServerMetrics], registry: PrometheusCollectorRegistry,
         options: ServerOptions, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
-        let app = application(models: models, metrics: metrics, registry: registry, options: options, logger: logger,
+        let app = try application(models: models, metrics: metrics, registry: registry, options: options, logger: logger,
                               onServerRunning: onServerRunning)
         var configuration = ServiceGroupConfiguration(
             services: [
@@ -78,11 +102,50 @@ public enum AutoGLMServer {
 /// Why the server could not start listening.
 public enum ServerStartError: Error, CustomStringConvertible {
     case portInUse(host: String, port: Int)
+    /// server.tls: a certificate or key file that cannot be used.
+    case tls(file: String, reason: String)
 
     public var description: String {
         switch self {
+        case .tls(let file, let reason):
+            return "cannot use \(file) for HTTPS (server.tls): \(reason). Give a PEM certificate chain in server.tls.cert_file and its PEM private key in server.tls.key_file (`autoglm doctor` checks both)."
         case .portInUse(let host, let port):
             return "port \(port) on \(host) is already in use. Stop the other server (`autoglm doctor --port \(port)` names it) or pass --port."
         }
+    }
+}
+
+/// HTTPS for `serve`: a PEM certificate chain and private key, read and checked when the options are
+/// built (before the model loads), so a wrong path or a key that does not match fails at once.
+public struct ServerTLS: Sendable {
+    public let certificateFile: String
+    public let keyFile: String
+    let configuration: TLSConfiguration
+
+    public init(certificateFile: String, keyFile: String) throws(ServerStartError) {
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
+        } catch {
+            throw .tls(file: certificateFile, reason: "not a readable PEM certificate (\(error))")
+        }
+        guard !chain.isEmpty else { throw .tls(file: certificateFile, reason: "the file holds no certificate") }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+        } catch {
+            throw .tls(file: keyFile, reason: "not a readable PEM private key (\(error))")
+        }
+        let configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        // Building a context checks that the key belongs to the certificate.
+        do {
+            _ = try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw .tls(file: keyFile, reason: "the key does not match the certificate or is unusable (\(error))")
+        }
+        self.configuration = configuration
     }
 }

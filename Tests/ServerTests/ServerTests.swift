@@ -31,7 +31,8 @@ struct ServerTests {
         let app: any ApplicationProtocol
     }
 
-    static func harness(maxQueue: Int = 16, start: Bool = true, apiKeys: [String] = [], maxTokens: Int = 256) throws -> Harness {
+    static func harness(maxQueue: Int = 16, start: Bool = true, apiKeys: [String] = [], maxTokens: Int = 256,
+                        options: ServerOptions = ServerOptions()) throws -> Harness {
         let (engine, tokenizer) = try #require(shared, "the default model is missing: run scripts/setup-model.sh")
         let registry = PrometheusCollectorRegistry()
         let metrics = ServerMetrics(registry: registry, model: "smol")
@@ -42,8 +43,10 @@ struct ServerTests {
         let served = ServedModel(name: "smol", scheduler: scheduler, maxTokensLimit: maxTokens)
         var logger = Logger(label: "test")
         logger.logLevel = .error
-        let app = AutoGLMServer.application(models: [served], metrics: ["smol": metrics], registry: registry,
-                                            options: ServerOptions(apiKeys: apiKeys), logger: logger)
+        var serverOptions = options
+        if !apiKeys.isEmpty { serverOptions.apiKeys = apiKeys }
+        let app = try AutoGLMServer.application(models: [served], metrics: ["smol": metrics], registry: registry,
+                                            options: serverOptions, logger: logger)
         return Harness(model: served, metrics: metrics, registry: registry, app: app)
     }
 

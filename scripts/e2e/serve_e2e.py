@@ -8,20 +8,26 @@
 3. A client that disconnects mid-stream frees its sequence (running requests back to 0).
 4. A second server on the same port exits non-zero naming the port.
 5. SIGTERM drains: an in-flight stream finishes all its tokens, new requests are refused, exit 0.
+6. HTTPS (server.tls) with a throw-away self-signed certificate made by the openssl command: the
+   openai client verifies it and chats; a missing key file stops serve before the model loads.
 
 Every wait is bounded; the script exits non-zero on the first failed check.
 """
 import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 
+import httpx
 import openai
 
 BINARY = sys.argv[1] if len(sys.argv) > 1 else ".build/release/autoglm"
@@ -42,7 +48,7 @@ def check(condition, message):
     print(f"ok: {message}", flush=True)
 
 
-def start_server(port, extra_env=None):
+def start_server(port, extra_env=None, ssl_context=None):
     env = dict(os.environ)
     env.update(extra_env or {})
     proc = subprocess.Popen(
@@ -54,7 +60,8 @@ def start_server(port, extra_env=None):
             print(proc.stdout.read())
             raise SystemExit(f"FAIL: the server exited early with {proc.returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
+            scheme = "https" if ssl_context else "http"
+            with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/ready", timeout=2, context=ssl_context) as r:
                 if r.status == 200:
                     return proc
         except (urllib.error.URLError, ConnectionError, OSError):
@@ -224,6 +231,41 @@ def drain_check(port, proc):
         check(True, "no listener after shutdown")
 
 
+def tls_checks():
+    openssl = shutil.which("openssl")
+    check(openssl is not None, "the openssl command is installed (it makes the test certificate)")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+        missing = os.path.join(tmp, "missing-key.pem")
+        bad = subprocess.run([BINARY, "serve", "--port", str(port)], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "AUTOGLM_SERVER_TLS_CERT_FILE": cert, "AUTOGLM_SERVER_TLS_KEY_FILE": missing})
+        check(bad.returncode != 0 and "missing-key.pem" in bad.stderr,
+              f"a missing TLS key file stops serve with exit {bad.returncode}: {bad.stderr.strip().splitlines()[0][:120]}")
+        context = ssl.create_default_context(cafile=cert)
+        proc = start_server(port, {"AUTOGLM_SERVER_TLS_CERT_FILE": cert, "AUTOGLM_SERVER_TLS_KEY_FILE": key}, ssl_context=context)
+        try:
+            client = openai.OpenAI(base_url=f"https://127.0.0.1:{port}/v1", api_key="unused", http_client=httpx.Client(verify=context))
+            chat = client.chat.completions.create(model="smollm2-135m-instruct", max_tokens=4, temperature=0,
+                                                  messages=[{"role": "user", "content": "Hi"}])
+            check(chat.usage.completion_tokens > 0, "HTTPS: the openai client verifies the certificate and chats")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+                check(False, "plain HTTP to the HTTPS port is refused")
+            except (urllib.error.URLError, ConnectionError, OSError, http_client_errors()):
+                check(True, "plain HTTP to the HTTPS port is refused")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
+def http_client_errors():
+    import http.client
+    return http.client.HTTPException
+
+
 def main():
     port = free_port()
     proc = start_server(port, {"AUTOGLM_LIMITS_MAX_QUEUE": str(QUEUE), "AUTOGLM_LOGGING_FORMAT": "json"})
@@ -240,6 +282,7 @@ def main():
     lines = [l for l in log.splitlines() if l.startswith("{")]
     check(lines and all(json.loads(l).get("level") for l in lines), f"logs are JSON lines ({len(lines)} lines)")
     check(any("request_id" in json.loads(l) for l in lines), "request logs carry request_id")
+    tls_checks()
     print("all end-to-end checks passed")
 
 

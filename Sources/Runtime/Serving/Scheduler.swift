@@ -234,6 +234,8 @@ public final class Scheduler: @unchecked Sendable {
                     finish(sequence, reason: .cancelled)
                 } else if let deadline = sequence.request.deadline, now >= deadline {
                     finish(sequence, reason: .cancelled)
+                } else if let deadline = sequence.request.firstTokenDeadline, sequence.generated.isEmpty, now >= deadline {
+                    finish(sequence, reason: .cancelled)
                 }
             }
             if stopping {

@@ -13,9 +13,13 @@ public struct GenerationRequest: Sendable {
     public var wantsLogprobs: Bool
     /// The request is cancelled if it has not finished by then.
     public var deadline: ContinuousClock.Instant?
+    /// The request is cancelled if its first token has not come by then (queue wait + prefill).
+    public var firstTokenDeadline: ContinuousClock.Instant?
 
     public init(id: String, promptTokens: [Int], sampling: SamplingParameters = .greedy, stop: StopCondition = StopCondition(),
-                wantsLogprobs: Bool = false, topLogprobs: Int = 0, deadline: ContinuousClock.Instant? = nil) {
+                wantsLogprobs: Bool = false, topLogprobs: Int = 0, deadline: ContinuousClock.Instant? = nil,
+                firstTokenDeadline: ContinuousClock.Instant? = nil) {
+        self.firstTokenDeadline = firstTokenDeadline
         self.id = id
         self.promptTokens = promptTokens
         self.sampling = sampling

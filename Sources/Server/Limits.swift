@@ -1,0 +1,115 @@
+import Hummingbird
+import NIOCore
+import Synchronization
+
+/// `limits.max_concurrent_requests` and `limits.requests_per_minute`: admission limits in front of
+/// the generation routes, before a request reaches a scheduler's queue. Refusals are 429 with
+/// Retry-After in OpenAI's error shape, like a full queue.
+final class AdmissionLimits: Sendable {
+    /// Generation requests in flight at once (from admission until the response body is written); nil: no limit.
+    let maxConcurrent: Int?
+    /// Requests per minute per client (API key, or remote address without keys); 0: no limit.
+    let perMinute: Int
+    /// Clients remembered for rate limiting; the least recently seen are forgotten beyond it, so an
+    /// attacker cycling addresses cannot grow memory without bound.
+    let maxClients: Int
+
+    private struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+    }
+
+    private struct State {
+        var inFlight = 0
+        var buckets: [String: Bucket] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    init(maxConcurrent: Int?, perMinute: Int, maxClients: Int = 100_000) {
+        self.maxConcurrent = maxConcurrent
+        self.perMinute = perMinute
+        self.maxClients = maxClients
+    }
+
+    /// Requests in flight now (for tests and metrics).
+    var inFlight: Int { state.withLock { $0.inFlight } }
+
+    /// Takes a concurrency slot and a rate token for `client`, or throws the 429 to send.
+    /// The slot is given back when the returned object is released.
+    func admit(client: String, now: ContinuousClock.Instant = .now) throws(APIError) -> Slot {
+        let refusal: APIError? = state.withLock { s in
+            if let limit = maxConcurrent, s.inFlight >= limit {
+                return .overloaded(
+                    "Too many requests in flight: this server takes \(limit) at once (limits.max_concurrent_requests). Retry shortly.",
+                    retryAfter: 1, code: "too_many_concurrent_requests")
+            }
+            if perMinute > 0 {
+                let rate = Double(perMinute) / 60  // tokens per second, bucket holds a minute's worth
+                var bucket = s.buckets[client] ?? Bucket(tokens: Double(perMinute), updated: now)
+                let elapsed = max(0, Self.seconds(now - bucket.updated))
+                bucket.tokens = min(Double(perMinute), bucket.tokens + elapsed * rate)
+                bucket.updated = now
+                if bucket.tokens < 1 {
+                    s.buckets[client] = bucket
+                    let wait = Int(((1 - bucket.tokens) / rate).rounded(.up))
+                    return .overloaded(
+                        "Rate limit reached: \(perMinute) requests per minute per client (limits.requests_per_minute). Retry in \(max(1, wait)) s.",
+                        retryAfter: max(1, wait), code: "rate_limit_exceeded")
+                }
+                bucket.tokens -= 1
+                s.buckets[client] = bucket
+                if s.buckets.count > maxClients { Self.forgetOldest(&s.buckets, keep: maxClients / 2) }
+            }
+            s.inFlight += 1
+            return nil
+        }
+        if let refusal { throw refusal }
+        return Slot(limits: self)
+    }
+
+    fileprivate func release() { state.withLock { $0.inFlight -= 1 } }
+
+    private static func forgetOldest(_ buckets: inout [String: Bucket], keep: Int) {
+        let newest = buckets.sorted { $0.value.updated > $1.value.updated }.prefix(keep)
+        buckets = Dictionary(uniqueKeysWithValues: newest.map { ($0.key, $0.value) })
+    }
+
+    private static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    /// One admitted request's concurrency slot: released when the last reference goes (the response
+    /// body written, or the request failed or was dropped), so no path can leak it.
+    final class Slot: Sendable {
+        private let limits: AdmissionLimits
+        fileprivate init(limits: AdmissionLimits) { self.limits = limits }
+        deinit { limits.release() }
+    }
+}
+
+/// Applies AdmissionLimits to POST requests on `paths`; the slot lives until the response body is written.
+struct AdmissionMiddleware: RouterMiddleware {
+    typealias Context = ServerContext
+    let limits: AdmissionLimits
+    let paths: Set<String>
+
+    func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        guard request.method == .post, paths.contains(request.uri.path) else { return try await next(request, context) }
+        let slot = try limits.admit(client: Self.client(request, context: context))
+        var response = try await next(request, context)
+        let inner = response.body
+        response.body = ResponseBody(contentLength: inner.contentLength) { writer in
+            try await inner.write(writer)
+            withExtendedLifetime(slot) {}
+        }
+        return response
+    }
+
+    /// The API key when one is sent, else the remote address.
+    static func client(_ request: Request, context: ServerContext) -> String {
+        if let header = request.headers[.authorization], header.hasPrefix("Bearer ") { return "key:" + header.dropFirst(7) }
+        if let address = context.remoteAddress?.ipAddress { return "ip:" + address }
+        return "unknown"
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Runtime
+@testable import Server
+import TestSupport
+import Testing
+
+/// limits.max_concurrent_requests, limits.requests_per_minute, server.timeouts.first_token and
+/// metrics.enabled, as the server applies them.
+@Suite("Admission limits and timeouts", .serialized)
+struct LimitsTests {
+    @Test("concurrency slots are taken and given back when the request's last reference goes")
+    func concurrencySlots() throws {
+        let limits = AdmissionLimits(maxConcurrent: 2, perMinute: 0)
+        var a: AdmissionLimits.Slot? = try limits.admit(client: "x")
+        let b = try limits.admit(client: "y")
+        #expect(limits.inFlight == 2)
+        do {
+            _ = try limits.admit(client: "z")
+            Issue.record("a third request was admitted past max_concurrent_requests = 2")
+        } catch {
+            #expect(error.status == .tooManyRequests && error.code == "too_many_concurrent_requests" && error.retryAfter == 1)
+        }
+        a = nil
+        #expect(limits.inFlight == 1)
+        let c = try limits.admit(client: "z")
+        #expect(limits.inFlight == 2)
+        withExtendedLifetime((a, b, c)) {}
+    }
+
+    @Test("requests per minute: a bucket per client, refilled over the minute, Retry-After until the next token")
+    func rateLimit() throws {
+        let limits = AdmissionLimits(maxConcurrent: nil, perMinute: 3)
+        let t0 = ContinuousClock.now
+        for _ in 0 ..< 3 { _ = try limits.admit(client: "key:a", now: t0) }
+        do {
+            _ = try limits.admit(client: "key:a", now: t0)
+            Issue.record("a fourth request within the minute was admitted")
+        } catch {
+            // 3 per minute = one token every 20 s.
+            #expect(error.status == .tooManyRequests && error.code == "rate_limit_exceeded" && error.retryAfter == 20)
+        }
+        _ = try limits.admit(client: "key:b", now: t0)  // another client has its own bucket
+        #expect(throws: APIError.self) { _ = try limits.admit(client: "key:a", now: t0 + .seconds(10)) }
+        _ = try limits.admit(client: "key:a", now: t0 + .seconds(21))
+        #expect(limits.inFlight == 0)  // every slot above was dropped at once
+    }
+
+    @Test("the rate limiter forgets the least recently seen clients beyond its bound")
+    func boundedClients() throws {
+        let limits = AdmissionLimits(maxConcurrent: nil, perMinute: 1, maxClients: 10)
+        let t0 = ContinuousClock.now
+        for i in 0 ..< 11 { _ = try limits.admit(client: "ip:\(i)", now: t0 + .seconds(i)) }
+        // Client 10 is remembered (its token is spent); client 0 was forgotten and starts afresh.
+        #expect(throws: APIError.self) { _ = try limits.admit(client: "ip:10", now: t0 + .seconds(11)) }
+        _ = try limits.admit(client: "ip:0", now: t0 + .seconds(11))
+    }
+}
+
+/// The same limits through the router. In the ServerTests suite (serialized) because they drive the
+/// shared default model, which one scheduler at a time may use.
+extension ServerTests {
+    @Test("through the router: a second request in flight gets 429 while the first holds the only slot; metrics can be off")
+    func routerLimits() async throws {
+        let h = try ServerTests.harness(start: false, options: ServerOptions(metricsPath: nil, maxConcurrentRequests: 1))
+        defer { h.model.scheduler.shutdown() }
+        try await h.app.test(.router) { client in
+            async let first = ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":2}"#)
+            // The first request waits in the (stopped) scheduler's queue, holding the slot.
+            for _ in 0 ..< 200 where h.model.scheduler.currentStatistics.waiting == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            let second = try await ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":2}"#)
+            #expect(second.status == .tooManyRequests)
+            #expect(second.headers[.retryAfter] == "1")
+            #expect(try ServerTests.errorBody(second).string("code") == "too_many_concurrent_requests")
+            h.model.scheduler.start()
+            #expect(try await first.status == .ok)
+            let third = try await ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":2}"#)
+            #expect(third.status == .ok)
+            #expect(try await client.execute(uri: "/metrics", method: .get).status == .notFound)
+            #expect(try await client.execute(uri: "/health", method: .get).status == .ok)
+        }
+    }
+
+    @Test("first-token timeout: a request still waiting for its first token when it passes is aborted")
+    func firstTokenTimeout() async throws {
+        let h = try ServerTests.harness(start: false, options: ServerOptions(firstTokenTimeoutSeconds: 0.2))
+        defer { h.model.scheduler.shutdown() }
+        try await h.app.test(.router) { client in
+            async let response = ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":4}"#)
+            try await Task.sleep(for: .milliseconds(400))
+            h.model.scheduler.start()
+            let r = try await response
+            #expect(r.status == .ok)
+            let choice = try #require((try ServerTests.json(r)["choices"] as? [[String: Any]])?.first)
+            #expect(choice["finish_reason"] as? String == "abort")
+            #expect(choice["text"] as? String == "")
+            // A request that gets its first token in time runs to its end.
+            let ok = try await ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":4,"ignore_eos":true}"#)
+            let okChoice = try #require((try ServerTests.json(ok)["choices"] as? [[String: Any]])?.first)
+            #expect(okChoice["finish_reason"] as? String == "length")
+        }
+    }
+}
