@@ -27,7 +27,6 @@ import time
 import urllib.error
 import urllib.request
 
-import httpx
 import openai
 
 BINARY = sys.argv[1] if len(sys.argv) > 1 else ".build/release/autoglm"
@@ -247,7 +246,7 @@ def tls_checks():
         context = ssl.create_default_context(cafile=cert)
         proc = start_server(port, {"AUTOGLM_SERVER_TLS_CERT_FILE": cert, "AUTOGLM_SERVER_TLS_KEY_FILE": key}, ssl_context=context)
         try:
-            client = openai.OpenAI(base_url=f"https://127.0.0.1:{port}/v1", api_key="unused", http_client=httpx.Client(verify=context))
+            client = openai.OpenAI(base_url=f"https://127.0.0.1:{port}/v1", api_key="unused", http_client=openai.DefaultHttpx2Client(verify=context))
             chat = client.chat.completions.create(model="smollm2-135m-instruct", max_tokens=4, temperature=0,
                                                   messages=[{"role": "user", "content": "Hi"}])
             check(chat.usage.completion_tokens > 0, "HTTPS: the openai client verifies the certificate and chats")
