@@ -6,6 +6,9 @@
 #include <string.h>
 
 #define AG_QK 32    // elements per block of the legacy formats
+// Pseudo activation type for ag_quantize_rows: the packed products' input format (packed.c).
+#define AG_ACT_PACKED (-2)
+void ag_quantize_packed_row(const float *x, void *dst, int64_t n);
 #define AG_QK_K 256 // elements per super-block of the K-quants
 
 typedef uint16_t ag_half;

@@ -3,7 +3,7 @@
 // The activations are quantized once per call into the weight type's partner format (llama.cpp's
 // scheme: integer dot products per block), then every task computes a chunk of output rows for all
 // batch rows, so one pass over a weight row serves every sequence in the batch.
-#include "ckernels.h"
+#include "kernels_internal.h"
 
 #include <string.h>
 
@@ -31,12 +31,15 @@ static void quantize_task(void *raw, int64_t index, int thread) {
     int64_t b0 = index * job->rows_per_task, b1 = b0 + job->rows_per_task;
     if (b1 > job->batch) b1 = job->batch;
     for (int64_t b = b0; b < b1; b++) {
-        ag_quantize_row(job->act_type, job->x + b * job->x_stride, job->dst + (size_t)b * job->dst_stride, job->n);
+        const float *x = job->x + b * job->x_stride;
+        char *dst = job->dst + (size_t)b * job->dst_stride;
+        if (job->act_type == AG_ACT_PACKED) ag_quantize_packed_row(x, dst, job->n);
+        else ag_quantize_row(job->act_type, x, dst, job->n);
     }
 }
 
 size_t ag_quantize_rows(ag_pool *pool, int act_type, const float *x, int64_t x_stride, int64_t batch, int64_t n, void *dst) {
-    size_t stride = ag_row_bytes(act_type, n);
+    size_t stride = act_type == AG_ACT_PACKED ? ag_packed_activation_bytes(n) : ag_row_bytes(act_type, n);
     quantize_job job = {act_type, x, x_stride, n, batch, 0, dst, stride};
     int threads = ag_pool_threads(pool);
     if (batch < 8 || threads == 1) {

@@ -92,7 +92,8 @@ int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, v
 
 size_t ag_packed_activation_bytes(int64_t n) { return (size_t)(n / AG_QK) * (32 + 12); }
 
-static void quantize_packed_row(const float *x, int8_t *out, int64_t n) {
+void ag_quantize_packed_row(const float *x, void *dst, int64_t n) {
+    int8_t *out = dst;
     const int64_t nb = n / AG_QK;
     float *ds = (float *)(out + nb * 32);
     float *ss = ds + nb;
@@ -114,32 +115,8 @@ static void quantize_packed_row(const float *x, int8_t *out, int64_t n) {
     }
 }
 
-typedef struct {
-    const float *x;
-    int64_t x_stride, n, batch, rows_per_task;
-    int8_t *dst;
-    size_t dst_stride;
-} pq_job;
-
-static void pq_task(void *raw, int64_t index, int thread) {
-    (void)thread;
-    const pq_job *job = raw;
-    int64_t b0 = index * job->rows_per_task, b1 = b0 + job->rows_per_task;
-    if (b1 > job->batch) b1 = job->batch;
-    for (int64_t b = b0; b < b1; b++) quantize_packed_row(job->x + b * job->x_stride, job->dst + (size_t)b * job->dst_stride, job->n);
-}
-
 size_t ag_quantize_packed_rows(ag_pool *pool, const float *x, int64_t x_stride, int64_t batch, int64_t n, void *dst) {
-    const size_t stride = ag_packed_activation_bytes(n);
-    pq_job job = {x, x_stride, n, batch, batch, dst, stride};
-    const int threads = ag_pool_threads(pool);
-    if (batch < 8 || threads == 1) {
-        pq_task(&job, 0, 0);
-    } else {
-        job.rows_per_task = (batch + threads * 2 - 1) / (threads * 2);
-        ag_pool_run(pool, pq_task, &job, (batch + job.rows_per_task - 1) / job.rows_per_task);
-    }
-    return stride;
+    return ag_quantize_rows(pool, AG_ACT_PACKED, x, x_stride, batch, n, dst);
 }
 
 // ---- the AVX-512 VNNI kernel ---------------------------------------------------------------------
@@ -148,6 +125,18 @@ size_t ag_quantize_packed_rows(ag_pool *pool, const float *x, int64_t x_stride, 
 #include <immintrin.h>
 
 #define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")))
+
+// Lane r: start[r] + sum over the block's 32 elements of weight byte x activation byte, for the 16
+// rows; two independent chains of four vpdpbusd (integer sums, so the split changes no result).
+AVX512 static inline __m512i block_sums(const __m512i q[8], const int32_t *xq, __m512i start) {
+    __m512i s0 = _mm512_dpbusd_epi32(start, q[0], _mm512_set1_epi32(xq[0]));
+    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[4], _mm512_set1_epi32(xq[4]));
+    for (int k = 1; k < 4; k++) {
+        s0 = _mm512_dpbusd_epi32(s0, q[k], _mm512_set1_epi32(xq[k]));
+        s1 = _mm512_dpbusd_epi32(s1, q[k + 4], _mm512_set1_epi32(xq[k + 4]));
+    }
+    return _mm512_add_epi32(s0, s1);
+}
 
 // One group of 16 rows against NC activation rows, all blocks. `w`: the group's packed blocks;
 // `x`: NC activation rows at stride xs; y: outputs y[c * ys + r] for the first `valid` rows.
@@ -171,15 +160,7 @@ AVX512 static inline __attribute__((always_inline)) void group_q4(
             const int8_t *xc = x + (size_t)c * xs;
             const int32_t *xq = (const int32_t *)(xc + b * 32);
             const float *xd = (const float *)(xc + nb * 32);
-            __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], _mm512_set1_epi32(xq[0]));
-            __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[4], _mm512_set1_epi32(xq[4]));
-            s0 = _mm512_dpbusd_epi32(s0, q[1], _mm512_set1_epi32(xq[1]));
-            s1 = _mm512_dpbusd_epi32(s1, q[5], _mm512_set1_epi32(xq[5]));
-            s0 = _mm512_dpbusd_epi32(s0, q[2], _mm512_set1_epi32(xq[2]));
-            s1 = _mm512_dpbusd_epi32(s1, q[6], _mm512_set1_epi32(xq[6]));
-            s0 = _mm512_dpbusd_epi32(s0, q[3], _mm512_set1_epi32(xq[3]));
-            s1 = _mm512_dpbusd_epi32(s1, q[7], _mm512_set1_epi32(xq[7]));
-            const __m512 p = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+            const __m512 p = _mm512_cvtepi32_ps(block_sums(q, xq, _mm512_setzero_si512()));
             acc[c] = _mm512_fmadd_ps(p, _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), acc[c]);
             acc[c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xd[nb + b]), acc[c]);
         }
@@ -200,15 +181,7 @@ AVX512 static inline __attribute__((always_inline)) void group_q8(
             const int32_t *xq = (const int32_t *)(xc + b * 32);
             const float *xd = (const float *)(xc + nb * 32);
             const int32_t *xcorr = (const int32_t *)(xd + 2 * nb);
-            __m512i s0 = _mm512_dpbusd_epi32(_mm512_set1_epi32(xcorr[b]), q[0], _mm512_set1_epi32(xq[0]));
-            __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[4], _mm512_set1_epi32(xq[4]));
-            s0 = _mm512_dpbusd_epi32(s0, q[1], _mm512_set1_epi32(xq[1]));
-            s1 = _mm512_dpbusd_epi32(s1, q[5], _mm512_set1_epi32(xq[5]));
-            s0 = _mm512_dpbusd_epi32(s0, q[2], _mm512_set1_epi32(xq[2]));
-            s1 = _mm512_dpbusd_epi32(s1, q[6], _mm512_set1_epi32(xq[6]));
-            s0 = _mm512_dpbusd_epi32(s0, q[3], _mm512_set1_epi32(xq[3]));
-            s1 = _mm512_dpbusd_epi32(s1, q[7], _mm512_set1_epi32(xq[7]));
-            const __m512 p = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+            const __m512 p = _mm512_cvtepi32_ps(block_sums(q, xq, _mm512_set1_epi32(xcorr[b])));
             acc[c] = _mm512_fmadd_ps(p, _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), acc[c]);
         }
     }

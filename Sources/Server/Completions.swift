@@ -210,6 +210,9 @@ struct CompletionsAPI: Sendable {
     func submit(_ job: Job) throws(APIError) -> [Choice] {
         let deadline = requestTimeout.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
         let firstTokenDeadline = firstTokenTimeout.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
+        // echo + logprobs (non-streaming): the prompt's own log-probabilities lead the logprobs, as in
+        // OpenAI's legacy completions (what lm-evaluation-harness's loglikelihood requests use).
+        let promptLogprobs = job.kind == .completion && job.echo && job.logprobs && !job.parameters.stream ? job.topLogprobs : nil
         var choices: [Choice] = []
         for (p, prompt) in job.prompts.enumerated() {
             for i in 0 ..< job.parameters.n {
@@ -217,7 +220,8 @@ struct CompletionsAPI: Sendable {
                 let requestID = "\(job.id)-\(index)"
                 let request = job.parameters.request(
                     id: requestID, prompt: prompt.tokens, maxTokens: job.maxTokens, logprobs: job.logprobs,
-                    topLogprobs: job.topLogprobs, deadline: deadline, firstTokenDeadline: firstTokenDeadline, choice: index)
+                    topLogprobs: job.topLogprobs, deadline: deadline, firstTokenDeadline: firstTokenDeadline,
+                    promptLogprobs: promptLogprobs, choice: index)
                 do {
                     let events = try job.model.scheduler.submit(request)
                     choices.append(Choice(index: index, prompt: prompt, requestID: requestID, events: events))
@@ -304,7 +308,8 @@ struct CompletionsAPI: Sendable {
                 let text = (job.echo ? choice.prompt.text : "") + r.text
                 choiceBodies.append(.object([
                     ("index", .int(choice.index)), ("text", .string(text)),
-                    ("logprobs", job.logprobs ? completionLogprobs(r.tokens, model: job.model, offset: job.echo ? choice.prompt.text.utf8.count : 0) : .null),
+                    ("logprobs", job.logprobs ? completionLogprobs(r.tokens, model: job.model, offset: job.echo ? choice.prompt.text.utf8.count : 0,
+                                                                   prompt: job.echo ? (choice.prompt.tokens, outcome?.promptLogprobs ?? []) : nil) : .null),
                     ("finish_reason", finish),
                 ]))
             case .native:
@@ -357,20 +362,34 @@ struct CompletionsAPI: Sendable {
         }))])
     }
 
-    func completionLogprobs(_ tokens: [GeneratedToken], model: ServedModel, offset: Int) -> JSON {
-        var offsets: [JSON] = []
+    /// OpenAI's completions logprobs. With `prompt` (echo), the prompt's tokens come first: the first
+    /// has no log-probability (null), each later one its log-probability given the ones before it.
+    func completionLogprobs(_ tokens: [GeneratedToken], model: ServedModel, offset: Int,
+                            prompt: (tokens: [Int], logprobs: [PromptTokenLogprob])? = nil) -> JSON {
+        var names: [JSON] = [], values: [JSON] = [], tops: [JSON] = [], offsets: [JSON] = []
+        func top(_ alternatives: [SampledToken]) -> JSON {
+            .object(alternatives.map { (model.tokenText($0.id), JSON.number(Double($0.logprob))) })
+        }
+        if let prompt {
+            var position = 0
+            for (i, id) in prompt.tokens.enumerated() {
+                let entry = i > 0 && i - 1 < prompt.logprobs.count ? prompt.logprobs[i - 1] : nil
+                names.append(.string(model.tokenText(id)))
+                values.append(entry.map { .number(Double($0.logprob)) } ?? .null)
+                tops.append(entry.map { top($0.topLogprobs) } ?? .null)
+                offsets.append(.int(position))
+                position += model.tokenText(id).utf8.count
+            }
+        }
         var position = offset
         for t in tokens {
+            names.append(.string(model.tokenText(t.id)))
+            values.append(.number(Double(t.logprob ?? 0)))
+            tops.append(top(t.topLogprobs))
             offsets.append(.int(position))
             position += t.text.utf8.count
         }
-        return .object([
-            ("tokens", .array(tokens.map { .string(model.tokenText($0.id)) })),
-            ("token_logprobs", .array(tokens.map { .number(Double($0.logprob ?? 0)) })),
-            ("top_logprobs", .array(tokens.map { t in
-                .object(t.topLogprobs.map { (model.tokenText($0.id), JSON.number(Double($0.logprob))) })
-            })),
-            ("text_offset", .array(offsets)),
-        ])
+        return .object([("tokens", .array(names)), ("token_logprobs", .array(values)), ("top_logprobs", .array(tops)),
+                        ("text_offset", .array(offsets))])
     }
 }

@@ -56,13 +56,15 @@ struct GenerationParameters {
     /// The request for choice `index`: seeds differ per choice so that n > 1 gives different samples.
     func request(id: String, prompt: [Int], maxTokens: Int, logprobs: Bool, topLogprobs: Int,
                  deadline: ContinuousClock.Instant?, firstTokenDeadline: ContinuousClock.Instant? = nil,
-                 choice index: Int) -> GenerationRequest {
+                 promptLogprobs: Int? = nil, choice index: Int) -> GenerationRequest {
         var s = sampling
         if let seed { s.seed = seed &+ UInt64(index) }
-        return GenerationRequest(
+        var request = GenerationRequest(
             id: id, promptTokens: prompt, sampling: s,
             stop: StopCondition(maxTokens: maxTokens, stopStrings: stopStrings, stopTokens: stopTokenIDs,
                                 ignoreEOS: ignoreEOS, minTokens: minTokens),
             wantsLogprobs: logprobs, topLogprobs: topLogprobs, deadline: deadline, firstTokenDeadline: firstTokenDeadline)
+        request.promptLogprobs = promptLogprobs
+        return request
     }
 }

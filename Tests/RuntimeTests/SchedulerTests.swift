@@ -180,6 +180,55 @@ struct SchedulerTests {
         #expect([first.tokens, second.tokens] == alone.map(\.tokens))
     }
 
+    @Test("prompt log-probabilities: one per prompt token after the first, as a plain forward pass gives, chunked or not, cached or not")
+    func promptLogprobs() async throws {
+        let (model, tokenizer) = try #require(Self.shared)
+        let prompt = tokenizer.encode("The capital of France is Paris, and the capital of Italy is Rome. The capital of Spain is")
+        #expect(prompt.count > 16)
+        // Reference: the prompt in one forward pass with logits at every position.
+        let cache = PagedKVCache(configuration: model.configuration, tokens: 128, blockSize: 16)
+        let out = try model.forward([BatchEntry(tokens: prompt, startPosition: 0, blockTable: (0 ..< Int32(cache.blockCount)).map { $0 },
+                                                logits: .all)], cache: cache)
+        let expected = (1 ..< prompt.count).map { Sampler.logSoftmax(out.row($0 - 1), at: prompt[$0]) }
+
+        func outcome(_ s: Scheduler, id: String) async throws -> GenerationOutcome {
+            var request = Self.request(0, prompt, maxTokens: 2)
+            request.id = id
+            request.promptLogprobs = 3
+            var result: GenerationOutcome?
+            for await event in try s.submit(request) { if case .finished(let o) = event { result = o } }
+            return try #require(result)
+        }
+        // Whole prompt in one step; then in chunks of 5 tokens; then after the same prompt filled the prefix cache.
+        let whole = try Self.scheduler(SchedulerConfiguration(maxSequences: 2, maxBatchTokens: 512, cacheTokens: 1024))
+        let chunked = try Self.scheduler(SchedulerConfiguration(maxSequences: 2, maxBatchTokens: 5, cacheTokens: 1024))
+        var results: [GenerationOutcome] = []
+        for s in [whole, chunked] {
+            s.start()
+            results.append(try await outcome(s, id: "a"))
+        }
+        _ = await Self.run(try whole.submit(Self.request(1, prompt, maxTokens: 2)))  // fills the prefix cache
+        results.append(try await outcome(whole, id: "b"))
+        whole.shutdown()
+        chunked.shutdown()
+
+        for r in results {
+            #expect(r.promptLogprobs.map(\.id) == Array(prompt.dropFirst()))
+            #expect(r.cachedPromptTokens == 0)
+            for (got, want) in zip(r.promptLogprobs, expected) {
+                #expect(abs(got.logprob - want) < 1e-4, "logprob \(got.logprob) vs \(want)")
+                #expect(got.topLogprobs.count == 3 && got.topLogprobs[0].logprob >= got.logprob - 1e-6)
+            }
+        }
+        // Requests that do not ask get none.
+        let plain = try Self.scheduler(SchedulerConfiguration(maxSequences: 1, cacheTokens: 256))
+        plain.start()
+        var none: GenerationOutcome?
+        for await event in try plain.submit(Self.request(2, prompt, maxTokens: 1)) { if case .finished(let o) = event { none = o } }
+        plain.shutdown()
+        #expect(try #require(none).promptLogprobs.isEmpty)
+    }
+
     @Test("when blocks run out, sequences are preempted and recomputed, and still give the solo outputs")
     func preemption() async throws {
         let tokenizer = try #require(Self.shared).1

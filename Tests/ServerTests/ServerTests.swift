@@ -158,9 +158,12 @@ struct ServerTests {
             let text = try #require(choice.string("text"))
             #expect(text.hasPrefix("The capital of France is"))
             let logprobs = choice.dict("logprobs")
-            #expect(logprobs.array("tokens").count == 8)
+            // echo: the prompt's tokens lead (the first with null), then the 8 generated ones.
+            let promptCount = tokenizer.encode("The capital of France is").count
+            #expect(logprobs.array("tokens").count == promptCount + 8)
             #expect(logprobs.doubles("token_logprobs").allSatisfy { $0 <= 0 })
-            #expect((logprobs.array("top_logprobs").first as? [String: Any])?.count == 3)
+            #expect(logprobs.array("top_logprobs").first is NSNull)
+            #expect((logprobs.array("top_logprobs").last as? [String: Any])?.count == 3)
             #expect(choice.string("finish_reason") == "length")
 
             // Token ids in, the same continuation out.
@@ -176,6 +179,38 @@ struct ServerTests {
             let indices = many.array("choices").compactMap { ($0 as? [String: Any])?.int("index") }.sorted()
             #expect(indices == [0, 1, 2])
             #expect(many.dict("usage").int("completion_tokens") == 15)
+        }
+    }
+
+    @Test("completions echo + logprobs: the prompt's tokens lead, the first with null, then the generated ones")
+    func echoPromptLogprobs() async throws {
+        let h = try Self.harness()
+        defer { h.model.scheduler.shutdown() }
+        let promptText = "The capital of France is"
+        let promptTokens = h.model.tokenizer.encode(promptText)
+        try await h.app.test(.router) { client in
+            let r = try await Self.post(client, "/v1/completions",
+                                        #"{"prompt":"The capital of France is","max_tokens":2,"echo":true,"logprobs":2,"temperature":0}"#)
+            #expect(r.status == .ok)
+            let choice = try #require((try Self.json(r)["choices"] as? [[String: Any]])?.first)
+            #expect((choice["text"] as? String)?.hasPrefix(promptText) == true)
+            let logprobs = try #require(choice["logprobs"] as? [String: Any])
+            let tokens = try #require(logprobs["tokens"] as? [String])
+            let values = try #require(logprobs["token_logprobs"] as? [Any])
+            let tops = try #require(logprobs["top_logprobs"] as? [Any])
+            let offsets = try #require(logprobs["text_offset"] as? [Int])
+            #expect(tokens.count == promptTokens.count + 2 && values.count == tokens.count && tops.count == tokens.count)
+            #expect(offsets.count == tokens.count && offsets.first == 0 && offsets[promptTokens.count] == promptText.utf8.count)
+            #expect(values[0] is NSNull && tops[0] is NSNull)
+            for v in values.dropFirst() {
+                let x = try #require(v as? Double, "a log-probability is missing: \(v)")
+                #expect(x <= 0 && x > -50)
+            }
+            for t in tops.dropFirst() { #expect((t as? [String: Any])?.count == 2) }
+            // Without echo only the generated tokens are listed.
+            let plain = try await Self.post(client, "/v1/completions", #"{"prompt":"The capital of France is","max_tokens":2,"logprobs":1,"temperature":0}"#)
+            let plainChoice = try #require((try Self.json(plain)["choices"] as? [[String: Any]])?.first)
+            #expect(((plainChoice["logprobs"] as? [String: Any])?["tokens"] as? [String])?.count == 2)
         }
     }
 

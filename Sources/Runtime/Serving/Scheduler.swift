@@ -199,6 +199,8 @@ public final class Scheduler: @unchecked Sendable {
         var prefixCounted = false
         var preemptions = 0
         var admitted: ContinuousClock.Instant?
+        /// Filled during prefill when the request asks for prompt log-probabilities.
+        var promptLogprobs: [PromptTokenLogprob] = []
         var firstToken: ContinuousClock.Instant?
         var lastToken: ContinuousClock.Instant?
 
@@ -298,7 +300,7 @@ public final class Scheduler: @unchecked Sendable {
         // 2. Admissions from the queue, in arrival order, while there is room.
         while !preemptedThisStep && budget > 0 && running.count < configuration.maxSequences, let sequence = waiting.first {
             if sequence.blockTable.isEmpty {
-                if configuration.prefixCaching {
+                if configuration.prefixCaching && sequence.request.promptLogprobs == nil {
                     let hit = blocks.acquirePrefix(of: sequence.tokens)
                     sequence.blockTable = hit.blocks
                     sequence.hashes = hit.hashes
@@ -334,9 +336,10 @@ public final class Scheduler: @unchecked Sendable {
         guard !scheduled.isEmpty else { return }
         let entries = scheduled.map { item in
             let end = item.sequence.computed + item.count
+            let wantsPrompt = item.sequence.request.promptLogprobs != nil && item.sequence.computed < item.sequence.promptCount - 1
             return BatchEntry(tokens: Array(item.sequence.tokens[item.sequence.computed ..< end]),
                               startPosition: item.sequence.computed, blockTable: item.sequence.blockTable,
-                              logits: end == item.sequence.tokens.count ? .last : .none)
+                              logits: wantsPrompt ? .all : end == item.sequence.tokens.count ? .last : .none)
         }
         let output: LogitsBatch
         do {
@@ -354,12 +357,27 @@ public final class Scheduler: @unchecked Sendable {
             if sequence.computed < sequence.promptCount {
                 statistics.promptTokens += min(item.count, sequence.promptCount - sequence.computed)
             }
+            if entries[e].logits == .all { recordPromptLogprobs(sequence, rows: output.rowsPerEntry[e], of: output, count: item.count) }
             sequence.computed += item.count
             registerFullBlocks(sequence)
             guard sequence.computed == sequence.tokens.count else { continue }
             emitNextToken(sequence, logits: output.last(of: e), now: now)
         }
         observer?.stepCompleted(batchTokens: batchTokens, batchSequences: scheduled.count, statistics: statistics)
+    }
+
+    /// Row j of the chunk (position computed + j) predicts the token at position computed + j + 1.
+    private func recordPromptLogprobs(_ sequence: Sequence, rows: Range<Int>, of output: LogitsBatch, count: Int) {
+        let top = sequence.request.promptLogprobs ?? 0
+        for j in 0 ..< count {
+            let target = sequence.computed + j + 1
+            guard target < sequence.promptCount else { break }
+            let logits = output.row(rows.lowerBound + j)
+            let id = sequence.tokens[target]
+            sequence.promptLogprobs.append(PromptTokenLogprob(
+                id: id, logprob: Sampler.logSoftmax(logits, at: id),
+                topLogprobs: top > 0 ? Sampler.topLogprobs(logits, count: top) : []))
+        }
     }
 
     private func blocksNeeded(_ sequence: Sequence, upTo positions: Int) -> Int {
@@ -392,6 +410,7 @@ public final class Scheduler: @unchecked Sendable {
         sequence.blockTable = []
         sequence.hashes = []
         sequence.computed = 0
+        sequence.promptLogprobs = []
         sequence.preemptions += 1
         statistics.preemptions += 1
         observer?.preempted()
@@ -450,7 +469,7 @@ public final class Scheduler: @unchecked Sendable {
             decodeSeconds: sequence.firstToken.map { (now - $0).seconds } ?? 0,
             totalSeconds: (now - sequence.arrival).seconds,
             timeToFirstTokenSeconds: sequence.firstToken.map { ($0 - sequence.arrival).seconds },
-            preemptions: sequence.preemptions)
+            preemptions: sequence.preemptions, promptLogprobs: sequence.promptLogprobs)
         observer?.requestFinished(outcome)
         sequence.continuation.yield(.finished(outcome))
         sequence.continuation.finish()

@@ -15,6 +15,10 @@ public struct GenerationRequest: Sendable {
     public var deadline: ContinuousClock.Instant?
     /// The request is cancelled if its first token has not come by then (queue wait + prefill).
     public var firstTokenDeadline: ContinuousClock.Instant?
+    /// Log-probabilities of the prompt's tokens, each given the ones before it, with this many
+    /// alternatives (OpenAI completions' `echo` + `logprobs`); nil: none. Such a request does not
+    /// take keys and values from the prefix cache, since every prompt position must be computed.
+    public var promptLogprobs: Int?
 
     public init(id: String, promptTokens: [Int], sampling: SamplingParameters = .greedy, stop: StopCondition = StopCondition(),
                 wantsLogprobs: Bool = false, topLogprobs: Int = 0, deadline: ContinuousClock.Instant? = nil,
@@ -42,6 +46,14 @@ public struct GeneratedToken: Sendable {
     public var topLogprobs: [SampledToken]
 }
 
+/// A prompt token's log-probability given the tokens before it, under the model's unmodified distribution.
+public struct PromptTokenLogprob: Sendable, Equatable {
+    public var id: Int
+    public var logprob: Float
+    /// The most likely tokens at this position, best first (as many as asked for).
+    public var topLogprobs: [SampledToken]
+}
+
 /// How a request went, with the timings the metrics and `usage` report.
 public struct GenerationOutcome: Sendable {
     public var finishReason: FinishReason
@@ -57,6 +69,9 @@ public struct GenerationOutcome: Sendable {
     public var totalSeconds: Double
     public var timeToFirstTokenSeconds: Double?
     public var preemptions: Int
+    /// For prompt tokens 1..<promptTokens when `GenerationRequest.promptLogprobs` was set (the first
+    /// token has nothing before it); empty otherwise.
+    public var promptLogprobs: [PromptTokenLogprob] = []
 }
 
 /// What the scheduler sends back for one request, in order: tokens, then one `finished` or `failed`.
