@@ -9,6 +9,10 @@
 // Pseudo activation type for ag_quantize_rows: the packed products' input format (packed.c).
 #define AG_ACT_PACKED (-2)
 void ag_quantize_packed_row(const float *x, void *dst, int64_t n);
+// Splits `count` targets of units[i] units (rows, or packed row groups) into pool tasks of *per
+// units (a multiple of `align`), several per thread; task_start[i] is target i's first task,
+// task_start[count] the total, which is returned.
+int64_t ag_plan_tasks(const int64_t *units, int count, int threads, int64_t align, int64_t *per, int64_t *task_start);
 #define AG_QK_K 256 // elements per super-block of the K-quants
 
 typedef uint16_t ag_half;

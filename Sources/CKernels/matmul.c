@@ -56,7 +56,7 @@ typedef struct {
     int count;
     ag_matmul_target targets[AG_MATMUL_MAX_TARGETS];
     int64_t task_start[AG_MATMUL_MAX_TARGETS + 1];  // first task index of each target
-    int64_t rows_per_task[AG_MATMUL_MAX_TARGETS];
+    int64_t rows_per_task;
     int64_t n, batch;
     const char *xq;
     size_t xq_stride;
@@ -72,8 +72,8 @@ static void matmul_task(void *raw, int64_t index, int thread) {
     int t = 0;
     while (index >= job->task_start[t + 1]) t++;
     const ag_matmul_target *target = &job->targets[t];
-    int64_t r0 = (index - job->task_start[t]) * job->rows_per_task[t];
-    int64_t r1 = r0 + job->rows_per_task[t];
+    int64_t r0 = (index - job->task_start[t]) * job->rows_per_task;
+    int64_t r1 = r0 + job->rows_per_task;
     if (r1 > target->rows) r1 = target->rows;
     const size_t row_bytes = ag_row_bytes(target->weight_type, job->n);
     const char *w = target->weights;
@@ -87,6 +87,24 @@ static void matmul_task(void *raw, int64_t index, int thread) {
     }
 }
 
+int64_t ag_plan_tasks(const int64_t *units, int count, int threads, int64_t align, int64_t *per, int64_t *task_start) {
+    int64_t total = 0;
+    for (int i = 0; i < count; i++) total += units[i];
+    // Several tasks per thread so that uneven progress evens out, each a multiple of `align`.
+    const int64_t want_tasks = threads == 1 ? 1 : threads * 8;
+    int64_t p = (total + want_tasks - 1) / want_tasks;
+    p = (p + align - 1) / align * align;
+    if (p < align) p = align;
+    int64_t tasks = 0;
+    for (int i = 0; i < count; i++) {
+        task_start[i] = tasks;
+        tasks += (units[i] + p - 1) / p;
+    }
+    task_start[count] = tasks;
+    *per = p;
+    return tasks;
+}
+
 void ag_matmul_quantized(ag_pool *pool, const ag_matmul_target *targets, int count, int64_t n,
                          const void *xq, size_t xq_stride, int64_t batch) {
     if (count < 1 || count > AG_MATMUL_MAX_TARGETS || batch < 1) return;
@@ -97,22 +115,12 @@ void ag_matmul_quantized(ag_pool *pool, const ag_matmul_target *targets, int cou
     job.batch = batch;
     job.xq = xq;
     job.xq_stride = xq_stride;
-    int threads = ag_pool_threads(pool);
-    int64_t total_rows = 0;
-    for (int i = 0; i < count; i++) total_rows += targets[i].rows;
-    // Aim for several tasks per thread so uneven progress evens out, each a multiple of the tile.
-    int64_t want_tasks = threads == 1 ? 1 : threads * 8;
-    int64_t rows_per_task = (total_rows + want_tasks - 1) / want_tasks;
-    rows_per_task = (rows_per_task + AG_ROW_TILE - 1) / AG_ROW_TILE * AG_ROW_TILE;
-    if (rows_per_task < AG_ROW_TILE) rows_per_task = AG_ROW_TILE;
-    int64_t tasks = 0;
+    int64_t rows[AG_MATMUL_MAX_TARGETS];
     for (int i = 0; i < count; i++) {
         job.targets[i] = targets[i];
-        job.task_start[i] = tasks;
-        job.rows_per_task[i] = rows_per_task;
-        tasks += (targets[i].rows + rows_per_task - 1) / rows_per_task;
+        rows[i] = targets[i].rows;
     }
-    job.task_start[count] = tasks;
+    const int64_t tasks = ag_plan_tasks(rows, count, ag_pool_threads(pool), AG_ROW_TILE, &job.rows_per_task, job.task_start);
     ag_pool_run(pool, matmul_task, &job, tasks);
 }
 

@@ -1,4 +1,4 @@
-// Row-interleaved ("packed") weights for batched matrix products on AVX-512 VNNI.
+// Row-interleaved ("packed") weights for batched matrix products on AVX-512 VNNI and AVX2.
 //
 // The plain kernels compute one weight row against one activation row at a time; a batch of B
 // sequences (or B prompt positions) then unpacks every weight block B times, and each 32-element
@@ -37,7 +37,7 @@ static int packed_kind(int type) {
 static size_t block_group_bytes(int kind) { return kind == AG_PACKED_Q4 ? 320 : 544; }
 
 int ag_packed_kind(int weight_type) {
-    if (ag_isa_active() < AG_ISA_AVX512) return -1;
+    if (ag_isa_active() < AG_ISA_AVX2) return -1;
     return packed_kind(weight_type);
 }
 
@@ -209,6 +209,88 @@ AVX512 static void group_avx512(int kind, const uint8_t *w, int64_t nb, const in
         PK_GROUP_CASES(group_q8)
     }
 }
+
+// ---- the AVX2 kernel: the same layout, 8 rows (half a group) per 256-bit register ---------------
+// No vpdpbusd: vpmaddubsw (u8 x s8 -> pairs summed to s16) then vpmaddwd by ones (-> s32). Q4 sums the
+// eight s16 partials before widening (at most 8 x 2 x 15 x 127 = 30480, no saturation); Q8 undoes the
+// +128 and multiplies |w| by x with w's sign (at most 2 x 127 x 127 per s16) and widens each. The
+// integer sums equal the AVX-512 kernel's and the float operations are the same, so the two paths
+// give bitwise equal results.
+
+#define AVX2F __attribute__((target("avx2,fma,f16c")))
+#define PK2_MAX_COLS 4
+
+AVX2F static inline __m256i widen_pairs(__m256i s16) { return _mm256_madd_epi16(s16, _mm256_set1_epi16(1)); }
+
+AVX2F static inline __attribute__((always_inline)) void half_group(
+    int kind, const uint8_t *w, int64_t nb, int half, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __m256i valid) {
+    __m256 acc[PK2_MAX_COLS];
+    for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
+    const size_t bb = kind == AG_PACKED_Q4 ? 320 : 544;
+    for (int64_t b = 0; b < nb; b++, w += bb) {
+        __m256i q[8];
+        __m256 dw, mw = _mm256_setzero_ps();
+        if (kind == AG_PACKED_Q4) {
+            for (int k = 0; k < 4; k++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 64 * k + 32 * half));
+                q[k] = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+                q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F));
+            }
+            dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 256 + 16 * half)));
+            mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 288 + 16 * half)));
+        } else {
+            for (int k = 0; k < 8; k++) {
+                q[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 64 * k + 32 * half)), _mm256_set1_epi8((char)0x80));
+            }
+            dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 512 + 16 * half)));
+        }
+        for (int c = 0; c < nc; c++) {
+            const int8_t *xc = x + (size_t)c * xs;
+            const int32_t *xq = (const int32_t *)(xc + b * 32);
+            const float *xd = (const float *)(xc + nb * 32);
+            __m256i sum;
+            if (kind == AG_PACKED_Q4) {
+                __m256i s16 = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(xq[0]));
+                for (int k = 1; k < 8; k++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q[k], _mm256_set1_epi32(xq[k])));
+                sum = widen_pairs(s16);
+            } else {
+                sum = _mm256_setzero_si256();
+                for (int k = 0; k < 8; k++) {
+                    const __m256i xb = _mm256_set1_epi32(xq[k]);
+                    sum = _mm256_add_epi32(sum, widen_pairs(_mm256_maddubs_epi16(_mm256_abs_epi8(q[k]), _mm256_sign_epi8(xb, q[k]))));
+                }
+            }
+            const __m256 p = _mm256_cvtepi32_ps(sum);
+            acc[c] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, _mm256_set1_ps(xd[b])), acc[c]);
+            if (kind == AG_PACKED_Q4) acc[c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xd[nb + b]), acc[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) _mm256_maskstore_ps(y + c * ys + 8 * half, valid, acc[c]);
+}
+
+AVX2F static void group_avx2(int kind, const uint8_t *w, int64_t nb, const int8_t *x, size_t xs, int nc,
+                             float *y, int64_t ys, unsigned valid) {
+    for (int half = 0; half < 2; half++) {
+        const unsigned bits = (valid >> (8 * half)) & 0xFFu;
+        if (bits == 0) break;
+        const __m256i lanes = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        const __m256i mask = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)bits), lanes), lanes);
+        for (int c0 = 0; c0 < nc; c0 += PK2_MAX_COLS) {
+            const int n = nc - c0 < PK2_MAX_COLS ? nc - c0 : PK2_MAX_COLS;
+            const int8_t *xc = x + (size_t)c0 * xs;
+            float *yc = y + c0 * ys;
+            #define PK2_CASE(K, N) half_group(K, w, nb, half, xc, xs, N, yc, ys, mask)
+            if (kind == AG_PACKED_Q4) {
+                switch (n) { case 1: PK2_CASE(AG_PACKED_Q4, 1); break; case 2: PK2_CASE(AG_PACKED_Q4, 2); break;
+                             case 3: PK2_CASE(AG_PACKED_Q4, 3); break; default: PK2_CASE(AG_PACKED_Q4, 4); break; }
+            } else {
+                switch (n) { case 1: PK2_CASE(AG_PACKED_Q8, 1); break; case 2: PK2_CASE(AG_PACKED_Q8, 2); break;
+                             case 3: PK2_CASE(AG_PACKED_Q8, 3); break; default: PK2_CASE(AG_PACKED_Q8, 4); break; }
+            }
+            #undef PK2_CASE
+        }
+    }
+}
 #endif
 
 typedef struct {
@@ -216,6 +298,7 @@ typedef struct {
     ag_packed_target targets[AG_MATMUL_MAX_TARGETS];
     int64_t task_start[AG_MATMUL_MAX_TARGETS + 1];
     int64_t groups_per_task;
+    int isa;  // the caller's path: AG_ISA_AVX512 or AG_ISA_AVX2
     int64_t n, batch;
     const int8_t *xq;
     size_t xq_stride;
@@ -238,6 +321,11 @@ static void pm_task(void *raw, int64_t index, int thread) {
         const uint8_t *w = (const uint8_t *)target->packed + (size_t)g * gb;
         const int64_t left = target->rows - g * PK_ROWS;
         const __mmask16 valid = left >= PK_ROWS ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+        if (job->isa < AG_ISA_AVX512) {
+            group_avx2(target->kind, w, nb, job->xq, job->xq_stride, (int)job->batch, target->y + g * PK_ROWS,
+                       target->y_stride, (unsigned)valid);
+            continue;
+        }
         for (int64_t c0 = 0; c0 < job->batch; c0 += PK_MAX_COLS) {
             const int nc = (int)(job->batch - c0 < PK_MAX_COLS ? job->batch - c0 : PK_MAX_COLS);
             group_avx512(target->kind, w, nb, job->xq + (size_t)c0 * job->xq_stride, job->xq_stride, nc,
@@ -252,31 +340,23 @@ static void pm_task(void *raw, int64_t index, int thread) {
 int ag_matmul_packed(ag_pool *pool, const ag_packed_target *targets, int count, int64_t n,
                      const void *xq, size_t xq_stride, int64_t batch) {
     if (count < 1 || count > AG_MATMUL_MAX_TARGETS || batch < 1 || n % AG_QK != 0) return -1;
-    if (ag_isa_active() < AG_ISA_AVX512) return -1;
+    const int isa = ag_isa_active();
+    if (isa < AG_ISA_AVX2) return -1;
     pm_job job;
     memset(&job, 0, sizeof job);
+    job.isa = isa;
     job.count = count;
     job.n = n;
     job.batch = batch;
     job.xq = xq;
     job.xq_stride = xq_stride;
-    const int threads = ag_pool_threads(pool);
-    int64_t total_groups = 0;
+    int64_t groups[AG_MATMUL_MAX_TARGETS];
     for (int i = 0; i < count; i++) {
         if (targets[i].kind != AG_PACKED_Q4 && targets[i].kind != AG_PACKED_Q8) return -1;
-        total_groups += (targets[i].rows + PK_ROWS - 1) / PK_ROWS;
-    }
-    const int64_t want_tasks = threads == 1 ? 1 : threads * 8;
-    int64_t per = (total_groups + want_tasks - 1) / want_tasks;
-    if (per < 1) per = 1;
-    job.groups_per_task = per;
-    int64_t tasks = 0;
-    for (int i = 0; i < count; i++) {
         job.targets[i] = targets[i];
-        job.task_start[i] = tasks;
-        tasks += ((targets[i].rows + PK_ROWS - 1) / PK_ROWS + per - 1) / per;
+        groups[i] = (targets[i].rows + PK_ROWS - 1) / PK_ROWS;
     }
-    job.task_start[count] = tasks;
+    const int64_t tasks = ag_plan_tasks(groups, count, ag_pool_threads(pool), 1, &job.groups_per_task, job.task_start);
     ag_pool_run(pool, pm_task, &job, tasks);
     return 0;
 }

@@ -4,10 +4,22 @@ import GGUF
 import Kernels
 import Testing
 
-/// The row-interleaved weights and their AVX-512 VNNI batched kernel (packed.c). Skipped on a CPU
-/// without AVX-512 VNNI, where no matrix is packed and the plain kernels (tested elsewhere) run.
-@Suite("Packed batched kernels", .enabled(if: KernelPath.detected == .avx512))
+/// The row-interleaved weights and their batched kernels (packed.c), on each path the CPU has
+/// (AVX-512 VNNI and AVX2). Skipped on a CPU without AVX2, where no matrix is packed and the plain
+/// kernels (tested elsewhere) run.
+@Suite("Packed batched kernels", .serialized, .enabled(if: KernelPath.detected.rawValue >= KernelPath.avx2.rawValue))
 struct PackedKernelTests {
+    static let paths = KernelPath.allCases.filter { $0.rawValue >= KernelPath.avx2.rawValue && $0.rawValue <= KernelPath.detected.rawValue }
+
+    /// Runs `body` with each packed path selected on this thread (the kernels take the caller's path).
+    static func eachPath(_ body: (KernelPath) throws -> Void) rethrows {
+        defer { KernelPath.select(.detected) }
+        for path in paths {
+            #expect(KernelPath.select(path) == path)
+            try body(path)
+        }
+    }
+
     static let types: [GGUFTensorType] = [.q4_0, .q4_1, .q8_0]
 
     /// Random rows of `type`: Q4_1 blocks are written directly (there is no Q4_1 quantizer), the
@@ -73,7 +85,8 @@ struct PackedKernelTests {
         let packed = plain.packedForBatching()
         #expect(packed.usesPackedKernels && !plain.usesPackedKernels)
         let x = Self.inputs(batch: batch, columns: columns, seed: 5)
-        for threads in [1, 2] {
+        try Self.eachPath { path in
+          for threads in [1, 2] {
             let y = Self.product([packed], input: x, batch: batch, pool: WorkerPool(threads: threads))[0]
             for b in 0 ..< batch {
                 let xb = Array(x[b * columns ..< (b + 1) * columns])
@@ -88,10 +101,23 @@ struct PackedKernelTests {
                         for i in range { exact += Double(w[i]) * Double(xb[i]); bound += 1e-5 * abs(Double(w[i]) * Double(xb[i])) }
                     }
                     let got = Double(y[b * rows + r])
-                    #expect(abs(got - exact) <= bound + 1e-6, "\(type) row \(r) batch \(b): \(got) vs \(exact), bound \(bound)")
+                    #expect(abs(got - exact) <= bound + 1e-6, "\(path) \(type) row \(r) batch \(b): \(got) vs \(exact), bound \(bound)")
                 }
             }
+          }
         }
+    }
+
+    @Test("the AVX2 and AVX-512 kernels give bitwise equal results (same integer sums, same float operations)", arguments: types)
+    func pathsAgree(type: GGUFTensorType) throws {
+        guard Self.paths.count > 1 else { return }  // one path only on this CPU: nothing to compare
+        let rows = 45, columns = 128, batch = 13
+        let f = try Self.fixture(rows: rows, columns: columns)
+        let packed = f.matrix(Self.name(type)).packedForBatching()
+        let x = Self.inputs(batch: batch, columns: columns, seed: 17)
+        var results: [[Float]] = []
+        try Self.eachPath { _ in results.append(Self.product([packed], input: x, batch: batch, pool: WorkerPool(threads: 2))[0]) }
+        #expect(results.count == 2 && results[0] == results[1])
     }
 
     @Test("a row's result is bitwise the same alone, in any batch, in a fused call and in a row slice", arguments: types)
@@ -101,6 +127,11 @@ struct PackedKernelTests {
         let packed = f.matrix(Self.name(type)).packedForBatching()
         let pool = WorkerPool(threads: 2)
         let x = Self.inputs(batch: batch, columns: columns, seed: 9)
+        try Self.eachPath { _ in try Self.checkInvariance(f: f, packed: packed, type: type, x: x, rows: rows, columns: columns, batch: batch, pool: pool) }
+    }
+
+    static func checkInvariance(f: Fixture, packed: WeightMatrix, type: GGUFTensorType, x: [Float], rows: Int, columns: Int,
+                                batch: Int, pool: WorkerPool) throws {
         let all = Self.product([packed], input: x, batch: batch, pool: pool)[0]
         for b in 0 ..< batch {
             let alone = Self.product([packed], input: Array(x[b * columns ..< (b + 1) * columns]), batch: 1, pool: pool)[0]

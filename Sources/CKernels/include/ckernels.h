@@ -122,14 +122,14 @@ void ag_matmul_quantized(ag_pool *pool, const ag_matmul_target *targets, int cou
                          const void *xq, size_t xq_stride, int64_t batch);
 
 
-// ---- packed (row-interleaved) weights: batched products on AVX-512 VNNI ------------------------
-// Q4_0, Q4_1 and Q8_0 matrices repacked at load time so that one instruction advances 16 rows and
-// an unpacked block serves up to 8 activation rows (layout in packed.c). Per output, the float
+// ---- packed (row-interleaved) weights: batched products on AVX-512 VNNI and AVX2 ---------------
+// Q4_0, Q4_1 and Q8_0 matrices repacked at load time so that one instruction advances 16 rows (8 on
+// AVX2) and an unpacked block serves up to 8 activation rows (4 on AVX2; layout in packed.c). Per output, the float
 // operations do not depend on the batch size, so batched and solo results are bitwise equal.
 
 enum { AG_PACKED_Q4 = 0, AG_PACKED_Q8 = 1 };
 /// The packed kind for weights of `weight_type` on the active path, or -1 when there is none
-/// (another type, or a CPU without AVX-512 VNNI).
+/// (another type, or a path below AVX2).
 int ag_packed_kind(int weight_type);
 /// Bytes of a packed copy of `rows` x `n` weights of `weight_type` (rows padded to 16); 0 if unsupported.
 size_t ag_packed_bytes(int weight_type, int64_t rows, int64_t n);
@@ -149,7 +149,8 @@ typedef struct {
     int64_t y_stride;
 } ag_packed_target;
 /// y[b * y_stride + r] = dot(row r, activation row b) for each target; activations from
-/// ag_quantize_packed_rows. Returns 0, or -1 (bad arguments, or no AVX-512 VNNI path active).
+/// ag_quantize_packed_rows, on the calling thread's path (AVX-512 VNNI or AVX2; the two give bitwise
+/// equal results). Returns 0, or -1 (bad arguments, or a path below AVX2 active).
 int ag_matmul_packed(ag_pool *pool, const ag_packed_target *targets, int count, int64_t n,
                      const void *xq, size_t xq_stride, int64_t batch);
 
