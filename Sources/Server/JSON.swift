@@ -1,4 +1,5 @@
 import Foundation
+import InferenceCore
 import Tokenizer
 
 /// A JSON document as the API reads and writes it. Objects keep their keys in order so that the
@@ -82,22 +83,7 @@ enum JSON: Sendable, Equatable {
         }
     }
 
-    static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
-    }
+    static func writeString(_ s: String, to out: inout String) { JSONString.append(s, to: &out) }
 
     // MARK: reading
 

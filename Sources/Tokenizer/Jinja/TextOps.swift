@@ -1,3 +1,5 @@
+import InferenceCore
+
 /// Python's string methods as chat templates use them, on Unicode scalars (Python's code points).
 enum TextOps {
     static func isSpace(_ c: Unicode.Scalar) -> Bool { c.properties.isWhitespace || (0x1c...0x1f).contains(c.value) }
@@ -164,30 +166,5 @@ struct JSONWriter {
         out += "\n" + String(repeating: " ", count: max(0, indent) * level)
     }
 
-    private func writeString(_ s: String, into out: inout String) {
-        out += "\""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if c.value < 0x20 || (ensureASCII && c.value > 0x7e) {
-                    if c.value > 0xFFFF {
-                        let v = c.value - 0x10000
-                        out += "\\u" + RuntimeValue.hex(0xD800 + (v >> 10), 4) + "\\u" + RuntimeValue.hex(0xDC00 + (v & 0x3FF), 4)
-                    } else {
-                        out += "\\u" + RuntimeValue.hex(c.value, 4)
-                    }
-                } else {
-                    out.unicodeScalars.append(c)
-                }
-            }
-        }
-        out += "\""
-    }
+    private func writeString(_ s: String, into out: inout String) { JSONString.append(s, to: &out, asciiOnly: ensureASCII) }
 }
