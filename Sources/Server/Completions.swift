@@ -12,7 +12,7 @@ struct CompletionsAPI: Sendable {
     let models: ModelRegistry
     let metrics: ServerMetrics
     let requestTimeout: Double?
-    /// server.timeouts.first_token: a choice whose first token has not come by then is cancelled.
+    /// server.timeouts.first_token: a choice still queued (not started) by then is cancelled.
     var firstTokenTimeout: Double? = nil
 
     /// One prompt's worth of work: its tokens and rendered text.

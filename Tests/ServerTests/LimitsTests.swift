@@ -84,7 +84,7 @@ extension ServerTests {
         }
     }
 
-    @Test("first-token timeout: a request still waiting for its first token when it passes is aborted")
+    @Test("first-token timeout: a request still queued when it passes is aborted; one that started runs to its end")
     func firstTokenTimeout() async throws {
         let h = try ServerTests.harness(start: false, options: ServerOptions(firstTokenTimeoutSeconds: 0.2))
         defer { h.model.scheduler.shutdown() }

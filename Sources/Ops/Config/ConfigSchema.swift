@@ -103,7 +103,7 @@ public enum ConfigSchema {
             ]), help: "Serve HTTPS with these files (both or neither)."),
             ConfigField("timeouts", .object([
                 ConfigField("request", .duration(1 ... 86400), default: .number(600), help: "Longest a request may take end to end."),
-                ConfigField("first_token", .duration(1 ... 3600), default: .number(120), help: "Longest wait for the first token (queue + prefill)."),
+                ConfigField("first_token", .duration(1 ... 3600), default: .number(120), help: "Longest a request may wait in the queue before the engine starts on it; then it is aborted."),
                 ConfigField("idle", .duration(1 ... 3600), default: .number(60), help: "Idle keep-alive connections close after this."),
             ]), help: "Time limits."),
             ConfigField("drain", .duration(0 ... 3600), default: .number(30), help: "On shutdown, finish in-flight requests for this long."),

@@ -236,7 +236,9 @@ public final class Scheduler: @unchecked Sendable {
                     finish(sequence, reason: .cancelled)
                 } else if let deadline = sequence.request.deadline, now >= deadline {
                     finish(sequence, reason: .cancelled)
-                } else if let deadline = sequence.request.firstTokenDeadline, sequence.generated.isEmpty, now >= deadline {
+                } else if let deadline = sequence.request.firstTokenDeadline, sequence.admitted == nil, now >= deadline {
+                    // Still queued, never started: overload, not a slow prefill (a long prompt on a
+                    // big model may legitimately take minutes; timeouts.request bounds that).
                     finish(sequence, reason: .cancelled)
                 }
             }

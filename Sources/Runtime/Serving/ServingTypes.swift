@@ -13,7 +13,7 @@ public struct GenerationRequest: Sendable {
     public var wantsLogprobs: Bool
     /// The request is cancelled if it has not finished by then.
     public var deadline: ContinuousClock.Instant?
-    /// The request is cancelled if its first token has not come by then (queue wait + prefill).
+    /// The request is cancelled if it is still waiting in the queue then (the engine never started on it).
     public var firstTokenDeadline: ContinuousClock.Instant?
     /// Log-probabilities of the prompt's tokens, each given the ones before it, with this many
     /// alternatives (OpenAI completions' `echo` + `logprobs`); nil: none. Such a request does not
