@@ -210,9 +210,9 @@ struct CompletionsAPI: Sendable {
     func submit(_ job: Job) throws(APIError) -> [Choice] {
         let deadline = requestTimeout.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
         let firstTokenDeadline = firstTokenTimeout.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
-        // echo + logprobs (non-streaming): the prompt's own log-probabilities lead the logprobs, as in
-        // OpenAI's legacy completions (what lm-evaluation-harness's loglikelihood requests use).
-        let promptLogprobs = job.kind == .completion && job.echo && job.logprobs && !job.parameters.stream ? job.topLogprobs : nil
+        // echo + logprobs: the prompt's own log-probabilities lead the logprobs, as in OpenAI's legacy
+        // completions (what lm-evaluation-harness's loglikelihood requests use).
+        let promptLogprobs = job.kind == .completion && job.echo && job.logprobs ? job.topLogprobs : nil
         var choices: [Choice] = []
         for (p, prompt) in job.prompts.enumerated() {
             for i in 0 ..< job.parameters.n {

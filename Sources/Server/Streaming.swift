@@ -18,17 +18,40 @@ extension CompletionsAPI {
             var promptTokens = 0
             var cached = 0
             var finishedPrompts = Set<Int>()
+            // echo + logprobs: a choice's echoed prompt waits for its first token, which brings the
+            // prompt's log-probabilities; plain echo goes first.
+            let echoWithLogprobs = job.kind == .completion && job.echo && job.logprobs
+            var echoed = Set<Int>()
+            func echo(_ choice: Choice, _ promptLogprobs: [PromptTokenLogprob]) -> JSON {
+                .object(header(job) + [("choices", .array([.object([
+                    ("index", .int(choice.index)), ("text", .string(choice.prompt.text)),
+                    ("logprobs", completionLogprobs([], model: job.model, offset: 0, prompt: (choice.prompt.tokens, promptLogprobs))),
+                    ("finish_reason", .null),
+                ])]))])
+            }
             do {
                 // Opening chunks: the assistant role (chat) or the echoed prompt (completions).
                 for choice in choices {
                     if job.kind == .chat {
                         try await writer.write(Self.event(chunk(job, choice: choice.index, delta: .object([("role", .string("assistant")), ("content", .string(""))]))))
-                    } else if job.kind == .completion && job.echo {
+                    } else if job.kind == .completion && job.echo && !echoWithLogprobs {
                         try await writer.write(Self.event(chunk(job, choice: choice.index, text: choice.prompt.text)))
                     }
                 }
                 for await (slot, event) in merged {
                     let choice = choices[slot]
+                    if echoWithLogprobs, !echoed.contains(slot) {
+                        switch event {
+                        case .token(let token):
+                            echoed.insert(slot)
+                            try await writer.write(Self.event(echo(choice, token.promptLogprobs ?? [])))
+                        case .finished(let outcome):
+                            echoed.insert(slot)
+                            try await writer.write(Self.event(echo(choice, outcome.promptLogprobs)))
+                        case .failed:
+                            break
+                        }
+                    }
                     switch event {
                     case .token(let token):
                         guard !token.text.isEmpty || job.logprobs else { continue }

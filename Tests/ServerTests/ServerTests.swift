@@ -207,6 +207,24 @@ struct ServerTests {
                 #expect(x <= 0 && x > -50)
             }
             for t in tops.dropFirst() { #expect((t as? [String: Any])?.count == 2) }
+            // Streamed: the echoed prompt comes first with the prompt's log-probabilities, then each token.
+            let streamed = try await Self.post(client, "/v1/completions",
+                #"{"prompt":"The capital of France is","max_tokens":2,"echo":true,"logprobs":2,"temperature":0,"stream":true}"#)
+            let events = Self.events(streamed)
+            #expect(events.last == "[DONE]")
+            let chunks = try events.dropLast().map { e -> [String: Any] in
+                let object = try JSONSerialization.jsonObject(with: Data(e.utf8)) as? [String: Any]
+                return try #require((object?["choices"] as? [[String: Any]])?.first)
+            }
+            let opening = try #require(chunks.first)
+            #expect(opening["text"] as? String == promptText)
+            let openingLogprobs = try #require(opening["logprobs"] as? [String: Any])
+            let streamedValues = try #require(openingLogprobs["token_logprobs"] as? [Any])
+            #expect(streamedValues.count == promptTokens.count && streamedValues.first is NSNull)
+            // The same numbers as the one-shot response, and the same text in the end.
+            #expect(zip(streamedValues.dropFirst(), values.dropFirst()).allSatisfy { ($0 as? Double) == ($1 as? Double) })
+            #expect(chunks.compactMap { $0["text"] as? String }.joined() == choice["text"] as? String)
+
             // Without echo only the generated tokens are listed.
             let plain = try await Self.post(client, "/v1/completions", #"{"prompt":"The capital of France is","max_tokens":2,"logprobs":1,"temperature":0}"#)
             let plainChoice = try #require((try Self.json(plain)["choices"] as? [[String: Any]])?.first)

@@ -443,7 +443,8 @@ public final class Scheduler: @unchecked Sendable {
         let top = request.topLogprobs > 0 ? Sampler.topLogprobs(logits, count: request.topLogprobs) : []
         sequence.continuation.yield(.token(GeneratedToken(
             id: next.id, text: text, logprob: request.wantsLogprobs || request.topLogprobs > 0 ? next.logprob : nil,
-            topLogprobs: top)))
+            topLogprobs: top,
+            promptLogprobs: request.promptLogprobs != nil && sequence.generated.count == 1 ? sequence.promptLogprobs : nil)))
         if sequence.stopMatcher.isStopped && mayStop {
             finish(sequence, reason: .stop)
         } else if sequence.generated.count >= request.stop.maxTokens || sequence.tokens.count >= contextLength {

@@ -44,6 +44,9 @@ public struct GeneratedToken: Sendable {
     public var logprob: Float?
     /// The most likely alternatives at this position, best first, when asked for.
     public var topLogprobs: [SampledToken]
+    /// On the first generated token of a request with `promptLogprobs`: the prompt's log-probabilities
+    /// (so that a stream can send them with the echoed prompt before any generated text).
+    public var promptLogprobs: [PromptTokenLogprob]? = nil
 }
 
 /// A prompt token's log-probability given the tokens before it, under the model's unmodified distribution.
