@@ -70,7 +70,7 @@ extension ServerTests {
         try await h.app.test(.router) { client in
             async let first = ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":2}"#)
             // The first request waits in the (stopped) scheduler's queue, holding the slot.
-            for _ in 0 ..< 200 where h.model.scheduler.currentStatistics.waiting == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            for _ in 0 ..< 1000 where h.model.scheduler.currentStatistics.waiting == 0 { try await Task.sleep(for: .milliseconds(10)) }
             let second = try await ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":2}"#)
             #expect(second.status == .tooManyRequests)
             #expect(second.headers[.retryAfter] == "1")
@@ -86,11 +86,15 @@ extension ServerTests {
 
     @Test("first-token timeout: a request still queued when it passes is aborted; one that started runs to its end")
     func firstTokenTimeout() async throws {
-        let h = try ServerTests.harness(start: false, options: ServerOptions(firstTokenTimeoutSeconds: 0.2))
+        let h = try ServerTests.harness(start: false, options: ServerOptions(firstTokenTimeoutSeconds: 1))
         defer { h.model.scheduler.shutdown() }
         try await h.app.test(.router) { client in
             async let response = ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":4}"#)
-            try await Task.sleep(for: .milliseconds(400))
+            // Its deadline runs from when it is queued (a loaded machine may take a while to get there):
+            // wait until it is, then past the deadline, then start the engine.
+            for _ in 0 ..< 1000 where h.model.scheduler.currentStatistics.waiting == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(h.model.scheduler.currentStatistics.waiting == 1)
+            try await Task.sleep(for: .milliseconds(1500))
             h.model.scheduler.start()
             let r = try await response
             #expect(r.status == .ok)
