@@ -85,3 +85,54 @@ public struct RequestMetrics: Sendable, Equatable {
         tpot = outputTokens > 1 ? (e2el - ttft) / Double(outputTokens - 1) : nil
     }
 }
+
+/// Turns the bytes of one streamed response, each network read stamped with the time it arrived, into
+/// a `RequestTiming`. Pure (no clock, no I/O): the sender stamps reads with its clock, tests feed
+/// recorded arrival times and check the metrics exactly.
+public struct StreamTimingRecorder: Sendable {
+    public private(set) var timing = RequestTiming()
+    private var splitter = SSELineSplitter()
+    /// `data: [DONE]` was seen; what follows is drained but not recorded.
+    public private(set) var done = false
+
+    public init() {}
+
+    /// Whether the stream has failed (malformed chunk or in-stream error): the caller stops reading.
+    public var failed: Bool { timing.failure != nil }
+
+    /// Feeds one network read that arrived at `time` (seconds since the request started). Every
+    /// `data:` chunk completed by this read is stamped with `time`.
+    public mutating func feed(_ bytes: some Sequence<UInt8>, at time: Double) {
+        let lines = splitter.feed(bytes)
+        guard !done, !failed else { return }
+        for line in lines {
+            switch SSELine(line) {
+            case .ignored: continue
+            case .done:
+                done = true
+                return
+            case .data(let payload):
+                guard let chunk = StreamChunk.decode(payload) else {
+                    timing.failure = .malformedStream
+                    return
+                }
+                if chunk.isError {
+                    timing.failure = .streamError
+                    return
+                }
+                timing.record(chunk, at: time)
+            }
+        }
+    }
+
+    /// Ends the stream at `time`: an unterminated last `data:` line counts; a stream that produced no
+    /// choices chunk is malformed.
+    public mutating func finish(at time: Double) -> RequestTiming {
+        if !done, !failed, let last = splitter.finish(), case .data(let payload) = SSELine(last),
+           let chunk = StreamChunk.decode(payload) {
+            timing.record(chunk, at: time)
+        }
+        if !failed, timing.choiceChunkTimes.isEmpty { timing.failure = .malformedStream }
+        return timing
+    }
+}

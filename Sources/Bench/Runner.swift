@@ -40,13 +40,16 @@ public struct BenchConfiguration: Sendable {
     /// Stop issuing new requests this many seconds into a level.
     public var maxDuration: Double?
     public var requestTimeout: Double
+    /// Seconds to get a connection (nil: half the request timeout, at most 10 s), so that a refused or
+    /// unreachable server reports as connect_error rather than racing the whole-request timeout.
+    public var connectTimeout: Double?
     public var warmup: Int
     public var seed: UInt64
     public var slo: GoodputSLO
 
     public init(urls: ServerURLs, endpoint: Endpoint, model: String?, prompts: [BenchPrompt], levels: [LoadLevel],
-                numPrompts: Int, maxDuration: Double? = nil, requestTimeout: Double = 300, warmup: Int = 0,
-                seed: UInt64 = 0, slo: GoodputSLO = GoodputSLO()) {
+                numPrompts: Int, maxDuration: Double? = nil, requestTimeout: Double = 300, connectTimeout: Double? = nil,
+                warmup: Int = 0, seed: UInt64 = 0, slo: GoodputSLO = GoodputSLO()) {
         self.urls = urls
         self.endpoint = endpoint
         self.model = model
@@ -55,6 +58,7 @@ public struct BenchConfiguration: Sendable {
         self.numPrompts = numPrompts
         self.maxDuration = maxDuration
         self.requestTimeout = requestTimeout
+        self.connectTimeout = connectTimeout
         self.warmup = warmup
         self.seed = seed
         self.slo = slo
@@ -110,9 +114,7 @@ public struct BenchRunner: Sendable {
         }
         let poolSize = max(1, config.levels.map { $0.inFlightLimit ?? config.numPrompts }.max() ?? 1, config.warmup)
         var clientConfiguration = HTTPClient.Configuration(
-            // Connecting gets at most half the request's time, so a refused connection reports as
-            // connect_error rather than racing the whole-request timeout.
-            timeout: .init(connect: .milliseconds(Int64(min(10, max(0.1, config.requestTimeout / 2)) * 1000))),
+            timeout: .init(connect: .milliseconds(Int64((config.connectTimeout ?? min(10, max(0.1, config.requestTimeout / 2))) * 1000))),
             connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: poolSize))
         clientConfiguration.httpVersion = .http1Only
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
@@ -309,34 +311,13 @@ struct RequestSender: Sendable {
                 _ = try? await response.body.collect(upTo: 1 << 20)
                 return timing
             }
-            var splitter = SSELineSplitter()
-            var done = false
+            var recorder = StreamTimingRecorder()
             for try await buffer in response.body {
-                let now = elapsed()
-                let lines = splitter.feed(buffer.readableBytesView)
-                if done { continue }  // drain what follows [DONE] so that the connection is reused
-                for line in lines {
-                    switch SSELine(line) {
-                    case .ignored: continue
-                    case .done: done = true
-                    case .data(let payload):
-                        guard let chunk = StreamChunk.decode(payload) else {
-                            timing.failure = .malformedStream
-                            return timing
-                        }
-                        if chunk.isError {
-                            timing.failure = .streamError
-                            return timing
-                        }
-                        timing.record(chunk, at: now)
-                    }
-                    if done { break }
-                }
+                recorder.feed(buffer.readableBytesView, at: elapsed())
+                if recorder.failed { return recorder.timing }
+                // After [DONE] the rest is read (not recorded) so that the connection is reused.
             }
-            if !done, let last = splitter.finish(), case .data(let payload) = SSELine(last) {
-                if let chunk = StreamChunk.decode(payload) { timing.record(chunk, at: elapsed()) }
-            }
-            if timing.choiceChunkTimes.isEmpty { timing.failure = .malformedStream }
+            timing = recorder.finish(at: elapsed())
         } catch {
             timing.failure = ErrorClassifier.classify(error, phase: phase)
             timing.failureDetail = "\(phase == .connecting ? "before" : "after") the response head: \(String(describing: error))"

@@ -16,7 +16,7 @@ import Tokenizer
 
 /// The HTTP API on the default model, through Hummingbird's in-process router tester: shapes of
 /// OpenAI's responses and errors, streaming, metrics, request ids, overload and draining.
-@Suite("HTTP API on the default model", .serialized)
+@Suite("HTTP API on the default model", .serialized, .timeLimit(.minutes(10)))
 struct ServerTests {
     static let shared: (any LanguageModel, Tokenizer)? = {
         guard let file = try? GGUFFile(path: Fixtures.defaultModelPath) else { return nil }
