@@ -9,6 +9,9 @@
 // Pseudo activation type for ag_quantize_rows: the packed products' input format (packed.c).
 #define AG_ACT_PACKED (-2)
 void ag_quantize_packed_row(const float *x, void *dst, int64_t n);
+// ... and of the packed K-quant products (super-blocks of 256, Q8_K's quantization).
+#define AG_ACT_PACKED_K (-3)
+void ag_quantize_packed_k_row(const float *x, void *dst, int64_t n);
 // Splits `count` targets of units[i] units (rows, or packed row groups) into pool tasks of *per
 // units (a multiple of `align`), several per thread; task_start[i] is target i's first task,
 // task_start[count] the total, which is returned.

@@ -34,12 +34,15 @@ static void quantize_task(void *raw, int64_t index, int thread) {
         const float *x = job->x + b * job->x_stride;
         char *dst = job->dst + (size_t)b * job->dst_stride;
         if (job->act_type == AG_ACT_PACKED) ag_quantize_packed_row(x, dst, job->n);
+        else if (job->act_type == AG_ACT_PACKED_K) ag_quantize_packed_k_row(x, dst, job->n);
         else ag_quantize_row(job->act_type, x, dst, job->n);
     }
 }
 
 size_t ag_quantize_rows(ag_pool *pool, int act_type, const float *x, int64_t x_stride, int64_t batch, int64_t n, void *dst) {
-    size_t stride = act_type == AG_ACT_PACKED ? ag_packed_activation_bytes(n) : ag_row_bytes(act_type, n);
+    size_t stride = act_type == AG_ACT_PACKED ? ag_packed_activation_bytes(AG_PACKED_INPUT_BLOCKS, n)
+                    : act_type == AG_ACT_PACKED_K ? ag_packed_activation_bytes(AG_PACKED_INPUT_SUPERBLOCKS, n)
+                    : ag_row_bytes(act_type, n);
     quantize_job job = {act_type, x, x_stride, n, batch, 0, dst, stride};
     int threads = ag_pool_threads(pool);
     if (batch < 8 || threads == 1) {

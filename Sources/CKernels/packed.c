@@ -15,8 +15,26 @@
 //     (Q4_0 becomes m = -8d, exact: value = d*q + m).                               320 bytes
 //   Q8 (from Q8_0): 8 x 64 bytes (register k, lane r = qs[4k..4k+3] of row r, each byte + 128 so
 //     that it is unsigned for vpdpbusd), then 16 fp16 d.                             544 bytes
-// Activations (one layout for both): per row, nb x 32 int8, then nb float d, then nb float
+//   Q5 (from Q5_0): the Q4 nibbles (256 bytes), then 16 x 4 bytes of fifth bits, then 16 fp16 d;
+//     value = d*q5 + m with m = -16d (exact). Lane r's fifth-bit word h is qh rearranged so that
+//     bit k of byte i is qh bit 4k+i and bit 4+k of byte i is qh bit 16+4k+i: the fifth bits of
+//     register k's low nibbles are then (h << (4-k)) & 0x10 per byte, of its high nibbles
+//     (h >> k) & 0x10.                                                                352 bytes
+// Activations for Q4, Q8 and Q5 (format 0): per row, nb x 32 int8, then nb float d, then nb float
 // s = d * sum(q), then nb int32 c = -128 * sum(q) (the correction for the +128 of Q8 weights).
+//
+// The K-quants keep their 256-element super-blocks and their integer sub-block scales:
+//   Q4K (from Q4_K), per group of 16 rows, per super-block:
+//     32 x 64 bytes of nibbles: register 8p+k, lane r = qs[32p+4k..32p+4k+3] of row r (low nibbles
+//       are elements 64p+4k.., sub-block 2p; high nibbles 64p+32+4k.., sub-block 2p+1)     2048
+//     8 x 16 bytes: the six-bit scale of sub-block j of row r at 16j+r                      128
+//     4 x 32 bytes: the six-bit mins of sub-blocks 2i, 2i+1 of row r at 32i+2r, 32i+2r+1      128
+//     16 fp16 d, 16 fp16 dmin                                                                 64
+//   so a super-block costs 148 bytes a row (the file's 144 and 4 of padding to whole registers).
+//   Per (row, activation row, super-block) the sums are integers, as ggml's Q4_K x Q8_K:
+//   S = sum_j scale_j * dot_j and M = sum_j min_j * bsum_j, then y += S*(d*dx) - M*(dmin*dx).
+// Activations for Q4K (format 1), Q8_K's quantization: per row, nsb x 256 int8, then nsb float d,
+// then nsb x 8 int16 sub-block sums (sums of 32 quantized values).
 //
 // Per (row, activation row) the float operations are the same whatever the batch size and however
 // the activation rows are grouped, so a sequence's logits do not depend on what it is batched with.
@@ -26,39 +44,106 @@
 
 #define PK_ROWS 16
 
+#define PK_Q4K_BYTES 2368  // one super-block of a group of 16 Q4_K rows
+
 static int packed_kind(int type) {
     switch (type) {
     case AG_TYPE_Q4_0: case AG_TYPE_Q4_1: return AG_PACKED_Q4;
     case AG_TYPE_Q8_0: return AG_PACKED_Q8;
+    case AG_TYPE_Q5_0: return AG_PACKED_Q5;
+    case AG_TYPE_Q4_K: return AG_PACKED_Q4K;
     default: return -1;
     }
 }
 
-static size_t block_group_bytes(int kind) { return kind == AG_PACKED_Q4 ? 320 : 544; }
+// Bytes of one block (32 elements, or a 256-element super-block for Q4K) of a group of 16 rows.
+static size_t block_group_bytes(int kind) {
+    switch (kind) {
+    case AG_PACKED_Q4: return 320;
+    case AG_PACKED_Q8: return 544;
+    case AG_PACKED_Q5: return 352;
+    case AG_PACKED_Q4K: return PK_Q4K_BYTES;
+    default: return 0;
+    }
+}
+
+static int64_t block_elements(int kind) { return kind == AG_PACKED_Q4K ? AG_QK_K : AG_QK; }
 
 int ag_packed_kind(int weight_type) {
     if (ag_isa_active() < AG_ISA_AVX2) return -1;
     return packed_kind(weight_type);
 }
 
+int ag_packed_input_format(int kind) {
+    switch (kind) {
+    case AG_PACKED_Q4: case AG_PACKED_Q8: case AG_PACKED_Q5: return AG_PACKED_INPUT_BLOCKS;
+    case AG_PACKED_Q4K: return AG_PACKED_INPUT_SUPERBLOCKS;
+    default: return -1;
+    }
+}
+
 size_t ag_packed_group_bytes(int kind, int64_t n) {
-    if (kind != AG_PACKED_Q4 && kind != AG_PACKED_Q8) return 0;
-    return (size_t)(n / AG_QK) * block_group_bytes(kind);
+    const size_t bb = block_group_bytes(kind);
+    if (bb == 0 || n % block_elements(kind) != 0) return 0;
+    return (size_t)(n / block_elements(kind)) * bb;
 }
 
 size_t ag_packed_bytes(int weight_type, int64_t rows, int64_t n) {
     const int kind = packed_kind(weight_type);
-    if (kind < 0 || n % AG_QK != 0 || rows < 1) return 0;
+    if (kind < 0 || rows < 1 || n < 1) return 0;
     return (size_t)((rows + PK_ROWS - 1) / PK_ROWS) * ag_packed_group_bytes(kind, n);
+}
+
+// Lane r's fifth-bit word for Q5 (see the layout above).
+static uint32_t q5_fifth_bits(const uint8_t qh_bytes[4]) {
+    uint32_t qh, h = 0;
+    memcpy(&qh, qh_bytes, 4);
+    for (int i = 0; i < 4; i++) {
+        for (int k = 0; k < 4; k++) {
+            h |= ((qh >> (4 * k + i)) & 1u) << (8 * i + k);
+            h |= ((qh >> (16 + 4 * k + i)) & 1u) << (8 * i + 4 + k);
+        }
+    }
+    return h;
+}
+
+static void pack_q4k(const void *src, int64_t rows, int64_t n, uint8_t *out) {
+    const int64_t nsb = n / AG_QK_K, groups = (rows + PK_ROWS - 1) / PK_ROWS;
+    const size_t row_bytes = (size_t)nsb * sizeof(ag_block_q4_K);
+    for (int64_t g = 0; g < groups; g++) {
+        for (int64_t b = 0; b < nsb; b++) {
+            uint8_t *blk = out + ((size_t)g * (size_t)nsb + (size_t)b) * PK_Q4K_BYTES;
+            ag_half *d = (ag_half *)(blk + 2304);
+            for (int r = 0; r < PK_ROWS; r++) {
+                const int64_t row = g * PK_ROWS + r;
+                if (row >= rows) break;  // padding rows stay zero
+                const ag_block_q4_K *w = (const ag_block_q4_K *)((const uint8_t *)src + (size_t)row * row_bytes) + b;
+                for (int reg = 0; reg < 32; reg++) memcpy(blk + reg * 64 + r * 4, w->qs + 4 * reg, 4);
+                uint8_t sm[16];
+                ag_unpack_k4_scales(w->scales, sm);
+                for (int j = 0; j < 8; j++) blk[2048 + 16 * j + r] = sm[j];
+                for (int i = 0; i < 4; i++) {
+                    blk[2176 + 32 * i + 2 * r] = sm[8 + 2 * i];
+                    blk[2176 + 32 * i + 2 * r + 1] = sm[8 + 2 * i + 1];
+                }
+                d[r] = w->d;
+                d[PK_ROWS + r] = w->dmin;
+            }
+        }
+    }
 }
 
 int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, void *dst) {
     const int kind = packed_kind(weight_type);
-    if (kind < 0 || n % AG_QK != 0 || rows < 1) return -1;
+    if (kind < 0 || rows < 1 || ag_packed_bytes(weight_type, rows, n) == 0) return -1;
     const int64_t nb = n / AG_QK, groups = (rows + PK_ROWS - 1) / PK_ROWS;
     const size_t row_bytes = ag_row_bytes(weight_type, n), bb = block_group_bytes(kind);
     uint8_t *out = dst;
-    memset(out, 0, (size_t)groups * (size_t)nb * bb);
+    memset(out, 0, ag_packed_bytes(weight_type, rows, n));
+    if (kind == AG_PACKED_Q4K) {
+        pack_q4k(src, rows, n, out);
+        return 0;
+    }
     for (int64_t g = 0; g < groups; g++) {
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *blk = out + ((size_t)g * (size_t)nb + (size_t)b) * bb;
@@ -66,8 +151,14 @@ int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, v
                 const int64_t row = g * PK_ROWS + r;
                 if (row >= rows) break;  // padding rows stay zero: d = m = 0
                 const uint8_t *rowp = (const uint8_t *)src + (size_t)row * row_bytes;
-                ag_half *d = (ag_half *)(blk + (kind == AG_PACKED_Q4 ? 256 : 512));
-                if (weight_type == AG_TYPE_Q4_1) {
+                ag_half *d = (ag_half *)(blk + (kind == AG_PACKED_Q4 ? 256 : kind == AG_PACKED_Q5 ? 320 : 512));
+                if (weight_type == AG_TYPE_Q5_0) {
+                    const ag_block_q5_0 *w = (const ag_block_q5_0 *)rowp + b;
+                    for (int k = 0; k < 4; k++) memcpy(blk + k * 64 + r * 4, w->qs + 4 * k, 4);
+                    const uint32_t h = q5_fifth_bits(w->qh);
+                    memcpy(blk + 256 + 4 * r, &h, 4);
+                    d[r] = w->d;
+                } else if (weight_type == AG_TYPE_Q4_1) {
                     const ag_block_q4_1 *w = (const ag_block_q4_1 *)rowp + b;
                     for (int k = 0; k < 4; k++) memcpy(blk + k * 64 + r * 4, w->qs + 4 * k, 4);
                     d[r] = w->d;
@@ -90,7 +181,24 @@ int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, v
     return 0;
 }
 
-size_t ag_packed_activation_bytes(int64_t n) { return (size_t)(n / AG_QK) * (32 + 12); }
+size_t ag_packed_activation_bytes(int format, int64_t n) {
+    if (format == AG_PACKED_INPUT_SUPERBLOCKS) return (size_t)(n / AG_QK_K) * (256 + 4 + 16);
+    return (size_t)(n / AG_QK) * (32 + 12);
+}
+
+void ag_quantize_packed_k_row(const float *x, void *dst, int64_t n) {
+    int8_t *out = dst;
+    const int64_t nsb = n / AG_QK_K;
+    float *ds = (float *)(out + nsb * 256);
+    int16_t *bs = (int16_t *)(ds + nsb);
+    ag_block_q8_K q;
+    for (int64_t b = 0; b < nsb; b++) {
+        ag_quantize_row(AG_TYPE_Q8_K, x + b * AG_QK_K, &q, AG_QK_K);  // ggml's Q8_K, the plain path's input
+        memcpy(out + b * 256, q.qs, 256);
+        ds[b] = q.d;
+        for (int j = 0; j < 8; j++) bs[8 * b + j] = (int16_t)(q.bsums[2 * j] + q.bsums[2 * j + 1]);
+    }
+}
 
 void ag_quantize_packed_row(const float *x, void *dst, int64_t n) {
     int8_t *out = dst;
@@ -115,8 +223,9 @@ void ag_quantize_packed_row(const float *x, void *dst, int64_t n) {
     }
 }
 
-size_t ag_quantize_packed_rows(ag_pool *pool, const float *x, int64_t x_stride, int64_t batch, int64_t n, void *dst) {
-    return ag_quantize_rows(pool, AG_ACT_PACKED, x, x_stride, batch, n, dst);
+size_t ag_quantize_packed_rows(ag_pool *pool, int format, const float *x, int64_t x_stride, int64_t batch, int64_t n, void *dst) {
+    return ag_quantize_rows(pool, format == AG_PACKED_INPUT_SUPERBLOCKS ? AG_ACT_PACKED_K : AG_ACT_PACKED,
+                            x, x_stride, batch, n, dst);
 }
 
 // ---- the AVX-512 VNNI kernel ---------------------------------------------------------------------
@@ -142,20 +251,28 @@ AVX512 static inline __m512i block_sums(const __m512i q[8], const int32_t *xq, _
 // `x`: NC activation rows at stride xs; y: outputs y[c * ys + r] for the first `valid` rows.
 #define PK_MAX_COLS 8
 
+// Q4 and Q5 (q5 = 1: a fifth bit per weight from the block's bit words, m = -16d).
 AVX512 static inline __attribute__((always_inline)) void group_q4(
-    const uint8_t *w, int64_t nb, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __mmask16 valid) {
+    const uint8_t *w, int64_t nb, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __mmask16 valid, int q5) {
     __m512 acc[PK_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
-    const __m512i low = _mm512_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; b++, w += 320) {
+    const __m512i low = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
+    const size_t bb = q5 ? 352 : 320;
+    for (int64_t b = 0; b < nb; b++, w += bb) {
         __m512i q[8];
+        const __m512i h = q5 ? _mm512_loadu_si512((const void *)(w + 256)) : _mm512_setzero_si512();
         for (int k = 0; k < 4; k++) {
             const __m512i v = _mm512_loadu_si512((const void *)(w + 64 * k));
             q[k] = _mm512_and_si512(v, low);
             q[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+            if (q5) {
+                q[k] = _mm512_or_si512(q[k], _mm512_and_si512(_mm512_slli_epi32(h, 4 - k), bit4));
+                q[k + 4] = _mm512_or_si512(q[k + 4], _mm512_and_si512(_mm512_srli_epi32(h, k), bit4));
+            }
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 256)));
-        const __m512 mw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 288)));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + (q5 ? 320 : 256))));
+        const __m512 mw = q5 ? _mm512_mul_ps(dw, _mm512_set1_ps(-16.0f))
+                             : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 288)));
         for (int c = 0; c < nc; c++) {
             const int8_t *xc = x + (size_t)c * xs;
             const int32_t *xq = (const int32_t *)(xc + b * 32);
@@ -163,6 +280,51 @@ AVX512 static inline __attribute__((always_inline)) void group_q4(
             const __m512 p = _mm512_cvtepi32_ps(block_sums(q, xq, _mm512_setzero_si512()));
             acc[c] = _mm512_fmadd_ps(p, _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), acc[c]);
             acc[c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xd[nb + b]), acc[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) _mm512_mask_storeu_ps(y + c * ys, valid, acc[c]);
+}
+
+#define group_q4_plain(w, nb, x, xs, nc, y, ys, valid) group_q4(w, nb, x, xs, nc, y, ys, valid, 0)
+#define group_q5(w, nb, x, xs, nc, y, ys, valid) group_q4(w, nb, x, xs, nc, y, ys, valid, 1)
+
+// Q4_K: `nb` super-blocks. Per super-block and activation row the sums are integers (scales applied
+// with vpmulld, mins with vpdpwssd against the sub-block sums), then two float steps.
+AVX512 static inline __attribute__((always_inline)) void group_q4k(
+    const uint8_t *w, int64_t nb, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __mmask16 valid) {
+    __m512 acc[PK_MAX_COLS];
+    for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++, w += PK_Q4K_BYTES) {
+        __m512i isum[PK_MAX_COLS];
+        for (int c = 0; c < nc; c++) isum[c] = _mm512_setzero_si512();
+        for (int p = 0; p < 4; p++) {
+            for (int half = 0; half < 2; half++) {
+                __m512i q[8];
+                for (int k = 0; k < 8; k++) {
+                    const __m512i v = _mm512_loadu_si512((const void *)(w + 64 * (8 * p + k)));
+                    q[k] = _mm512_and_si512(half ? _mm512_srli_epi16(v, 4) : v, low);
+                }
+                const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + 2048 + 16 * (2 * p + half))));
+                for (int c = 0; c < nc; c++) {
+                    const int32_t *xq = (const int32_t *)(x + (size_t)c * xs + b * 256 + 64 * p + 32 * half);
+                    isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(block_sums(q, xq, _mm512_setzero_si512()), sc));
+                }
+            }
+        }
+        __m512i mins[4];
+        for (int i = 0; i < 4; i++) mins[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(w + 2176 + 32 * i)));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2304)));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2336)));
+        for (int c = 0; c < nc; c++) {
+            const int8_t *xc = x + (size_t)c * xs;
+            const float *xd = (const float *)(xc + nb * 256);
+            const int32_t *bs = (const int32_t *)(xd + nb) + 4 * b;  // int16 sub-block sums, two by two
+            __m512i m = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mins[0], _mm512_set1_epi32(bs[0]));
+            for (int i = 1; i < 4; i++) m = _mm512_dpwssd_epi32(m, mins[i], _mm512_set1_epi32(bs[i]));
+            const __m512 dx = _mm512_set1_ps(xd[b]);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dw, dx), acc[c]);
+            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dm, dx), acc[c]);
         }
     }
     for (int c = 0; c < nc; c++) _mm512_mask_storeu_ps(y + c * ys, valid, acc[c]);
@@ -203,10 +365,11 @@ AVX512 static inline __attribute__((always_inline)) void group_q8(
 
 AVX512 static void group_avx512(int kind, const uint8_t *w, int64_t nb, const int8_t *x, size_t xs, int nc,
                                 float *y, int64_t ys, __mmask16 valid) {
-    if (kind == AG_PACKED_Q4) {
-        PK_GROUP_CASES(group_q4)
-    } else {
-        PK_GROUP_CASES(group_q8)
+    switch (kind) {
+    case AG_PACKED_Q4: PK_GROUP_CASES(group_q4_plain) break;
+    case AG_PACKED_Q5: PK_GROUP_CASES(group_q5) break;
+    case AG_PACKED_Q4K: PK_GROUP_CASES(group_q4k) break;
+    default: PK_GROUP_CASES(group_q8) break;
     }
 }
 
@@ -226,18 +389,29 @@ AVX2F static inline __attribute__((always_inline)) void half_group(
     int kind, const uint8_t *w, int64_t nb, int half, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __m256i valid) {
     __m256 acc[PK2_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
-    const size_t bb = kind == AG_PACKED_Q4 ? 320 : 544;
+    const size_t bb = block_group_bytes(kind);
+    const __m256i low = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
     for (int64_t b = 0; b < nb; b++, w += bb) {
         __m256i q[8];
         __m256 dw, mw = _mm256_setzero_ps();
-        if (kind == AG_PACKED_Q4) {
+        if (kind == AG_PACKED_Q4 || kind == AG_PACKED_Q5) {
+            const __m256i h = kind == AG_PACKED_Q5 ? _mm256_loadu_si256((const __m256i *)(w + 256 + 32 * half)) : _mm256_setzero_si256();
             for (int k = 0; k < 4; k++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 64 * k + 32 * half));
-                q[k] = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-                q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F));
+                q[k] = _mm256_and_si256(v, low);
+                q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                if (kind == AG_PACKED_Q5) {
+                    q[k] = _mm256_or_si256(q[k], _mm256_and_si256(_mm256_slli_epi32(h, 4 - k), bit4));
+                    q[k + 4] = _mm256_or_si256(q[k + 4], _mm256_and_si256(_mm256_srli_epi32(h, k), bit4));
+                }
             }
-            dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 256 + 16 * half)));
-            mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 288 + 16 * half)));
+            if (kind == AG_PACKED_Q5) {
+                dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 320 + 16 * half)));
+                mw = _mm256_mul_ps(dw, _mm256_set1_ps(-16.0f));
+            } else {
+                dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 256 + 16 * half)));
+                mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 288 + 16 * half)));
+            }
         } else {
             for (int k = 0; k < 8; k++) {
                 q[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 64 * k + 32 * half)), _mm256_set1_epi8((char)0x80));
@@ -253,6 +427,15 @@ AVX2F static inline __attribute__((always_inline)) void half_group(
                 __m256i s16 = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(xq[0]));
                 for (int k = 1; k < 8; k++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q[k], _mm256_set1_epi32(xq[k])));
                 sum = widen_pairs(s16);
+            } else if (kind == AG_PACKED_Q5) {
+                // Five-bit weights: at most 2 x 31 x 127 per pair, so four pairs per s16 before widening.
+                __m256i s16a = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(xq[0]));
+                __m256i s16b = _mm256_maddubs_epi16(q[4], _mm256_set1_epi32(xq[4]));
+                for (int k = 1; k < 4; k++) {
+                    s16a = _mm256_add_epi16(s16a, _mm256_maddubs_epi16(q[k], _mm256_set1_epi32(xq[k])));
+                    s16b = _mm256_add_epi16(s16b, _mm256_maddubs_epi16(q[k + 4], _mm256_set1_epi32(xq[k + 4])));
+                }
+                sum = _mm256_add_epi32(widen_pairs(s16a), widen_pairs(s16b));
             } else {
                 sum = _mm256_setzero_si256();
                 for (int k = 0; k < 8; k++) {
@@ -262,10 +445,54 @@ AVX2F static inline __attribute__((always_inline)) void half_group(
             }
             const __m256 p = _mm256_cvtepi32_ps(sum);
             acc[c] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, _mm256_set1_ps(xd[b])), acc[c]);
-            if (kind == AG_PACKED_Q4) acc[c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xd[nb + b]), acc[c]);
+            if (kind != AG_PACKED_Q8) acc[c] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xd[nb + b]), acc[c]);
         }
     }
     for (int c = 0; c < nc; c++) _mm256_maskstore_ps(y + c * ys + 8 * half, valid, acc[c]);
+}
+
+// Q4_K on AVX2: the same integer sums as the AVX-512 kernel (vpmaddubsw: at most 2 x 15 x 128 per
+// pair, eight pairs per s16; vpmaddwd for the mins) and the same float steps.
+AVX2F static inline __attribute__((always_inline)) void half_group_q4k(
+    const uint8_t *w, int64_t nb, int hg, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __m256i valid) {
+    __m256 acc[PK2_MAX_COLS];
+    for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++, w += PK_Q4K_BYTES) {
+        __m256i isum[PK2_MAX_COLS];
+        for (int c = 0; c < nc; c++) isum[c] = _mm256_setzero_si256();
+        for (int p = 0; p < 4; p++) {
+            for (int half = 0; half < 2; half++) {
+                __m256i q[8];
+                for (int k = 0; k < 8; k++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 64 * (8 * p + k) + 32 * hg));
+                    q[k] = _mm256_and_si256(half ? _mm256_srli_epi16(v, 4) : v, low);
+                }
+                const __m256i sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w + 2048 + 16 * (2 * p + half) + 8 * hg)));
+                for (int c = 0; c < nc; c++) {
+                    const int32_t *xq = (const int32_t *)(x + (size_t)c * xs + b * 256 + 64 * p + 32 * half);
+                    __m256i s16 = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(xq[0]));
+                    for (int k = 1; k < 8; k++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q[k], _mm256_set1_epi32(xq[k])));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(widen_pairs(s16), sc));
+                }
+            }
+        }
+        __m256i mins[4];
+        for (int i = 0; i < 4; i++) mins[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w + 2176 + 32 * i + 16 * hg)));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2304 + 16 * hg)));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2336 + 16 * hg)));
+        for (int c = 0; c < nc; c++) {
+            const int8_t *xc = x + (size_t)c * xs;
+            const float *xd = (const float *)(xc + nb * 256);
+            const int32_t *bs = (const int32_t *)(xd + nb) + 4 * b;
+            __m256i m = _mm256_madd_epi16(mins[0], _mm256_set1_epi32(bs[0]));
+            for (int i = 1; i < 4; i++) m = _mm256_add_epi32(m, _mm256_madd_epi16(mins[i], _mm256_set1_epi32(bs[i])));
+            const __m256 dx = _mm256_set1_ps(xd[b]);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dw, dx), acc[c]);
+            acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(dm, dx), acc[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) _mm256_maskstore_ps(y + c * ys + 8 * hg, valid, acc[c]);
 }
 
 AVX2F static void group_avx2(int kind, const uint8_t *w, int64_t nb, const int8_t *x, size_t xs, int nc,
@@ -280,13 +507,21 @@ AVX2F static void group_avx2(int kind, const uint8_t *w, int64_t nb, const int8_
             const int8_t *xc = x + (size_t)c0 * xs;
             float *yc = y + c0 * ys;
             #define PK2_CASE(K, N) half_group(K, w, nb, half, xc, xs, N, yc, ys, mask)
-            if (kind == AG_PACKED_Q4) {
-                switch (n) { case 1: PK2_CASE(AG_PACKED_Q4, 1); break; case 2: PK2_CASE(AG_PACKED_Q4, 2); break;
-                             case 3: PK2_CASE(AG_PACKED_Q4, 3); break; default: PK2_CASE(AG_PACKED_Q4, 4); break; }
-            } else {
-                switch (n) { case 1: PK2_CASE(AG_PACKED_Q8, 1); break; case 2: PK2_CASE(AG_PACKED_Q8, 2); break;
-                             case 3: PK2_CASE(AG_PACKED_Q8, 3); break; default: PK2_CASE(AG_PACKED_Q8, 4); break; }
+            #define PK2_CASES(K) switch (n) { case 1: PK2_CASE(K, 1); break; case 2: PK2_CASE(K, 2); break; \
+                                             case 3: PK2_CASE(K, 3); break; default: PK2_CASE(K, 4); break; }
+            switch (kind) {
+            case AG_PACKED_Q4: PK2_CASES(AG_PACKED_Q4) break;
+            case AG_PACKED_Q5: PK2_CASES(AG_PACKED_Q5) break;
+            case AG_PACKED_Q8: PK2_CASES(AG_PACKED_Q8) break;
+            default:
+                switch (n) {
+                case 1: half_group_q4k(w, nb, half, xc, xs, 1, yc, ys, mask); break;
+                case 2: half_group_q4k(w, nb, half, xc, xs, 2, yc, ys, mask); break;
+                case 3: half_group_q4k(w, nb, half, xc, xs, 3, yc, ys, mask); break;
+                default: half_group_q4k(w, nb, half, xc, xs, 4, yc, ys, mask); break;
+                }
             }
+            #undef PK2_CASES
             #undef PK2_CASE
         }
     }
@@ -310,7 +545,7 @@ static void pm_task(void *raw, int64_t index, int thread) {
     int t = 0;
     while (index >= job->task_start[t + 1]) t++;
     const ag_packed_target *target = &job->targets[t];
-    const int64_t nb = job->n / AG_QK;
+    const int64_t nb = job->n / block_elements(target->kind);  // blocks, or super-blocks for Q4K
     const size_t gb = ag_packed_group_bytes(target->kind, job->n);
     int64_t g0 = (index - job->task_start[t]) * job->groups_per_task, g1 = g0 + job->groups_per_task;
     const int64_t groups = (target->rows + PK_ROWS - 1) / PK_ROWS;
@@ -339,7 +574,7 @@ static void pm_task(void *raw, int64_t index, int thread) {
 
 int ag_matmul_packed(ag_pool *pool, const ag_packed_target *targets, int count, int64_t n,
                      const void *xq, size_t xq_stride, int64_t batch) {
-    if (count < 1 || count > AG_MATMUL_MAX_TARGETS || batch < 1 || n % AG_QK != 0) return -1;
+    if (count < 1 || count > AG_MATMUL_MAX_TARGETS || batch < 1 || n < 1) return -1;
     const int isa = ag_isa_active();
     if (isa < AG_ISA_AVX2) return -1;
     pm_job job;
@@ -352,7 +587,9 @@ int ag_matmul_packed(ag_pool *pool, const ag_packed_target *targets, int count, 
     job.xq_stride = xq_stride;
     int64_t groups[AG_MATMUL_MAX_TARGETS];
     for (int i = 0; i < count; i++) {
-        if (targets[i].kind != AG_PACKED_Q4 && targets[i].kind != AG_PACKED_Q8) return -1;
+        const int format = ag_packed_input_format(targets[i].kind);
+        if (format < 0 || format != ag_packed_input_format(targets[0].kind)) return -1;
+        if (ag_packed_group_bytes(targets[i].kind, n) == 0) return -1;
         job.targets[i] = targets[i];
         groups[i] = (targets[i].rows + PK_ROWS - 1) / PK_ROWS;
     }

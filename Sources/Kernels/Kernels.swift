@@ -190,8 +190,11 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Whether products with this matrix use the packed kernels on the calling thread's path now.
     public var usesPackedKernels: Bool { packed != nil && ag_packed_kind(Int32(type.rawValue)) >= 0 }
 
-    /// This matrix with a row-interleaved copy for the batched AVX-512 VNNI / AVX2 kernels (Q4_0, Q4_1
-    /// and Q8_0; see packed.c), or itself unchanged where there are none (another type, a CPU without
+    /// The activation format of the packed products (AG_PACKED_INPUT_*), or -1 without a packed copy.
+    var packedInputFormat: Int32 { packed.map { ag_packed_input_format($0.kind) } ?? -1 }
+
+    /// This matrix with a row-interleaved copy for the batched AVX-512 VNNI / AVX2 kernels (Q4_0, Q4_1,
+    /// Q5_0, Q8_0 and Q4_K; see packed.c), or itself unchanged where there are none (another type, a CPU without
     /// AVX2, `AUTOGLM_KERNELS=scalar`). The copy costs as much memory as the tensor; the file's pages of the
     /// tensor are released afterwards, so the resident size stays about the file's size.
     public func packedForBatching() -> WeightMatrix {

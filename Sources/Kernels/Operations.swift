@@ -27,17 +27,21 @@ public enum Operations {
         precondition(!targets.isEmpty && targets.count <= Int(AG_MATMUL_MAX_TARGETS))
         let columns = targets[0].weights.columns
         let act = ag_activation_type(Int32(targets[0].weights.type.rawValue))
-        // Packed matrices share one activation format whatever their types (Q4_0, Q4_1, Q8_0).
+        // Packed matrices share an activation format across types (blocks of 32 for Q4_0, Q4_1, Q5_0
+        // and Q8_0; super-blocks for Q4_K): the targets of one product must agree on it.
         let allPacked = targets.allSatisfy(\.weights.usesPackedKernels)
+        let packedFormat = allPacked ? targets[0].weights.packedInputFormat : -1
         for t in targets {
             precondition(t.weights.columns == columns, "matmul: \(t.weights.name) has \(t.weights.columns) columns, expected \(columns)")
-            precondition(allPacked || ag_activation_type(Int32(t.weights.type.rawValue)) == act, "matmul: mixed activation formats")
+            precondition(allPacked ? t.weights.packedInputFormat == packedFormat : ag_activation_type(Int32(t.weights.type.rawValue)) == act,
+                         "matmul: mixed activation formats")
             precondition(t.outputOffset + (batch - 1) * t.outputStride + t.weights.rows <= t.output.count)
         }
         precondition(offset + (batch - 1) * stride + columns <= input.count)
         if allPacked {
-            let xq = scratch.reserve(ag_packed_activation_bytes(Int64(columns)) * batch + 64)
-            let packedStride = ag_quantize_packed_rows(pool.raw, input.pointer(offset), Int64(stride), Int64(batch), Int64(columns), xq)
+            let xq = scratch.reserve(ag_packed_activation_bytes(packedFormat, Int64(columns)) * batch + 64)
+            let packedStride = ag_quantize_packed_rows(pool.raw, packedFormat, input.pointer(offset), Int64(stride), Int64(batch),
+                                                       Int64(columns), xq)
             var raw = targets.map { t in
                 ag_packed_target(
                     kind: t.weights.packed!.kind, packed: t.weights.packed!.base + t.weights.packedOffset,
@@ -135,8 +139,8 @@ extension MatmulTarget {
         var groups: [Int32: [MatmulTarget]] = [:]
         var order: [Int32] = []
         for t in targets {
-            // Packed matrices of any type share one input format (key -1).
-            let act = t.weights.usesPackedKernels ? -1 : ag_activation_type(Int32(t.weights.type.rawValue))
+            // Packed matrices key by their packed input format (-10, -11), apart from the plain formats.
+            let act = t.weights.usesPackedKernels ? -10 - t.weights.packedInputFormat : ag_activation_type(Int32(t.weights.type.rawValue))
             if groups[act] == nil { order.append(act) }
             groups[act, default: []].append(t)
         }

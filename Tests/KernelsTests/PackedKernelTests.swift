@@ -20,13 +20,22 @@ struct PackedKernelTests {
         }
     }
 
-    static let types: [GGUFTensorType] = [.q4_0, .q4_1, .q8_0]
+    static let types: [GGUFTensorType] = [.q4_0, .q4_1, .q5_0, .q8_0, .q4_K]
 
-    /// Random rows of `type`: Q4_1 blocks are written directly (there is no Q4_1 quantizer), the
-    /// others quantized from random floats.
+    /// Random rows of `type`: Q4_1 and Q5_0 blocks are written directly (there is no quantizer for
+    /// them here), the others quantized from random floats.
     static func weightBytes(_ type: GGUFTensorType, rows: Int, columns: Int, seed: UInt64) -> [UInt8] {
         var random = SplitRandom(seed: seed)
         let t = Int32(type.rawValue)
+        if type == .q5_0 {
+            var out: [UInt8] = []
+            for _ in 0 ..< rows * columns / 32 {
+                let d = ag_fp32_to_fp16(0.002 + 0.01 * abs(random.signedUnit()))
+                out += [UInt8(d & 0xFF), UInt8(d >> 8)]
+                for _ in 0 ..< 20 { out.append(UInt8(truncatingIfNeeded: random.next() >> 32)) }  // qh, then qs
+            }
+            return out
+        }
         if type == .q4_1 {
             var out: [UInt8] = []
             for _ in 0 ..< rows * columns / 32 {
@@ -51,12 +60,15 @@ struct PackedKernelTests {
         func matrix(_ name: String) -> WeightMatrix { WeightMatrix(file: file, tensor: file.tensorInfo(named: name)!) }
     }
 
-    /// One in-memory GGUF holding a `rows` x `columns` matrix of each type.
+    /// One in-memory GGUF holding a `rows` x `columns` matrix of each type (`columns` a multiple of
+    /// 256 for the K-quants), and a second one of each named "\(name)-b".
     static func fixture(rows: Int, columns: Int) throws -> Fixture {
         var writer = GGUFWriter()
         for (i, type) in types.enumerated() {
             writer.addTensor(name: Self.name(type), dimensions: [columns, rows], type: type,
                              data: weightBytes(type, rows: rows, columns: columns, seed: UInt64(11 + i)))
+            writer.addTensor(name: Self.name(type) + "-b", dimensions: [columns, rows], type: type,
+                             data: weightBytes(type, rows: rows, columns: columns, seed: UInt64(111 + i)))
         }
         let file = try GGUFFile(mappedFile: try MappedFile(copying: writer.serialize(), name: "packed-fixture"))
         return Fixture(file: file)
@@ -79,7 +91,7 @@ struct PackedKernelTests {
 
     @Test("packed products are within the activation-quantization bound of the float64 product", arguments: types)
     func againstFloat64(type: GGUFTensorType) throws {
-        let rows = 53, columns = 96, batch = 11  // a partial last group of 16 rows; 3 blocks
+        let rows = 53, columns = 512, batch = 11  // a partial last group of 16 rows; 16 blocks, 2 super-blocks
         let f = try Self.fixture(rows: rows, columns: columns)
         let plain = f.matrix(Self.name(type))
         let packed = plain.packedForBatching()
@@ -93,8 +105,10 @@ struct PackedKernelTests {
                 for r in 0 ..< rows {
                     let w = plain.dequantizedRow(r)
                     var exact = 0.0, bound = 0.0
-                    for block in 0 ..< columns / 32 {
-                        let range = block * 32 ..< (block + 1) * 32
+                    // Activations are quantized per block of 32 (per super-block of 256 for Q4_K).
+                    let span = type == .q4_K ? 256 : 32
+                    for block in 0 ..< columns / span {
+                        let range = block * span ..< (block + 1) * span
                         let amax = range.map { abs(Double(xb[$0])) }.max()!
                         let wabs = range.reduce(0.0) { $0 + abs(Double(w[$1])) }
                         bound += wabs * amax / 127 / 2  // each activation is off by at most half a step
@@ -111,7 +125,7 @@ struct PackedKernelTests {
     @Test("the AVX2 and AVX-512 kernels give bitwise equal results (same integer sums, same float operations)", arguments: types)
     func pathsAgree(type: GGUFTensorType) throws {
         guard Self.paths.count > 1 else { return }  // one path only on this CPU: nothing to compare
-        let rows = 45, columns = 128, batch = 13
+        let rows = 45, columns = 256, batch = 13
         let f = try Self.fixture(rows: rows, columns: columns)
         let packed = f.matrix(Self.name(type)).packedForBatching()
         let x = Self.inputs(batch: batch, columns: columns, seed: 17)
@@ -122,7 +136,7 @@ struct PackedKernelTests {
 
     @Test("a row's result is bitwise the same alone, in any batch, in a fused call and in a row slice", arguments: types)
     func batchInvariance(type: GGUFTensorType) throws {
-        let rows = 70, columns = 64, batch = 19  // batches of 8 + 8 + 3 inside the kernel
+        let rows = 70, columns = 256, batch = 19  // batches of 8 + 8 + 3 inside the kernel
         let f = try Self.fixture(rows: rows, columns: columns)
         let packed = f.matrix(Self.name(type)).packedForBatching()
         let pool = WorkerPool(threads: 2)
@@ -140,7 +154,8 @@ struct PackedKernelTests {
         // Slices on a 16-row boundary share the packed copy; others fall back to the plain kernels.
         let head = packed.rowSlice(0, count: 32), middle = packed.rowSlice(32, count: 21), odd = packed.rowSlice(53, count: 17)
         #expect(head.usesPackedKernels && middle.usesPackedKernels && !odd.usesPackedKernels)
-        let other = f.matrix(Self.name(type == .q8_0 ? .q4_1 : .q8_0)).packedForBatching()
+        // Fused with another matrix of the same packed input format (blocks of 32, or super-blocks).
+        let other = f.matrix(type == .q4_K ? Self.name(type) + "-b" : Self.name(type == .q8_0 ? .q4_1 : .q8_0)).packedForBatching()
         let fused = Self.product([head, middle, other], input: x, batch: batch, pool: pool)
         let otherAlone = Self.product([other], input: x, batch: batch, pool: pool)[0]
         #expect(fused[2] == otherAlone)
@@ -177,6 +192,44 @@ struct PackedKernelTests {
         let file = try GGUFFile(mappedFile: try MappedFile(copying: writer.serialize(), name: "f32"))
         let m = WeightMatrix(file: file, tensor: file.tensorInfo(named: "f")!).packedForBatching()
         #expect(!m.usesPackedKernels)
-        #expect(ag_packed_bytes(Int32(GGUFTensorType.q4_K.rawValue), 16, 256) == 0)
+        #expect(ag_packed_bytes(Int32(GGUFTensorType.q6_K.rawValue), 16, 256) == 0)
+        #expect(ag_packed_bytes(Int32(GGUFTensorType.q4_K.rawValue), 16, 96) == 0)  // not whole super-blocks
+        #expect(ag_packed_bytes(Int32(GGUFTensorType.q4_K.rawValue), 17, 512) == 2 * 2 * 2368)
+    }
+
+    /// Packed Q4_K computes the same integer sums as the plain Q4_K x Q8_K kernels (same activation
+    /// quantization, same sub-block scales and mins), so the two differ only by float rounding.
+    @Test("packed Q4_K equals the plain Q4_K x Q8_K product up to float rounding")
+    func q4KMatchesPlain() throws {
+        let rows = 37, columns = 768, batch = 5
+        let f = try Self.fixture(rows: rows, columns: columns)
+        let plain = f.matrix(Self.name(.q4_K))
+        let packed = plain.packedForBatching()
+        let x = Self.inputs(batch: batch, columns: columns, seed: 23)
+        let pool = WorkerPool(threads: 2)
+        KernelPath.select(.scalar)
+        let reference = Self.product([plain], input: x, batch: batch, pool: pool)[0]
+        KernelPath.select(.detected)
+        Self.eachPath { path in
+            let y = Self.product([packed], input: x, batch: batch, pool: pool)[0]
+            for b in 0 ..< batch {
+                for r in 0 ..< rows {
+                    let w = plain.dequantizedRow(r)
+                    let magnitude = (0 ..< columns).reduce(0.0) { $0 + abs(Double(w[$1]) * Double(x[b * columns + $1])) }
+                    let got = y[b * rows + r], want = reference[b * rows + r]
+                    #expect(abs(Double(got) - Double(want)) <= 1e-5 * magnitude + 1e-6, "\(path) row \(r) batch \(b): \(got) vs \(want)")
+                }
+            }
+        }
+    }
+
+    @Test("matrices of different packed input formats are not fused into one product")
+    func formatsGroup() throws {
+        let f = try Self.fixture(rows: 32, columns: 256)
+        let q4K = f.matrix(Self.name(.q4_K)).packedForBatching(), q4K2 = f.matrix(Self.name(.q4_K) + "-b").packedForBatching()
+        let q8 = f.matrix(Self.name(.q8_0)).packedForBatching(), q5 = f.matrix(Self.name(.q5_0)).packedForBatching()
+        let out = FloatBuffer(count: 32)
+        let groups = MatmulTarget.groupedByActivationFormat([q4K, q8, q4K2, q5].map { MatmulTarget($0, output: out) })
+        #expect(groups.map { $0.map(\.weights.name) } == [[q4K.name, q4K2.name], [q8.name, q5.name]])
     }
 }

@@ -123,34 +123,41 @@ void ag_matmul_quantized(ag_pool *pool, const ag_matmul_target *targets, int cou
 
 
 // ---- packed (row-interleaved) weights: batched products on AVX-512 VNNI and AVX2 ---------------
-// Q4_0, Q4_1 and Q8_0 matrices repacked at load time so that one instruction advances 16 rows (8 on
-// AVX2) and an unpacked block serves up to 8 activation rows (4 on AVX2; layout in packed.c). Per output, the float
-// operations do not depend on the batch size, so batched and solo results are bitwise equal.
+// Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K matrices repacked at load time so that one instruction advances 16
+// rows (8 on AVX2) and an unpacked block serves up to 8 activation rows (4 on AVX2; layout in
+// packed.c). Per output, the float operations do not depend on the batch size, so batched and solo
+// results are bitwise equal, and the AVX2 and AVX-512 paths give bitwise equal results.
 
-enum { AG_PACKED_Q4 = 0, AG_PACKED_Q8 = 1 };
+enum { AG_PACKED_Q4 = 0, AG_PACKED_Q8 = 1, AG_PACKED_Q5 = 2, AG_PACKED_Q4K = 3 };
+/// The activation formats of the packed products: blocks of 32 (Q4, Q8, Q5) or super-blocks of 256
+/// quantized as Q8_K (Q4K). Matrices fused into one product must share it.
+enum { AG_PACKED_INPUT_BLOCKS = 0, AG_PACKED_INPUT_SUPERBLOCKS = 1 };
 /// The packed kind for weights of `weight_type` on the active path, or -1 when there is none
 /// (another type, or a path below AVX2).
 int ag_packed_kind(int weight_type);
+/// The activation format a packed kind reads (AG_PACKED_INPUT_*), or -1 for an unknown kind.
+int ag_packed_input_format(int kind);
 /// Bytes of a packed copy of `rows` x `n` weights of `weight_type` (rows padded to 16); 0 if unsupported.
 size_t ag_packed_bytes(int weight_type, int64_t rows, int64_t n);
 /// Bytes of one group of 16 packed rows of `n` elements (row r starts group r / 16).
 size_t ag_packed_group_bytes(int kind, int64_t n);
 /// Writes the packed copy of `rows` x `n` weights into `dst` (ag_packed_bytes). Returns 0 or -1.
 int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, void *dst);
-/// Bytes per activation row in the packed products' input format.
-size_t ag_packed_activation_bytes(int64_t n);
-/// Quantizes `batch` rows of `n` floats for ag_matmul_packed; returns the stride (bytes per row).
-size_t ag_quantize_packed_rows(ag_pool *pool, const float *x, int64_t x_stride, int64_t batch, int64_t n, void *dst);
+/// Bytes per activation row in a packed input format.
+size_t ag_packed_activation_bytes(int format, int64_t n);
+/// Quantizes `batch` rows of `n` floats into a packed input format; returns the stride (bytes per row).
+size_t ag_quantize_packed_rows(ag_pool *pool, int format, const float *x, int64_t x_stride, int64_t batch, int64_t n, void *dst);
 typedef struct {
-    int kind;            // AG_PACKED_Q4 or AG_PACKED_Q8
+    int kind;            // AG_PACKED_*
     const void *packed;  // the first group of the rows to compute
     int64_t rows;
     float *y;
     int64_t y_stride;
 } ag_packed_target;
 /// y[b * y_stride + r] = dot(row r, activation row b) for each target; activations from
-/// ag_quantize_packed_rows, on the calling thread's path (AVX-512 VNNI or AVX2; the two give bitwise
-/// equal results). Returns 0, or -1 (bad arguments, or a path below AVX2 active).
+/// ag_quantize_packed_rows in the targets' common input format, on the calling thread's path
+/// (AVX-512 VNNI or AVX2; the two give bitwise equal results). Returns 0, or -1 (bad arguments,
+/// targets of different input formats, or a path below AVX2 active).
 int ag_matmul_packed(ag_pool *pool, const ag_packed_target *targets, int count, int64_t n,
                      const void *xq, size_t xq_stride, int64_t batch);
 
