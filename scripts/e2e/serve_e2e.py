@@ -23,6 +23,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,10 +54,16 @@ def start_server(port, extra_env=None, ssl_context=None):
     proc = subprocess.Popen(
         [BINARY, "serve", "--port", str(port), "--max-sequences", str(SEQUENCES), "--threads", "2"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Drain the server's output as it comes: an unread pipe fills (64 KiB of request logs) and then
+    # blocks the server's logging, and with it the server.
+    proc.log_lines = []
+    proc.log_reader = threading.Thread(target=lambda: proc.log_lines.extend(proc.stdout), daemon=True)
+    proc.log_reader.start()
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
-            print(proc.stdout.read())
+            proc.log_reader.join(timeout=10)
+            print("".join(proc.log_lines))
             raise SystemExit(f"FAIL: the server exited early with {proc.returncode}")
         try:
             scheme = "https" if ssl_context else "http"
@@ -167,7 +174,11 @@ def overload_checks(port, proc):
     # Fill every sequence slot and the whole queue with long streams first, and see it in the metrics,
     # so that the burst meets a full server by construction, however slowly this machine sends it.
     running_metric, waiting_metric = 'autoglm:num_requests_running{model_name=', 'autoglm:num_requests_waiting{model_name='
-    holders = [hold_stream(port) for _ in range(SEQUENCES + QUEUE)]
+    # The running streams first: requests that arrive together all count as waiting until the scheduler
+    # takes them, so six at once would overflow the queue of four.
+    holders = [hold_stream(port) for _ in range(SEQUENCES)]
+    wait_for(f"{SEQUENCES} running", lambda: metric(port, running_metric) == SEQUENCES and metric(port, waiting_metric) == 0)
+    holders += [hold_stream(port) for _ in range(QUEUE)]
     wait_for(f"{SEQUENCES} running and {QUEUE} waiting",
              lambda: metric(port, running_metric) == SEQUENCES and metric(port, waiting_metric) == QUEUE)
     burst = 10 * (QUEUE + SEQUENCES)
@@ -307,8 +318,9 @@ def main():
     finally:
         if proc.poll() is None:
             proc.kill()
-    log = proc.stdout.read()
-    lines = [l for l in log.splitlines() if l.startswith("{")]
+    proc.wait(timeout=60)
+    proc.log_reader.join(timeout=60)
+    lines = [l.strip() for l in proc.log_lines if l.startswith("{")]
     check(lines and all(json.loads(l).get("level") for l in lines), f"logs are JSON lines ({len(lines)} lines)")
     check(any("request_id" in json.loads(l) for l in lines), "request logs carry request_id")
     tls_checks()
