@@ -4,13 +4,16 @@
 # the median of each, because the machine is shared and noisy.
 #
 #   scripts/bench-vs-llamacpp.sh [ROUNDS] [THREADS...]     # default: 5 rounds, threads 1 and 2
+#   MODEL=file.gguf TESTS="pp128 pp512 tg32" scripts/bench-vs-llamacpp.sh 3 2   # another file, other tests
+# (9B-class files with random weights: ../shared/tools/make-random-gguf.)
 # Needs ../shared/tools/llamacpp-anchor (or LLAMACPP_ANCHOR=path) to set up llama.cpp.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 rounds="${1:-5}"; shift || true
 threads=("${@:-1 2}"); [ $# -gt 0 ] || threads=(1 2)
 anchor="${LLAMACPP_ANCHOR:-$root/../shared/tools/llamacpp-anchor}"
-model="$("$root/scripts/setup-model.sh")"
+model="${MODEL:-$("$root/scripts/setup-model.sh")}"
+read -r -a tests <<< "${TESTS:-pp512 tg128}"
 "$anchor" build >/dev/null
 bench="$("$anchor" bin llama-bench)"
 export LD_LIBRARY_PATH="$(dirname "$bench")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -34,7 +37,7 @@ echo
 echo "| test | threads | llama.cpp | autoglm | ratio |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 for t in "${threads[@]}"; do
-  for test in pp512 tg128; do
+  for test in "${tests[@]}"; do
     a=(); b=()
     for ((r = 0; r < rounds; r++)); do
       a+=("$(llama "$test" "$t")")

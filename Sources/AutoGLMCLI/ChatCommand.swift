@@ -20,7 +20,8 @@ struct ChatCommand: ParsableCommand {
     func run() throws {
         let (model, tokenizer) = try modelOptions.load()
         let capacity = min(context, model.configuration.contextLength)
-        var session = GenerationSession(model: model, tokenizer: tokenizer, capacity: capacity)
+        let kvType = try modelOptions.kvCacheType
+        var session = GenerationSession(model: model, tokenizer: tokenizer, capacity: capacity, kvType: kvType)
         let formatter = ChatFormatter(tokenizer: tokenizer)
         var messages: [ChatMessage] = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
         printError("autoglm chat: \(model.configuration.name), \(capacity) tokens of context. /reset to start over, /exit to quit.")
@@ -31,7 +32,7 @@ struct ChatCommand: ParsableCommand {
             if input.isEmpty { continue }
             if input == "/exit" || input == "/quit" { break }
             if input == "/reset" {
-                session = GenerationSession(model: model, tokenizer: tokenizer, capacity: capacity)
+                session = GenerationSession(model: model, tokenizer: tokenizer, capacity: capacity, kvType: kvType)
                 messages = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
                 printError("(conversation cleared)")
                 continue

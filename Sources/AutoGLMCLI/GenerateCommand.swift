@@ -34,7 +34,8 @@ struct GenerateCommand: ParsableCommand {
         guard promptTokens.count < contextLength else {
             throw CLIError("the prompt is \(promptTokens.count) tokens but the model's context holds \(contextLength). Shorten the prompt.")
         }
-        let session = GenerationSession(model: model, tokenizer: tokenizer, capacity: min(contextLength, promptTokens.count + maxTokens))
+        let session = GenerationSession(model: model, tokenizer: tokenizer, capacity: min(contextLength, promptTokens.count + maxTokens),
+                                        kvType: try modelOptions.kvCacheType)
         let stop = StopCondition(maxTokens: maxTokens, stopStrings: stopStrings, ignoreEOS: ignoreEOS)
         var sampling = sampling.parameters
         if sampling.seed == nil { sampling.seed = UInt64.random(in: 0 ... UInt64.max) }

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import GGUF
 import InferenceCore
+import Kernels
 import Ops
 import Runtime
 import Tokenizer
@@ -17,6 +18,22 @@ struct ModelOptions: ParsableArguments {
 
     @Option(name: .shortAndLong, help: "Worker threads for the kernels (default: the number of cores).")
     var threads: Int?
+
+    @Option(help: "How the KV cache stores keys and values: f16 (default), bf16 or f32.")
+    var kvType: String?
+
+    var kvCacheType: KVCacheType {
+        get throws { try Self.kvCacheType(kvType) }
+    }
+
+    /// The `--kv-type` value (shared with `serve`, where `models[].kv_type` is the fallback).
+    static func kvCacheType(_ text: String?, fallback: String? = nil) throws -> KVCacheType {
+        guard let name = text ?? fallback else { return .engineDefault }
+        guard let type = KVCacheType(name: name) else {
+            throw ValidationError("--kv-type must be one of f16, bf16, f32 (got \(name)).")
+        }
+        return type
+    }
 
     /// A path as given; a bare name ("smollm2-135m-instruct", a file stem) looked up in the model
     /// directory ($AUTOGLM_MODELS, default ~/.cache/autoglm/models) as `autoglm models list` shows it.
@@ -44,6 +61,7 @@ struct ModelOptions: ParsableArguments {
 
     func validate() throws {
         _ = try quantizeType
+        _ = try kvCacheType
         if let threads, threads < 1 || threads > 1024 {
             throw ValidationError("--threads must be between 1 and 1024 (got \(threads)).")
         }

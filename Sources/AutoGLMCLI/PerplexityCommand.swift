@@ -31,7 +31,8 @@ struct PerplexityCommand: ParsableCommand {
         let clock = ContinuousClock()
         let start = clock.now
         let result: PerplexityResult
-        do { result = try Perplexity.evaluate(model: model, tokens: tokens) } catch { throw CLIError(error.description) }
+        let kvType = try modelOptions.kvCacheType
+        do { result = try Perplexity.evaluate(model: model, tokens: tokens, kvType: kvType) } catch { throw CLIError(error.description) }
         let elapsed = clock.now - start
         print(String(format: "tokens=%d scored=%d nll=%.6f ppl=%.4f", result.tokens, result.scored,
                      result.meanNegativeLogLikelihood, result.perplexity))

@@ -24,8 +24,8 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Sequences held at once (concurrent requests, or the training micro-batch).")
     var sequences: Int = 1
 
-    @Option(name: .customLong("kv-precision"), help: "KV cache element type: \(KVPrecision.allowedNames). The CPU engine stores f32.")
-    var kvPrecision: String = "f32"
+    @Option(name: .customLong("kv-precision"), help: "KV cache element type: \(KVPrecision.allowedNames). The CPU engine stores f16 by default (serve --kv-type).")
+    var kvPrecision: String = "f16"
 
     @Flag(help: "Plan full training with Adam instead of inference.")
     var training = false

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Engine
+import Kernels
 import Foundation
 import GGUF
 import Logging
@@ -35,6 +36,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "KV cache size, e.g. 512MiB (default: models[].kv_memory_budget, else context x sequences up to 1 GiB).")
     var kvMemory: String?
 
+    @Option(help: "How the KV cache stores keys and values: f16, bf16 or f32 (default: models[].kv_type, else f16).")
+    var kvType: String?
+
     @Option(help: "Most tokens per engine step: prefill chunks plus one per decoding sequence.")
     var maxBatchTokens: Int = 512
 
@@ -53,6 +57,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let maxSequences, maxSequences < 1 || maxSequences > 4096 { throw ValidationError("--max-sequences must be in 1...4096 (got \(maxSequences)).") }
         if let context, context < 16 { throw ValidationError("--context must be at least 16 (got \(context)).") }
         _ = try quantizeType
+        _ = try ModelOptions.kvCacheType(kvType)
         if maxBatchTokens < 1 { throw ValidationError("--max-batch-tokens must be positive (got \(maxBatchTokens)).") }
     }
 
@@ -149,7 +154,8 @@ struct ServeCommand: AsyncParsableCommand {
         let tokenizer = loaded.tokenizer
         let contextLength = min(context ?? model.contextLength ?? engine.configuration.contextLength, engine.configuration.contextLength)
         let sequences = maxSequences ?? model.maxSequences
-        let bytesPerToken = PagedKVCache.bytesPerToken(engine.configuration)
+        let kvCacheType = try ModelOptions.kvCacheType(kvType, fallback: model.kvType)
+        let bytesPerToken = PagedKVCache.bytesPerToken(engine.configuration, elementType: kvCacheType)
         let budgetBytes: Int
         if let kvMemory {
             guard let bytes = Self.parseSize(kvMemory) else { throw ValidationError("--kv-memory: '\(kvMemory)' is not a size (e.g. 512MiB, 2GB).") }
@@ -164,7 +170,8 @@ struct ServeCommand: AsyncParsableCommand {
         let scheduler = Scheduler(
             model: engine, tokenizer: tokenizer,
             configuration: SchedulerConfiguration(maxSequences: sequences, maxBatchTokens: maxBatchTokens,
-                                                  maxQueue: config.limits.maxQueue, cacheTokens: cacheTokens, prefixCaching: !noPrefixCaching),
+                                                  maxQueue: config.limits.maxQueue, cacheTokens: cacheTokens, prefixCaching: !noPrefixCaching,
+                                                  kvType: kvCacheType),
             contextLength: contextLength, observer: metrics)
         let served = ServedModel(name: model.name, scheduler: scheduler, maxTokensLimit: config.limits.maxTokens,
                                  maxPromptTokens: config.limits.maxPromptTokens)
@@ -173,6 +180,7 @@ struct ServeCommand: AsyncParsableCommand {
             "threads": .stringConvertible(threadCount), "context": .stringConvertible(contextLength),
             "max_sequences": .stringConvertible(sequences), "kv_cache_tokens": .stringConvertible(scheduler.cacheTokenCapacity),
             "kv_cache_mib": .string(String(format: "%.0f", Double(scheduler.cacheBytes) / 1048576)),
+            "kv_type": .string(kvCacheType.rawValue),
             "chat_template": .string(served.formatter.fallbackReason ?? "the model's own"),
         ])
         return (served, metrics)

@@ -83,6 +83,8 @@ const char *ag_isa_name(int level) {
 
 static inline const ag_kernel_table *table(void) { return &g_tables[active()]; }
 
+const ag_kernel_table *ag_table(void) { return table(); }
+
 ag_vec_dot_fn ag_vec_dot_function(int weight_type) {
     if (weight_type < 0 || weight_type >= AG_TYPE_SLOTS) return NULL;
     return table()->dot[weight_type];

@@ -3,6 +3,8 @@
 // order of float additions.
 #include "kernels_internal.h"
 
+#include <math.h>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -388,6 +390,30 @@ AVX2 static float dot_bf16(int64_t n, const void *vw, const void *vx) {
     return sum;
 }
 
+// The scalar tails use the same single-rounding fma as the vector lanes, so every element of y gets
+// the same operation whatever its index.
+AVX2 static void axpy_f16(float *y, float a, const uint16_t *x, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] = fmaf(a, h2f(x[i]), y[i]);
+}
+
+AVX2 static void axpy_bf16(float *y, float a, const uint16_t *x, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, bf16x8(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] = fmaf(a, ag_bf16_to_f32(x[i]), y[i]);
+}
+
+AVX2 static void store_f16(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) y[i] = ag_f32_to_half(x[i]);
+}
+
 AVX2 static void axpy_f32(float *y, float a, const float *x, int64_t n) {
     const __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
@@ -508,6 +534,9 @@ void ag_fill_table_avx2(ag_kernel_table *t) {
     t->quant[AG_TYPE_Q8_K] = quant_q8_K;
     t->dot_f32 = dot_f32_impl;
     t->axpy_f32 = axpy_f32;
+    t->axpy_f16 = axpy_f16;
+    t->axpy_bf16 = axpy_bf16;
+    t->store_f16 = store_f16;
 }
 
 #else

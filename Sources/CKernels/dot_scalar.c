@@ -187,6 +187,18 @@ static void plain_axpy_f32(float *y, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+static void plain_axpy_f16(float *y, float a, const uint16_t *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * ag_half_to_f32(x[i]);
+}
+
+static void plain_axpy_bf16(float *y, float a, const uint16_t *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * ag_bf16_to_f32(x[i]);
+}
+
+static void plain_store_f16(const float *x, uint16_t *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = ag_f32_to_half(x[i]);
+}
+
 void ag_fill_table_scalar(ag_kernel_table *t) {
     memset(t, 0, sizeof(*t));
     t->dot[AG_TYPE_F32] = dot_f32;
@@ -205,4 +217,7 @@ void ag_fill_table_scalar(ag_kernel_table *t) {
     t->quant[AG_TYPE_Q8_K] = ag_quantize_q8_K_scalar;
     t->dot_f32 = plain_dot_f32;
     t->axpy_f32 = plain_axpy_f32;
+    t->axpy_f16 = plain_axpy_f16;
+    t->axpy_bf16 = plain_axpy_bf16;
+    t->store_f16 = plain_store_f16;
 }

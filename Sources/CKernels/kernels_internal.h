@@ -121,7 +121,15 @@ typedef struct {
     ag_quant_kernel quant[AG_TYPE_SLOTS];    // by activation type (Q8_0, Q8_1, Q8_K)
     float (*dot_f32)(const float *a, const float *b, int64_t n);
     void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
+    // y[i] += a * x[i] with x in f16 / bf16 (the KV cache's values).
+    void (*axpy_f16)(float *y, float a, const uint16_t *x, int64_t n);
+    void (*axpy_bf16)(float *y, float a, const uint16_t *x, int64_t n);
+    // float32 -> f16, round to nearest even (the KV cache's stores).
+    void (*store_f16)(const float *x, uint16_t *y, int64_t n);
 } ag_kernel_table;
+
+// The kernel table of the calling thread's path.
+const ag_kernel_table *ag_table(void);
 
 void ag_fill_table_scalar(ag_kernel_table *t);
 void ag_fill_table_avx2(ag_kernel_table *t);   // only overwrites what it provides

@@ -54,8 +54,8 @@ struct BatchPlan {
             let p = Int(positions[t])
             let block = blockTables[Int(tableOffsets[t]) + p / cache.blockSize]
             let offset = cache.slotOffset(block: block, slot: p % cache.blockSize)
-            cache.keys[layer].copy(from: keys, sourceOffset: t * width, to: offset, length: width)
-            cache.values[layer].copy(from: values, sourceOffset: t * width, to: offset, length: width)
+            cache.keys[layer].store(from: keys, sourceOffset: t * width, to: offset, length: width)
+            cache.values[layer].store(from: values, sourceOffset: t * width, to: offset, length: width)
         }
     }
 }

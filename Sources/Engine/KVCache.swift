@@ -1,41 +1,48 @@
-import Kernels
+public import Kernels
 
 /// Key and value storage for every layer, cut into fixed-size blocks of `blockSize` token slots.
 ///
 /// The engine owns the bytes; who holds which block is decided outside (a `BlockAllocator` here,
 /// the scheduler in the server). Block b, slot s of layer l holds the key of one token at
-/// `keys[l][(b * blockSize + s) * kvWidth ..< +kvWidth]`, values alike.
+/// `keys[l][(b * blockSize + s) * kvWidth ..< +kvWidth]`, values alike, as `elementType` (f16 by default).
 public final class PagedKVCache: @unchecked Sendable {
     public let layerCount: Int
     public let kvWidth: Int
     public let blockSize: Int
     public let blockCount: Int
-    let keys: [FloatBuffer]
-    let values: [FloatBuffer]
+    public let elementType: KVCacheType
+    let keys: [KVArena]
+    let values: [KVArena]
 
-    public init(layerCount: Int, kvWidth: Int, blockSize: Int = 16, blockCount: Int) {
+    public init(layerCount: Int, kvWidth: Int, blockSize: Int = 16, blockCount: Int, elementType: KVCacheType = .engineDefault) {
         precondition(blockSize > 0 && blockCount > 0)
         self.layerCount = layerCount
         self.kvWidth = kvWidth
         self.blockSize = blockSize
         self.blockCount = blockCount
-        let floats = blockCount * blockSize * kvWidth
-        keys = (0 ..< layerCount).map { _ in FloatBuffer(count: floats) }
-        values = (0 ..< layerCount).map { _ in FloatBuffer(count: floats) }
+        self.elementType = elementType
+        let elements = blockCount * blockSize * kvWidth
+        keys = (0 ..< layerCount).map { _ in KVArena(type: elementType, count: elements) }
+        values = (0 ..< layerCount).map { _ in KVArena(type: elementType, count: elements) }
     }
 
     /// A cache for `configuration` with room for `tokens` token slots in total.
-    public convenience init(configuration: ModelConfiguration, tokens: Int, blockSize: Int = 16) {
+    public convenience init(configuration: ModelConfiguration, tokens: Int, blockSize: Int = 16,
+                            elementType: KVCacheType = .engineDefault) {
         self.init(layerCount: configuration.layerCount, kvWidth: configuration.kvWidth, blockSize: blockSize,
-                  blockCount: max(1, (tokens + blockSize - 1) / blockSize))
+                  blockCount: max(1, (tokens + blockSize - 1) / blockSize), elementType: elementType)
     }
 
     /// Bytes of K and V storage per token slot across all layers.
-    public static func bytesPerToken(_ configuration: ModelConfiguration) -> Int {
-        2 * configuration.layerCount * configuration.kvWidth * MemoryLayout<Float>.size
+    public static func bytesPerToken(_ configuration: ModelConfiguration, elementType: KVCacheType = .engineDefault) -> Int {
+        2 * configuration.layerCount * configuration.kvWidth * elementType.bytesPerElement
     }
 
-    /// Float offset of a token slot inside a layer's buffer.
+    /// The key (or value) stored for a token slot of a layer, as float32 (tests and tools).
+    public func storedKey(layer: Int, block: Int32, slot: Int) -> [Float] { keys[layer].floats(slotOffset(block: block, slot: slot), kvWidth) }
+    public func storedValue(layer: Int, block: Int32, slot: Int) -> [Float] { values[layer].floats(slotOffset(block: block, slot: slot), kvWidth) }
+
+    /// Element offset of a token slot inside a layer's buffer.
     @inline(__always)
     func slotOffset(block: Int32, slot: Int) -> Int { (Int(block) * blockSize + slot) * kvWidth }
 }

@@ -89,6 +89,70 @@ public final class FloatBuffer: @unchecked Sendable {
     func pointer(_ offset: Int = 0) -> UnsafeMutablePointer<Float> { base + offset }
 }
 
+/// How the KV cache stores each element. Attention reads the stored type directly (the dot products
+/// and weighted sums convert as they load); scores, softmax and sums stay float32.
+public enum KVCacheType: String, Sendable, CaseIterable, Codable {
+    case f32, f16, bf16
+
+    /// The engine's default: half the memory and bandwidth of f32, perplexity within 0.1% (BENCHMARKS.md).
+    public static let engineDefault = KVCacheType.f16
+
+    public var bytesPerElement: Int { self == .f32 ? 4 : 2 }
+
+    /// ggml's type id (what the kernels take).
+    var ggmlType: Int32 {
+        switch self {
+        case .f32: Int32(AG_TYPE_F32)
+        case .f16: Int32(AG_TYPE_F16)
+        case .bf16: Int32(AG_TYPE_BF16)
+        }
+    }
+
+    /// Accepts the names llama.cpp and vLLM use too (fp16, float16, bfloat16, fp32, float32).
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "f32", "fp32", "float32": self = .f32
+        case "f16", "fp16", "float16", "half": self = .f16
+        case "bf16", "bfloat16": self = .bf16
+        default: return nil
+        }
+    }
+}
+
+/// Zero-initialized storage for `count` KV elements of `type` (calloc: pages cost nothing until written).
+public final class KVArena: @unchecked Sendable {
+    public let type: KVCacheType
+    public let count: Int
+    let base: UnsafeMutableRawPointer
+
+    public init(type: KVCacheType, count: Int) {
+        self.type = type
+        self.count = count
+        guard let raw = calloc(max(1, count), type.bytesPerElement) else {
+            fatalError("out of memory allocating \(count * type.bytesPerElement) bytes of KV cache")
+        }
+        base = raw
+    }
+
+    deinit { free(base) }
+
+    /// Stores `length` floats of `source` (from `sourceOffset`) at element `offset`, converting to `type`.
+    public func store(from source: FloatBuffer, sourceOffset: Int, to offset: Int, length: Int) {
+        precondition(sourceOffset >= 0 && sourceOffset + length <= source.count && offset >= 0 && offset + length <= count)
+        _ = ag_kv_store(type.ggmlType, source.pointer(sourceOffset), base + offset * type.bytesPerElement, Int64(length))
+    }
+
+    /// Elements `offset ..< offset + length` as float32 (for tests and tools).
+    public func floats(_ offset: Int, _ length: Int) -> [Float] {
+        precondition(offset >= 0 && length >= 0 && offset + length <= count)
+        var out = [Float](repeating: 0, count: length)
+        out.withUnsafeMutableBufferPointer { dst in
+            _ = ag_dequantize_row(type.ggmlType, base + offset * type.bytesPerElement, dst.baseAddress!, Int64(length))
+        }
+        return out
+    }
+}
+
 /// Raw scratch bytes (quantized activations).
 public final class ScratchBuffer: @unchecked Sendable {
     private(set) var capacity: Int

@@ -110,7 +110,7 @@ public enum Operations {
     /// Paged attention; see ag_attention in ckernels.h for the layout.
     public static func attention(
         query: FloatBuffer, queryStride: Int, into out: FloatBuffer, outStride: Int, positions: [Int32],
-        blockTables: [Int32], tableOffsets: [Int64], keys: FloatBuffer, values: FloatBuffer, blockSize: Int,
+        blockTables: [Int32], tableOffsets: [Int64], keys: KVArena, values: KVArena, blockSize: Int,
         heads: Int, kvHeads: Int, headDimension: Int, scale: Float, pool: WorkerPool
     ) {
         let tokens = positions.count
@@ -119,14 +119,15 @@ public enum Operations {
             let needed = Int(positions[t]) / blockSize
             precondition(Int(tableOffsets[t]) + needed < blockTables.count, "attention: block table too short")
         }
+        precondition(keys.type == values.type && keys.count == values.count)
         for b in blockTables { precondition(Int(b) >= 0 && (Int(b) + 1) * blockSize * kvHeads * headDimension <= keys.count) }
         precondition((tokens - 1) * queryStride + heads * headDimension <= query.count)
         positions.withUnsafeBufferPointer { p in
             blockTables.withUnsafeBufferPointer { bt in
                 tableOffsets.withUnsafeBufferPointer { to in
-                    ag_attention(pool.raw, query.pointer(), Int64(queryStride), out.pointer(), Int64(outStride), Int64(tokens),
-                                 p.baseAddress!, bt.baseAddress!, to.baseAddress!, keys.pointer(), values.pointer(),
-                                 Int32(blockSize), Int32(heads), Int32(kvHeads), Int32(headDimension), scale)
+                    _ = ag_attention(pool.raw, query.pointer(), Int64(queryStride), out.pointer(), Int64(outStride), Int64(tokens),
+                                     p.baseAddress!, bt.baseAddress!, to.baseAddress!, keys.type.ggmlType, keys.base, values.base,
+                                     Int32(blockSize), Int32(heads), Int32(kvHeads), Int32(headDimension), scale)
                 }
             }
         }

@@ -1,4 +1,5 @@
 public import Engine
+public import Kernels
 public import InferenceCore
 public import Tokenizer
 
@@ -36,11 +37,11 @@ public final class GenerationSession {
     /// Every token of the sequence; the first `sequence.length` are in the cache.
     public private(set) var tokens: [Int] = []
 
-    public init(model: any LanguageModel, tokenizer: Tokenizer, capacity: Int) {
+    public init(model: any LanguageModel, tokenizer: Tokenizer, capacity: Int, kvType: KVCacheType = .engineDefault) {
         self.model = model
         self.tokenizer = tokenizer
         self.capacity = min(capacity, model.configuration.contextLength)
-        cache = PagedKVCache(configuration: model.configuration, tokens: self.capacity, blockSize: 16)
+        cache = PagedKVCache(configuration: model.configuration, tokens: self.capacity, blockSize: 16, elementType: kvType)
         allocator = BlockAllocator(blockCount: cache.blockCount)
     }
 

@@ -1,4 +1,5 @@
 public import Engine
+public import Kernels
 
 /// Perplexity of a token sequence under a model, as ../reference/perplexity.py defines it: one
 /// sequence (cut to the context length by the caller, who must say so), every token after the first
@@ -11,12 +12,13 @@ public struct PerplexityResult: Sendable {
 }
 
 public enum Perplexity {
-    public static func evaluate(model: any LanguageModel, tokens: [Int], chunk: Int = 128) throws(EngineError) -> PerplexityResult {
+    public static func evaluate(model: any LanguageModel, tokens: [Int], chunk: Int = 128,
+                                kvType: KVCacheType = .engineDefault) throws(EngineError) -> PerplexityResult {
         guard tokens.count >= 2 else { throw .emptyInput }
         guard tokens.count <= model.configuration.contextLength else {
             throw .contextOverflow(needed: tokens.count, contextLength: model.configuration.contextLength)
         }
-        let cache = PagedKVCache(configuration: model.configuration, tokens: tokens.count, blockSize: 16)
+        let cache = PagedKVCache(configuration: model.configuration, tokens: tokens.count, blockSize: 16, elementType: kvType)
         var allocator = BlockAllocator(blockCount: cache.blockCount)
         var sequence = SequenceState()
         var nll = 0.0

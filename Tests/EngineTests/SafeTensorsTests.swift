@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Engine
 import GGUF
+import Kernels
 import SafeTensors
 import TestSupport
 
@@ -270,7 +271,7 @@ struct LlamaImportTests {
         var logits: [[Float]] = []
         for file in [gguf, imported] {
             let model = try ArchitectureRegistry.load(file, threads: 1)
-            let cache = PagedKVCache(configuration: model.configuration, tokens: 32, blockSize: 16)
+            let cache = PagedKVCache(configuration: model.configuration, tokens: 32, blockSize: 16, elementType: .f32)
             let out = try model.forward([BatchEntry(tokens: tokens, startPosition: 0, blockTable: [0, 1], logits: .all)], cache: cache)
             logits.append(Array(out.values))
         }

@@ -58,7 +58,7 @@ struct TinyModelTests {
         let tokens = Self.reference.dict("sequences").ints(c.sequence)
         let expected = Self.expected(c)
         let model = try LlamaModel(file: try Self.model(c.file), threads: 2)
-        let cache = PagedKVCache(configuration: model.configuration, tokens: 128, blockSize: 16)
+        let cache = PagedKVCache(configuration: model.configuration, tokens: 128, blockSize: 16, elementType: .f32)
         let table = (0 ..< Int32(cache.blockCount)).map { $0 }
         let out = try model.forward([BatchEntry(tokens: tokens, startPosition: 0, blockTable: table, logits: .all)], cache: cache)
         #expect(out.rowCount == tokens.count)
@@ -81,7 +81,7 @@ struct TinyModelTests {
     func incrementalEqualsBatched() throws {
         let tokens = Self.reference.dict("sequences").ints("random_100")
         let model = try LlamaModel(file: try Self.model("f32"), threads: 2)
-        let cache = PagedKVCache(configuration: model.configuration, tokens: 256, blockSize: 16)
+        let cache = PagedKVCache(configuration: model.configuration, tokens: 256, blockSize: 16, elementType: .f32)
         // Deliberately scattered blocks: the block table, not adjacency, must decide where keys live.
         let table: [Int32] = [15, 3, 9, 0, 12, 6, 1, 7]
         let batched = try model.forward([BatchEntry(tokens: tokens, startPosition: 0, blockTable: [0, 1, 2, 3, 4, 5, 6, 8], logits: .last)], cache: cache)
@@ -99,7 +99,7 @@ struct TinyModelTests {
         let seqs = Self.reference.dict("sequences")
         let a = seqs.ints("hello_world_bytes"), b = seqs.ints("random_100")
         let model = try LlamaModel(file: try Self.model("q8_0"), threads: 2)
-        let cache = PagedKVCache(configuration: model.configuration, tokens: 512, blockSize: 16)
+        let cache = PagedKVCache(configuration: model.configuration, tokens: 512, blockSize: 16, elementType: .f32)
         let tableA: [Int32] = [0, 1], tableB: [Int32] = [2, 3, 4, 5, 6, 7, 8]
         let alone = try model.forward([BatchEntry(tokens: a, startPosition: 0, blockTable: tableA)], cache: cache)
         let together = try model.forward([
@@ -114,7 +114,7 @@ struct TinyModelTests {
     @Test("bad input is an error, not a crash")
     func badInput() throws {
         let model = try LlamaModel(file: try Self.model("f32"), threads: 1)
-        let cache = PagedKVCache(configuration: model.configuration, tokens: 32, blockSize: 16)
+        let cache = PagedKVCache(configuration: model.configuration, tokens: 32, blockSize: 16, elementType: .f32)
         #expect(throws: EngineError.self) {
             _ = try model.forward([BatchEntry(tokens: [999], startPosition: 0, blockTable: [0])], cache: cache)
         }

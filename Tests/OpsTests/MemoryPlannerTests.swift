@@ -23,12 +23,12 @@ struct MemoryPlannerTests {
         #expect(ModelPresets.glm4_9b_0414.parameterCount == parameters)
         #expect(b.weightsBytes == 2 * parameters)          // 18,800,558,080 B = 18.8 GB
         #expect(abs(Double(b.weightsBytes) / 1e9 - 18.8) < 0.01)
-        // KV: K and V x 40 layers x 2 KV heads x 128 x 8192 tokens x 1 sequence x 4 bytes (the engine's f32 cache).
-        #expect(b.kvCacheBytes == 2 * 40 * 2 * 128 * 8192 * 1 * 4)
-        #expect(b.kvCacheBytes == 671_088_640)
-        var bf16KV = request
-        bf16KV.kvPrecision = .bf16
-        #expect(MemoryPlanner.breakdown(bf16KV).kvCacheBytes == 335_544_320)   // 40 KiB per token x 8192
+        // KV: K and V x 40 layers x 2 KV heads x 128 x 8192 tokens x 1 sequence x 2 bytes (the engine's f16 cache).
+        #expect(b.kvCacheBytes == 2 * 40 * 2 * 128 * 8192 * 1 * 2)
+        #expect(b.kvCacheBytes == 335_544_320)   // 40 KiB per token x 8192
+        var f32KV = request
+        f32KV.kvPrecision = .f32
+        #expect(MemoryPlanner.breakdown(f32KV).kvCacheBytes == 671_088_640)
         #expect(b.totalBytes == b.weightsBytes + b.kvCacheBytes + b.activationsBytes + b.overheadBytes)
     }
 
@@ -43,7 +43,7 @@ struct MemoryPlannerTests {
         let expected = (256 * perToken + 4 * (9 * 2048 + 49152)) * 4
         #expect(b.activationsBytes == expected)
         #expect(b.overheadBytes == (27 << 20) + 49152 * 256)
-        #expect(b.kvCacheBytes == 2 * 30 * 3 * 64 * 2048 * 4 * 4)
+        #expect(b.kvCacheBytes == 2 * 30 * 3 * 64 * 2048 * 4 * 2)
     }
 
     @Test("parameter counts agree with FACTS.md section 2 (derived counts, stated to 4 significant digits: tolerance 0.05%)",
@@ -178,7 +178,7 @@ struct MemoryPlannerTests {
             #expect(object[key] != nil, "missing \(key)")
         }
         #expect(object["weights_bytes"] as? Int == 18_800_558_080)
-        #expect(object["kv_cache_bytes"] as? Int == 671_088_640)
+        #expect(object["kv_cache_bytes"] as? Int == 335_544_320)
         let fits = try #require(object["fits"] as? [[String: Any]])
         #expect(fits.count == 7)
         #expect(fits.map { $0["fits"] as? Bool } == [false, false, true, true, true, true, true])

@@ -26,7 +26,7 @@ struct HuggingFaceLoadTests {
     static func run(_ model: any LanguageModel, _ name: String) throws -> (maxError: Double, greedy: [Int], argmaxAgreement: Double, relativeRMS: Double) {
         let tokens = expected(name).ints("tokens")
         let want = expectedLogits(name)
-        let cache = PagedKVCache(configuration: model.configuration, tokens: 128, blockSize: 16)
+        let cache = PagedKVCache(configuration: model.configuration, tokens: 128, blockSize: 16, elementType: .f32)
         let table = (0 ..< Int32(cache.blockCount)).map { $0 }
         let all = try model.forward([BatchEntry(tokens: tokens, startPosition: 0, blockTable: table, logits: .all)], cache: cache)
         var maxError = 0.0
@@ -40,7 +40,7 @@ struct HuggingFaceLoadTests {
             }
             if Sampler.argmax(Array(all.row(p))) == expected(name).ints("argmax")[p] { agree += 1 }
         }
-        let cache2 = PagedKVCache(configuration: model.configuration, tokens: 128, blockSize: 16)
+        let cache2 = PagedKVCache(configuration: model.configuration, tokens: 128, blockSize: 16, elementType: .f32)
         var out = try model.forward([BatchEntry(tokens: tokens, startPosition: 0, blockTable: table, logits: .last)], cache: cache2)
         var greedy: [Int] = []
         for step in 0 ..< 8 {

@@ -179,15 +179,20 @@ void ag_add(float *y, const float *x, int64_t n);
 void ag_add_bias(float *x, int64_t x_stride, int64_t rows, const float *bias, int64_t n);
 
 /// Paged attention for a batch of query tokens.
-/// K and V live in an arena of blocks: the key of sequence position p, KV head h is at
-///   k_arena + ((block_table[p / block_size] * block_size + p % block_size) * kv_width + h * head_dim)
-/// with kv_width = kv_heads * head_dim (V the same). Token t attends to positions 0...positions[t] of
-/// its own sequence, whose block table is block_tables + table_offsets[t].
-/// q: tokens x (heads * head_dim), out: tokens x (heads * head_dim) (strides in floats).
-void ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, int64_t out_stride,
-                  int64_t tokens, const int32_t *positions, const int32_t *block_tables,
-                  const int64_t *table_offsets, const float *k_arena, const float *v_arena,
-                  int block_size, int heads, int kv_heads, int head_dim, float scale);
+/// K and V live in an arena of blocks of `kv_type` elements (AG_TYPE_F32, AG_TYPE_F16 or AG_TYPE_BF16):
+/// the key of sequence position p, KV head h is element
+///   (block_tables[table_offsets[t] + p / block_size] * block_size + p % block_size) * kv_width + h * head_dim
+/// of k_arena, with kv_width = kv_heads * head_dim (V the same). Token t attends to positions
+/// 0...positions[t] of its own sequence. q: tokens x (heads * head_dim), out: tokens x (heads * head_dim)
+/// (strides in floats). Scores, softmax and the weighted sum are float32. Returns 0, or -1 for another kv_type.
+int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, int64_t out_stride,
+                 int64_t tokens, const int32_t *positions, const int32_t *block_tables,
+                 const int64_t *table_offsets, int kv_type, const void *k_arena, const void *v_arena,
+                 int block_size, int heads, int kv_heads, int head_dim, float scale);
+
+/// Stores `n` floats into a KV arena of `kv_type` (F32 copies; F16 and BF16 round to nearest even).
+/// Returns 0, or -1 for another type.
+int ag_kv_store(int kv_type, const float *src, void *dst, int64_t n);
 
 #ifdef __cplusplus
 }

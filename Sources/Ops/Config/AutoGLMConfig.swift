@@ -33,13 +33,15 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var threads: Int?
         public var kvMemoryBudgetBytes: Int?
         public var maxSequences: Int
+        /// The KV cache's element type for the built-in engine: "f16" (default), "bf16" or "f32".
+        public var kvType: String
         public var device: Device
         public var preset: String?
         public var precision: String?
 
         public init(name: String, path: String? = nil, url: String? = nil, apiKey: String? = nil, sha256: String? = nil,
                     contextLength: Int? = nil, threads: Int? = nil, kvMemoryBudgetBytes: Int? = nil, maxSequences: Int = 8,
-                    device: Device = .cpu, preset: String? = nil, precision: String? = nil) {
+                    kvType: String = "f16", device: Device = .cpu, preset: String? = nil, precision: String? = nil) {
             self.name = name
             self.path = path
             self.url = url
@@ -49,6 +51,7 @@ public struct AutoGLMConfig: Sendable, Equatable {
             self.threads = threads
             self.kvMemoryBudgetBytes = kvMemoryBudgetBytes
             self.maxSequences = maxSequences
+            self.kvType = kvType
             self.device = device
             self.preset = preset
             self.precision = precision
@@ -110,7 +113,7 @@ extension AutoGLMConfig {
                       apiKey: m["api_key"]?.stringValue, sha256: m["sha256"]?.stringValue,
                       contextLength: m["context_length"]?.intValue, threads: m["threads"]?.intValue,
                       kvMemoryBudgetBytes: m["kv_memory_budget"]?.intValue, maxSequences: m["max_sequences"]?.intValue ?? 8,
-                      device: Model.Device(rawValue: m["device"]?.stringValue ?? "cpu") ?? .cpu,
+                      kvType: m["kv_type"]?.stringValue ?? "f16", device: Model.Device(rawValue: m["device"]?.stringValue ?? "cpu") ?? .cpu,
                       preset: m["preset"]?.stringValue, precision: m["precision"]?.stringValue)
             }
         }

@@ -228,14 +228,16 @@ struct ModelChecks {
     func ramFit(_ model: AutoGLMConfig.Model, index: Int, shape: ModelShape, weights: WeightSource, id: String, label: String,
                 memory: MemInfo?) -> [DoctorFinding] {
         let context = model.contextLength ?? (shape.maxContext > 0 ? shape.maxContext : 4096)
-        var request = PlanRequest(shape: shape, weights: weights, context: context, sequences: model.maxSequences, kvPrecision: .f32)
+        // The engine's KV element type for this model (models[].kv_type, f16 by default).
+        let kv = KVPrecision(name: model.kvType) ?? .f16
+        var request = PlanRequest(shape: shape, weights: weights, context: context, sequences: model.maxSequences, kvPrecision: kv)
         var findings: [DoctorFinding] = []
         var kvNote = ""
         if let budget = model.kvMemoryBudgetBytes {
-            let perSequence = Double(context) * shape.kvBytesPerToken(.f32)
+            let perSequence = Double(context) * shape.kvBytesPerToken(kv)
             let sequencesInBudget = Int(Double(budget) / perSequence)
             if sequencesInBudget < 1 {
-                let tokens = Int(Double(budget) / shape.kvBytesPerToken(.f32))
+                let tokens = Int(Double(budget) / shape.kvBytesPerToken(kv))
                 findings.append(DoctorFinding("\(id).kv", "\(label): KV budget", .fail,
                                               found: "kv_memory_budget \(ByteFormat.gib(budget)) holds \(tokens) tokens, less than one sequence of \(context)",
                                               fix: "raise models[\(index)].kv_memory_budget to at least \(ByteFormat.gib(Int(perSequence.rounded(.up)))) or lower context_length to \(tokens)"))

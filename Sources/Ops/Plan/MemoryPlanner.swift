@@ -35,7 +35,7 @@ public struct PlanRequest: Sendable, Equatable {
     public var model: EngineMemoryModel
 
     public init(
-        shape: ModelShape, weights: WeightSource, context: Int, sequences: Int = 1, kvPrecision: KVPrecision = .f32,
+        shape: ModelShape, weights: WeightSource, context: Int, sequences: Int = 1, kvPrecision: KVPrecision = .f16,
         mode: PlanMode = .inference, includeExtraParameters: Bool = false, model: EngineMemoryModel = .cpuEngine
     ) {
         self.shape = shape
@@ -253,7 +253,7 @@ public enum MemoryPlanner {
                     var q = r
                     q.kvPrecision = .f16
                     let saved = b.kvCacheBytes - breakdown(q).kvCacheBytes
-                    if saved > 0 { lines.append("An f16 KV cache would save \(ByteFormat.gb(saved)) (`--kv-precision f16`, when the engine supports it).") }
+                    if saved > 0 { lines.append("An f16 KV cache would save \(ByteFormat.gb(saved)) (`--kv-precision f16`; serve `--kv-type f16`, the engine's default).") }
                 }
             }
         }

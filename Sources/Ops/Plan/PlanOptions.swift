@@ -14,7 +14,7 @@ public struct PlanOptions: Sendable, Equatable {
     public var prefillChunk: Int?
 
     public init(
-        model: String? = nil, precision: String? = nil, context: Int? = nil, sequences: Int = 1, kvPrecision: String = "f32",
+        model: String? = nil, precision: String? = nil, context: Int? = nil, sequences: Int = 1, kvPrecision: String = "f16",
         training: Bool = false, checkpointing: Bool = false, includeVision: Bool = false, gpuUtilization: Double? = nil,
         prefillChunk: Int? = nil
     ) {

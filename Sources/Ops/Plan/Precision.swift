@@ -49,8 +49,8 @@ public enum Precision: String, Sendable, CaseIterable, Codable {
 
 /// How the KV cache stores each element.
 ///
-/// The CPU engine keeps K and V as float32 today (`f32`, the default); llama.cpp and vLLM can store
-/// f16/bf16, q8_0 (34 bytes per 32) or fp8.
+/// The CPU engine stores K and V as f16 by default (`f32` and `bf16` on request); llama.cpp and vLLM
+/// can store f16/bf16, q8_0 (34 bytes per 32) or fp8.
 public enum KVPrecision: String, Sendable, CaseIterable, Codable {
     case f32, f16, bf16, q8_0, q4_0, fp8
 

@@ -56,14 +56,15 @@ public final class Scheduler: @unchecked Sendable {
         self.configuration = configuration
         self.contextLength = min(contextLength ?? model.configuration.contextLength, model.configuration.contextLength)
         self.observer = observer
-        cache = PagedKVCache(configuration: model.configuration, tokens: configuration.cacheTokens, blockSize: configuration.blockSize)
+        cache = PagedKVCache(configuration: model.configuration, tokens: configuration.cacheTokens, blockSize: configuration.blockSize,
+                             elementType: configuration.kvType)
         blocks = BlockManager(blockCount: cache.blockCount, blockSize: cache.blockSize)
         statistics.kvBlocksTotal = cache.blockCount
         published = statistics
     }
 
     /// Bytes of the KV cache arena.
-    public var cacheBytes: Int { cache.blockCount * cache.blockSize * PagedKVCache.bytesPerToken(model.configuration) }
+    public var cacheBytes: Int { cache.blockCount * cache.blockSize * PagedKVCache.bytesPerToken(model.configuration, elementType: cache.elementType) }
     public var cacheTokenCapacity: Int { cache.blockCount * cache.blockSize }
 
     /// Starts the engine thread. Idempotent.

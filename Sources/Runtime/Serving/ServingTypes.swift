@@ -1,4 +1,5 @@
 public import Engine
+public import Kernels
 public import InferenceCore
 
 /// One generation request as the scheduler sees it: tokens in, tokens out.
@@ -132,15 +133,18 @@ public struct SchedulerConfiguration: Sendable {
     public var blockSize: Int
     /// Whether full blocks are shared between requests with the same prefix.
     public var prefixCaching: Bool
+    /// How the KV cache stores keys and values.
+    public var kvType: KVCacheType
 
     public init(maxSequences: Int = 8, maxBatchTokens: Int = 512, maxQueue: Int = 256, cacheTokens: Int = 16384,
-                blockSize: Int = 16, prefixCaching: Bool = true) {
+                blockSize: Int = 16, prefixCaching: Bool = true, kvType: KVCacheType = .engineDefault) {
         self.maxSequences = max(1, maxSequences)
         self.maxBatchTokens = max(1, maxBatchTokens)
         self.maxQueue = max(0, maxQueue)
         self.cacheTokens = max(blockSize, cacheTokens)
         self.blockSize = blockSize
         self.prefixCaching = prefixCaching
+        self.kvType = kvType
     }
 }
 

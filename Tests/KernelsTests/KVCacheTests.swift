@@ -1,0 +1,103 @@
+import CKernels
+import Foundation
+import Kernels
+import Testing
+
+/// The KV cache's element types (f32, f16, bf16): stores round to nearest even, and paged attention
+/// reads each type directly, on every kernel path the CPU has.
+@Suite("KV cache element types and attention over them", .serialized)
+struct KVCacheTests {
+    static let paths = KernelPath.allCases.filter { $0.rawValue <= KernelPath.detected.rawValue }
+
+    @Test("stores round to nearest even: f16 as F16C / numpy, bf16 by the upper half with rounding")
+    func stores() {
+        var random = SplitRandom(seed: 3)
+        var values = (0 ..< 1000).map { _ in random.gaussian() * 10 }
+        values += [0, -0, 1e-8, -65504, 65519, 70000, 3.0e38, .infinity, -.infinity, 1 + 1.0 / 256, 1 + 3.0 / 256]
+        let source = FloatBuffer(values)
+        for path in Self.paths {
+            KernelPath.select(path)
+            defer { KernelPath.select(.detected) }
+            let f16 = KVArena(type: .f16, count: values.count)
+            f16.store(from: source, sourceOffset: 0, to: 0, length: values.count)
+            let want16 = values.map { ag_fp16_to_fp32(ag_fp32_to_fp16($0)) }
+            #expect(f16.floats(0, values.count) == want16, "\(path)")
+            let bf16 = KVArena(type: .bf16, count: values.count)
+            bf16.store(from: source, sourceOffset: 0, to: 0, length: values.count)
+            let got = bf16.floats(0, values.count)
+            for (x, y) in zip(values, got) {
+                // Nearest bf16: the error is at most half a unit in the 8-bit mantissa.
+                if x.isFinite { #expect(abs(y - x) <= abs(x) / 256, "\(x) -> \(y)") } else { #expect(y == x) }
+            }
+            // Half-way cases go to the even neighbour: 1 + 1/256 -> 1, 1 + 3/256 -> 1 + 2/128.
+            #expect(got[values.count - 2] == 1 && got[values.count - 1] == 1 + 1.0 / 64)
+            let f32 = KVArena(type: .f32, count: values.count)
+            f32.store(from: source, sourceOffset: 0, to: 0, length: values.count)
+            #expect(f32.floats(0, values.count) == values)
+        }
+    }
+
+    /// Attention of `tokens` query tokens of one sequence over positions 0...position, in float64 from
+    /// the values the cache actually holds.
+    static func reference(q: [Float], keys: [[Float]], values: [[Float]], positions: [Int32], heads: Int, kvHeads: Int,
+                          headDim: Int, scale: Double) -> [Double] {
+        var out = [Double](repeating: 0, count: positions.count * heads * headDim)
+        let group = heads / kvHeads
+        for (t, position) in positions.enumerated() {
+            for h in 0 ..< heads {
+                let kvh = h / group
+                let qh = (0 ..< headDim).map { Double(q[t * heads * headDim + h * headDim + $0]) }
+                var scores = (0 ... Int(position)).map { p in
+                    (0 ..< headDim).reduce(0.0) { $0 + qh[$1] * Double(keys[p][kvh * headDim + $1]) } * scale
+                }
+                let maximum = scores.max()!
+                scores = scores.map { Foundation.exp($0 - maximum) }
+                let sum = scores.reduce(0, +)
+                for p in 0 ... Int(position) {
+                    for i in 0 ..< headDim { out[t * heads * headDim + h * headDim + i] += scores[p] / sum * Double(values[p][kvh * headDim + i]) }
+                }
+            }
+        }
+        return out
+    }
+
+    @Test("paged attention over f32, f16 and bf16 caches equals float64 over the stored values (GQA, scattered blocks)",
+          arguments: KVCacheType.allCases)
+    func attention(type: KVCacheType) throws {
+        let heads = 8, kvHeads = 2, headDim = 40, blockSize = 4, length = 23
+        let width = kvHeads * headDim
+        var random = SplitRandom(seed: 11)
+        // Blocks of the sequence deliberately out of order in the arena.
+        let table: [Int32] = [5, 1, 7, 0, 3, 6]
+        let keysIn = FloatBuffer((0 ..< length * width).map { _ in random.gaussian() })
+        let valuesIn = FloatBuffer((0 ..< length * width).map { _ in random.gaussian() })
+        let keys = KVArena(type: type, count: 8 * blockSize * width), values = KVArena(type: type, count: 8 * blockSize * width)
+        for p in 0 ..< length {
+            let offset = (Int(table[p / blockSize]) * blockSize + p % blockSize) * width
+            keys.store(from: keysIn, sourceOffset: p * width, to: offset, length: width)
+            values.store(from: valuesIn, sourceOffset: p * width, to: offset, length: width)
+        }
+        let stored = { (arena: KVArena) in (0 ..< length).map { p in arena.floats((Int(table[p / blockSize]) * blockSize + p % blockSize) * width, width) } }
+        // Three query tokens: a prefill chunk's last positions.
+        let positions: [Int32] = [20, 21, 22]
+        let q = (0 ..< positions.count * heads * headDim).map { _ in random.gaussian() }
+        let scale = 1 / Double(headDim).squareRoot()
+        let want = Self.reference(q: q, keys: stored(keys), values: stored(values), positions: positions, heads: heads,
+                                  kvHeads: kvHeads, headDim: headDim, scale: scale)
+        for path in Self.paths {
+            KernelPath.select(path)
+            defer { KernelPath.select(.detected) }
+            for threads in [1, 2] {
+                let out = FloatBuffer(count: q.count)
+                Operations.attention(query: FloatBuffer(q), queryStride: heads * headDim, into: out, outStride: heads * headDim,
+                                     positions: positions, blockTables: table, tableOffsets: [0, 0, 0], keys: keys, values: values,
+                                     blockSize: blockSize, heads: heads, kvHeads: kvHeads, headDimension: headDim,
+                                     scale: Float(scale), pool: WorkerPool(threads: threads))
+                let got = out.slice(0, q.count)
+                for i in 0 ..< q.count {
+                    #expect(abs(Double(got[i]) - want[i]) <= 1e-5 * max(1, abs(want[i])), "\(type) \(path) element \(i): \(got[i]) vs \(want[i])")
+                }
+            }
+        }
+    }
+}
