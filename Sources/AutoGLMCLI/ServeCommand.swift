@@ -39,6 +39,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "How the KV cache stores keys and values: f16, bf16 or f32 (default: models[].kv_type, else f16).")
     var kvType: String?
 
+    @Option(name: .customLong("upstream"), parsing: .singleValue,
+            help: ArgumentHelp("An OpenAI-compatible engine to serve a model from: NAME=URL, URL being the base URL an OpenAI client would use (http://gpu-node:8000/v1). Repeat it: the same NAME twice load-balances. Without --model, only the upstreams are served.", valueName: "NAME=URL"))
+    var upstreams: [String] = []
+
     @Option(help: "Most tokens per engine step: prefill chunks plus one per decoding sequence.")
     var maxBatchTokens: Int = 512
 
@@ -59,13 +63,17 @@ struct ServeCommand: AsyncParsableCommand {
         _ = try quantizeType
         _ = try ModelOptions.kvCacheType(kvType)
         if maxBatchTokens < 1 { throw ValidationError("--max-batch-tokens must be positive (got \(maxBatchTokens)).") }
+        _ = try Self.parseUpstreams(upstreams)
     }
 
     func run() async throws {
         let loaded = options.load()
         for issue in loaded.issues { printError(issue.description) }
         guard loaded.errors.isEmpty else { throw ExitCode(1) }
-        let config = loaded.config
+        var config = loaded.config
+        let flagUpstreams = try Self.parseUpstreams(upstreams)
+        // --upstream without --model (or a models list): serve the upstreams only, not the implicit default model.
+        if !flagUpstreams.isEmpty && loaded.document["models"] == nil { config.models = [] }
 
         LoggingSystem.bootstrap { label in
             var handler: any LogHandler = config.logging.format == "json"
@@ -98,19 +106,49 @@ struct ServeCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var served: [ServedModel] = []
         var metrics: [String: ServerMetrics] = [:]
+        var upstreamModels: [UpstreamModel] = []
         for model in config.models {
             guard let path = model.path else {
-                logger.warning("model '\(model.name)' is an upstream (\(model.url ?? "")); this version serves local GGUF models only, skipping it")
+                let urls = (model.url.map { [$0] } ?? []) + model.urls
+                upstreamModels.append(UpstreamModel(name: model.name, upstreamName: model.upstreamModel,
+                                                    endpoints: urls.map { UpstreamModel.Endpoint(baseURL: $0, apiKey: model.apiKey) },
+                                                    fallback: model.fallback, contextLength: model.contextLength))
                 continue
             }
             let m = try load(model, path: path, config: config, registry: registry, logger: logger)
             served.append(m.0)
             metrics[m.0.name] = m.1
         }
-        guard !served.isEmpty else {
-            printError("error: no local model to serve. Give --model PATH|NAME or a models[].path in the configuration.")
+        for (name, url) in flagUpstreams {
+            if let i = upstreamModels.firstIndex(where: { $0.name == name }) {
+                upstreamModels[i].endpoints.append(UpstreamModel.Endpoint(baseURL: url))
+            } else if served.contains(where: { $0.name == name }) {
+                printError("error: --upstream \(name)=... names a local model; give the upstream another name.")
+                throw ExitCode(1)
+            } else {
+                upstreamModels.append(UpstreamModel(name: name, endpoints: [UpstreamModel.Endpoint(baseURL: url)]))
+            }
+        }
+        guard !served.isEmpty || !upstreamModels.isEmpty else {
+            printError("error: no model to serve. Give --model PATH|NAME, --upstream NAME=URL, or models[] in the configuration.")
             throw ExitCode(1)
         }
+        var gateway: UpstreamGateway?
+        if !upstreamModels.isEmpty {
+            let u = config.upstream
+            let settings = UpstreamSettings(
+                connectSeconds: u.connectSeconds, firstByteSeconds: u.firstByteSeconds, readSeconds: u.readSeconds, retries: u.retries,
+                breaker: CircuitBreaker.Settings(failureThreshold: u.failureThreshold, openSeconds: u.openSeconds),
+                healthIntervalSeconds: u.healthIntervalSeconds)
+            gateway = UpstreamGateway(models: upstreamModels, settings: settings, registry: registry)
+            for m in upstreamModels {
+                logger.info("upstream model", metadata: [
+                    "model": .string(m.name), "upstream_model": .string(m.upstreamName ?? m.name),
+                    "endpoints": .string(m.endpoints.map { UpstreamModel.redacted($0.baseURL) }.joined(separator: ",")),
+                    "fallback": .string(m.fallback ?? "")])
+            }
+        }
+        let order = config.models.map(\.name) + flagUpstreams.map(\.0)
         var serverOptions = ServerOptions(
             host: config.server.host, port: config.server.port, apiKeys: config.server.apiKeys,
             requestTimeoutSeconds: config.server.timeouts.requestSeconds > 0 ? config.server.timeouts.requestSeconds : nil,
@@ -121,9 +159,11 @@ struct ServeCommand: AsyncParsableCommand {
         serverOptions.tls = tls
         let scheme = tls == nil ? "http" : "https"
         do {
-            let names = served.map(\.name).joined(separator: ",")
-            try await AutoGLMServer.run(models: served, metrics: metrics, registry: registry, options: serverOptions, logger: logger) { port in
-                logger.info("listening", metadata: ["address": .string("\(scheme)://\(config.server.host):\(port)"),
+            let names = (served.map(\.name) + upstreamModels.map(\.name)).joined(separator: ",")
+            let host = config.server.host
+            try await AutoGLMServer.run(models: served, upstreams: gateway, modelOrder: order, metrics: metrics, registry: registry,
+                                        options: serverOptions, logger: logger) { port in
+                logger.info("listening", metadata: ["address": .string("\(scheme)://\(host):\(port)"),
                                                     "models": .string(names)])
             }
         } catch let error as ServerStartError {
@@ -184,6 +224,21 @@ struct ServeCommand: AsyncParsableCommand {
             "chat_template": .string(served.formatter.fallbackReason ?? "the model's own"),
         ])
         return (served, metrics)
+    }
+
+    /// `--upstream NAME=URL` values, checked.
+    static func parseUpstreams(_ values: [String]) throws -> [(String, String)] {
+        try values.map { value in
+            guard let eq = value.firstIndex(of: "="), eq != value.startIndex else {
+                throw ValidationError("--upstream takes NAME=URL, e.g. glm=http://gpu-node:8000/v1 (got '\(value)').")
+            }
+            let name = String(value[..<eq]), url = String(value[value.index(after: eq)...])
+            guard name.allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) else {
+                throw ValidationError("--upstream: '\(name)' is not a model name (letters, digits, '.', '_', '-').")
+            }
+            if let problem = UpstreamModel.problem(with: url) { throw ValidationError("--upstream \(name): \(problem).") }
+            return (name, url)
+        }
     }
 
     static func parseSize(_ text: String) -> Int? {

@@ -10,7 +10,6 @@ struct CompletionsAPI: Sendable {
     enum Kind { case chat, completion, native }
 
     let models: ModelRegistry
-    let metrics: ServerMetrics
     let requestTimeout: Double?
     /// server.timeouts.first_token: a choice still queued (not started) by then is cancelled.
     var firstTokenTimeout: Double? = nil

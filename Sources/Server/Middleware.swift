@@ -3,6 +3,7 @@ import HTTPTypes
 public import Hummingbird
 import Logging
 import NIOCore
+import Prometheus
 import Synchronization
 
 /// The request context: Hummingbird's core storage plus a note the handler leaves for the
@@ -55,7 +56,7 @@ struct RequestIDMiddleware: RouterMiddleware {
 /// input), counts each response in `autoglm:http_requests_total`, and logs it.
 struct APIErrorMiddleware: RouterMiddleware {
     typealias Context = ServerContext
-    let metrics: ServerMetrics?
+    let registry: PrometheusCollectorRegistry?
     let logRequests: Bool
 
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
@@ -75,7 +76,7 @@ struct APIErrorMiddleware: RouterMiddleware {
             response = APIError.internalError("The server failed: \(error). This is a bug; please report it with the request id.").response()
         }
         let route = context.endpointPath ?? "unmatched"
-        metrics?.countRequest(route: route, status: response.status.code, model: context.note.modelName)
+        if let registry { ServerMetrics.countRequest(registry: registry, route: route, status: response.status.code, model: context.note.modelName) }
         if logRequests {
             let elapsed = ContinuousClock.now - start
             let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15

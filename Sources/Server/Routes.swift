@@ -7,21 +7,51 @@ public import Prometheus
 import Runtime
 import Tokenizer
 
-/// The models this server answers for; the first is the default when a request names none.
+/// The models this server answers for: local engines and upstream pools. The first named in the
+/// configuration is the default when a request names none.
 public struct ModelRegistry: Sendable {
     public let models: [ServedModel]
+    public let upstreams: UpstreamGateway?
+    /// Every served name in configuration order.
+    public let names: [String]
 
-    public init(_ models: [ServedModel]) {
-        precondition(!models.isEmpty)
+    public init(_ models: [ServedModel], upstreams: UpstreamGateway? = nil, order: [String]? = nil) {
+        let all = models.map(\.name) + (upstreams?.pools.map(\.model.name) ?? [])
+        precondition(!all.isEmpty, "a server needs at least one model")
+        precondition(Set(all.map { $0.lowercased() }).count == all.count, "model names must be unique")
         self.models = models
+        self.upstreams = upstreams
+        names = order.map { o in o.filter(all.contains) + all.filter { !o.contains($0) } } ?? all
     }
 
+    /// Where a request for `name` goes.
+    enum Route {
+        case local(ServedModel)
+        case upstream(UpstreamPool)
+    }
+
+    func route(_ name: String?) throws(APIError) -> Route {
+        let wanted = (name?.isEmpty ?? true) ? names[0] : name!
+        if let m = models.first(where: { $0.name == wanted }) { return .local(m) }
+        if let pool = upstreams?.pool(named: wanted) { return .upstream(pool) }
+        if let m = models.first(where: { $0.name.lowercased() == wanted.lowercased() }) { return .local(m) }
+        throw .modelNotFound(wanted, available: names)
+    }
+
+    /// A local model by name (tokenizer routes and the native /generate).
     func resolve(_ name: String?) throws(APIError) -> ServedModel {
-        guard let name, !name.isEmpty else { return models[0] }
-        if let m = models.first(where: { $0.name == name }) ?? models.first(where: { $0.name.lowercased() == name.lowercased() }) {
-            return m
+        switch try route(name) {
+        case .local(let m): return m
+        case .upstream(let pool):
+            throw .invalidRequest("'\(pool.model.name)' is served by an upstream engine; this route serves the local models (\(models.map(\.name).joined(separator: ", "))). Use /v1/chat/completions or /v1/completions.", param: "model")
         }
-        throw .modelNotFound(name, available: models.map(\.name))
+    }
+
+    /// Whether every model can take requests: local schedulers admitting, each upstream model with an
+    /// available endpoint.
+    var isReady: Bool {
+        models.allSatisfy { $0.scheduler.isAcceptingRequests }
+            && (upstreams.map { g in g.isAcceptingRequests && g.pools.allSatisfy(\.hasAvailableEndpoint) } ?? true)
     }
 }
 
@@ -51,7 +81,7 @@ public struct ServerRoutes: Sendable {
     public func router(metricsPath: String? = "/metrics", apiKeys: [String] = []) -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
         router.add(middleware: RequestIDMiddleware())
-        router.add(middleware: APIErrorMiddleware(metrics: metrics.values.first, logRequests: true))
+        router.add(middleware: APIErrorMiddleware(registry: prometheus, logRequests: true))
         if !apiKeys.isEmpty {
             router.add(middleware: BearerAuthMiddleware(keys: Set(apiKeys), openPaths: Set(["/health", "/ready"] + (metricsPath.map { [$0] } ?? []))))
         }
@@ -63,30 +93,41 @@ public struct ServerRoutes: Sendable {
 
         router.get("/health") { _, _ in Self.json(.object([("status", .string("ok"))])) }
         router.get("/ready") { _, _ in
-            let accepting = registry.models.allSatisfy { $0.scheduler.isAcceptingRequests }
-            if accepting { return Self.json(.object([("status", .string("ready")), ("models", .array(registry.models.map { .string($0.name) }))])) }
-            return APIError.unavailable("The server is shutting down.", retryAfter: 5).response()
+            if registry.isReady { return Self.json(.object([("status", .string("ready")), ("models", .array(registry.names.map { .string($0) }))])) }
+            let draining = !registry.models.allSatisfy { $0.scheduler.isAcceptingRequests } || !(registry.upstreams?.isAcceptingRequests ?? true)
+            if draining { return APIError.unavailable("The server is shutting down.", retryAfter: 5).response() }
+            let down = registry.upstreams?.pools.filter { !$0.hasAvailableEndpoint }.map { "\($0.model.name): \($0.unavailableReasons)" } ?? []
+            return APIError.unavailable("Not ready: no endpoint available for \(down.joined(separator: "; ")).", retryAfter: 5).response()
         }
         if let metricsPath { router.get(RouterPath(metricsPath)) { _, _ in
             for model in registry.models { metrics[model.name]?.update(model.scheduler.currentStatistics) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: prometheus.emitToBuffer())))
         } }
+        let started = Int(Date().timeIntervalSince1970)
         router.get("/v1/models") { _, _ in
-            Self.json(.object([("object", .string("list")), ("data", .array(registry.models.map { m in
-                .object([("id", .string(m.name)), ("object", .string("model")), ("created", .int(m.created)),
-                         ("owned_by", .string("autoglm")), ("max_model_len", .int(m.contextLength))])
+            Self.json(.object([("object", .string("list")), ("data", .array(registry.names.map { name in
+                if let m = registry.models.first(where: { $0.name == name }) {
+                    return .object([("id", .string(m.name)), ("object", .string("model")), ("created", .int(m.created)),
+                                    ("owned_by", .string("autoglm")), ("max_model_len", .int(m.contextLength))])
+                }
+                let pool = registry.upstreams?.pool(named: name)
+                return .object([("id", .string(name)), ("object", .string("model")), ("created", .int(started)),
+                                ("owned_by", .string("upstream")), ("max_model_len", pool?.model.contextLength.map { .int($0) } ?? .null)])
             }))]))
         }
-        let api = CompletionsAPI(models: registry, metrics: metrics.values.first!, requestTimeout: requestTimeout,
-                                 firstTokenTimeout: firstTokenTimeout)
+        let api = CompletionsAPI(models: registry, requestTimeout: requestTimeout, firstTokenTimeout: firstTokenTimeout)
         router.post("/v1/chat/completions") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            return try await Self.run(api, try api.chatJob(body), context: context)
+            return try await Self.dispatch(body, path: "/chat/completions", registry: registry, context: context) { body throws(APIError) in
+                try api.chatJob(body)
+            } local: { job in try await Self.run(api, job, context: context) }
         }
         router.post("/v1/completions") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            return try await Self.run(api, try api.completionJob(body), context: context)
+            return try await Self.dispatch(body, path: "/completions", registry: registry, context: context) { body throws(APIError) in
+                try api.completionJob(body)
+            } local: { job in try await Self.run(api, job, context: context) }
         }
         router.post("/generate") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
@@ -94,6 +135,15 @@ public struct ServerRoutes: Sendable {
         }
         router.post("/tokenize") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
+            if case .upstream(let pool) = try registry.route(try FieldReader(body).string("model")), let gateway = registry.upstreams {
+                // vLLM and llama-server serve /tokenize at their root, beside /v1.
+                context.note.setModel(pool.model.name)
+                do throws(UpstreamGateway.Failure) {
+                    return try await gateway.forward(pool, path: "/tokenize", body: body, stream: false, root: true, context: context)
+                } catch {
+                    throw error.error
+                }
+            }
             return Self.json(try Self.tokenize(body, registry: registry))
         }
         router.post("/detokenize") { request, context in
@@ -101,6 +151,37 @@ public struct ServerRoutes: Sendable {
             return Self.json(try Self.detokenize(body, registry: registry))
         }
         return router
+    }
+
+    /// Sends a generation request to its model: the local engine, or the upstream pool (and, when no
+    /// endpoint of that pool can take it, to its configured fallback model).
+    static func dispatch(_ body: JSON, path: String, registry: ModelRegistry, context: ServerContext,
+                         job: (JSON) throws(APIError) -> CompletionsAPI.Job,
+                         local: (CompletionsAPI.Job) async throws -> Response) async throws -> Response {
+        var body = body
+        var visited: [String] = []
+        while true {
+            let reader = try FieldReader(body)
+            switch try registry.route(try reader.string("model")) {
+            case .local:
+                return try await local(try job(body))
+            case .upstream(let pool):
+                guard let gateway = registry.upstreams else { throw APIError.internalError("no upstream gateway") }
+                context.note.setModel(pool.model.name)
+                visited.append(pool.model.name)
+                let stream = try reader.bool("stream") ?? false
+                do throws(UpstreamGateway.Failure) {
+                    return try await gateway.forward(pool, path: path, body: body, stream: stream, context: context)
+                } catch {
+                    guard let fallback = pool.model.fallback, !visited.contains(fallback), visited.count < 4 else { throw error.error }
+                    context.logger.warning("upstream unavailable; using the fallback model", metadata: [
+                        "model": .string(pool.model.name), "fallback": .string(fallback), "error": .string(error.error.message)])
+                    guard case .object(let pairs) = body else { throw error.error }
+                    body = .object(pairs.map { $0.0 == "model" ? ("model", .string(fallback)) : $0 }
+                                   + (pairs.contains { $0.0 == "model" } ? [] : [("model", .string(fallback))]))
+                }
+            }
+        }
     }
 
     static func run(_ api: CompletionsAPI, _ job: CompletionsAPI.Job, context: ServerContext) async throws -> Response {

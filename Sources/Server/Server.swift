@@ -48,10 +48,11 @@ public struct ServerOptions: Sendable {
 public enum AutoGLMServer {
     /// The HTTP application for `models` (also used by the tests, on an ephemeral port).
     public static func application(
-        models: [ServedModel], metrics: [String: ServerMetrics], registry: PrometheusCollectorRegistry,
-        options: ServerOptions, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        models: [ServedModel], upstreams: UpstreamGateway? = nil, modelOrder: [String]? = nil, metrics: [String: ServerMetrics],
+        registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws(ServerStartError) -> some ApplicationProtocol {
-        var routes = ServerRoutes(registry: ModelRegistry(models), metrics: metrics, prometheus: registry,
+        var routes = ServerRoutes(registry: ModelRegistry(models, upstreams: upstreams, order: modelOrder), metrics: metrics, prometheus: registry,
                                   requestTimeout: options.requestTimeoutSeconds)
         routes.firstTokenTimeout = options.firstTokenTimeoutSeconds
         routes.maxConcurrentRequests = options.maxConcurrentRequests
@@ -75,18 +76,21 @@ public enum AutoGLMServer {
 
     /// Runs until a termination signal, then drains. Returns normally after a graceful shutdown.
     public static func run(
-        models: [ServedModel], metrics: [String: ServerMetrics], registry: PrometheusCollectorRegistry,
-        options: ServerOptions, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        models: [ServedModel], upstreams: UpstreamGateway? = nil, modelOrder: [String]? = nil, metrics: [String: ServerMetrics],
+        registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
-        let app = try application(models: models, metrics: metrics, registry: registry, options: options, logger: logger,
-                              onServerRunning: onServerRunning)
+        let app = try application(models: models, upstreams: upstreams, modelOrder: modelOrder, metrics: metrics, registry: registry,
+                                  options: options, logger: logger, onServerRunning: onServerRunning)
+        // Shut down in reverse order: the schedulers and the upstream relays drain first (in-flight
+        // requests finish), then the HTTP server closes its listener and connections.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: app),
+            .init(service: SchedulerService(schedulers: models.map(\.scheduler))),
+        ]
+        if let upstreams { services.append(.init(service: UpstreamService(gateway: upstreams, logger: logger))) }
         var configuration = ServiceGroupConfiguration(
-            services: [
-                // Shut down in reverse order: the schedulers drain first (in-flight requests finish),
-                // then the HTTP server closes its listener and connections.
-                .init(service: app),
-                .init(service: SchedulerService(schedulers: models.map(\.scheduler))),
-            ],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         configuration.maximumGracefulShutdownDuration = .milliseconds(Int64(options.drainSeconds * 1000))

@@ -56,7 +56,7 @@ public final class ServerMetrics: SchedulerObserver, Sendable {
     }
 
     /// Counts one HTTP response (route, model, status): `autoglm:http_requests_total`.
-    public func countRequest(route: String, status: Int, model: String?) {
+    public static func countRequest(registry: PrometheusCollectorRegistry, route: String, status: Int, model: String?) {
         registry.makeCounter(descriptor: Self.descriptor("http_requests_total", "HTTP requests by route, model and status."),
                              labels: [("route", route), ("model_name", model ?? ""), ("status", String(status))]).increment()
     }

@@ -48,11 +48,11 @@ def check(condition, message):
     print(f"ok: {message}", flush=True)
 
 
-def start_server(port, extra_env=None, ssl_context=None):
+def start_server(port, extra_env=None, ssl_context=None, args=None):
     env = dict(os.environ)
     env.update(extra_env or {})
     proc = subprocess.Popen(
-        [BINARY, "serve", "--port", str(port), "--max-sequences", str(SEQUENCES), "--threads", "2"],
+        [BINARY, "serve", "--port", str(port)] + (args or ["--max-sequences", str(SEQUENCES), "--threads", "2"]),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # Drain the server's output as it comes: an unread pipe fills (64 KiB of request logs) and then
     # blocks the server's logging, and with it the server.
@@ -146,6 +146,36 @@ def openai_client_checks(port):
     except openai.BadRequestError as e:
         check(e.status_code == 400, f"max_tokens beyond the context -> 400: {e.message[:80]}")
     return model
+
+
+def gateway_checks(upstream_port, model):
+    """A second autoglm in front of the first (--upstream, no local model): at temperature 0 the openai
+    client gets through it exactly what it gets directly, one-shot and streamed."""
+    port = free_port()
+    proc = start_server(port, args=["--upstream", f"{model}=http://127.0.0.1:{upstream_port}/v1"])
+    try:
+        direct = openai.OpenAI(base_url=f"http://127.0.0.1:{upstream_port}/v1", api_key="unused", max_retries=0, timeout=120)
+        gateway = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)
+        check([m.id for m in gateway.models.list().data] == [model], "gateway: models.list() names the upstream model")
+        messages = [{"role": "user", "content": "Name three colors."}]
+        want = direct.chat.completions.create(model=model, messages=messages, max_tokens=16, temperature=0).choices[0].message.content
+        got = gateway.chat.completions.create(model=model, messages=messages, max_tokens=16, temperature=0).choices[0].message.content
+        check(got == want, f"gateway: chat one-shot equals the direct call ({got!r})")
+        streamed = "".join(c.choices[0].delta.content or "" for c in gateway.chat.completions.create(
+            model=model, messages=messages, max_tokens=16, temperature=0, stream=True) if c.choices)
+        check(streamed == want, "gateway: chat stream equals the direct call")
+        want = direct.completions.create(model=model, prompt="The capital of France is", max_tokens=8, temperature=0).choices[0].text
+        streamed = "".join(c.choices[0].text for c in gateway.completions.create(
+            model=model, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True) if c.choices)
+        check(streamed == want, "gateway: completion stream equals the direct call")
+        try:
+            gateway.chat.completions.create(model=model, messages=messages, max_tokens=100000)
+            check(False, "the upstream's 400 must reach the client")
+        except openai.BadRequestError as e:
+            check(e.status_code == 400, "gateway: the upstream's 400 reaches the client unchanged")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
 
 
 def wait_for(what, condition, seconds=300):
@@ -310,7 +340,8 @@ def main():
     proc = start_server(port, {"AUTOGLM_LIMITS_MAX_QUEUE": str(QUEUE), "AUTOGLM_LOGGING_FORMAT": "json",
                                "AUTOGLM_SERVER_DRAIN": "600"})
     try:
-        openai_client_checks(port)
+        model = openai_client_checks(port)
+        gateway_checks(port, model)
         overload_checks(port, proc)
         disconnect_check(port)
         port_in_use_check(port)

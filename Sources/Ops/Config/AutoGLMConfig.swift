@@ -27,6 +27,12 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var path: String?
         /// An upstream OpenAI-compatible base URL; nil for a local file.
         public var url: String?
+        /// More base URLs of the same upstream model.
+        public var urls: [String] = []
+        /// The model name sent upstream (nil: `name`).
+        public var upstreamModel: String?
+        /// A served model that takes requests when no endpoint of this one can.
+        public var fallback: String?
         public var apiKey: String?
         public var sha256: String?
         public var contextLength: Int?
@@ -58,6 +64,16 @@ public struct AutoGLMConfig: Sendable, Equatable {
         }
     }
 
+    public struct Upstream: Sendable, Equatable {
+        public var connectSeconds: Double
+        public var firstByteSeconds: Double
+        public var readSeconds: Double
+        public var retries: Int
+        public var healthIntervalSeconds: Double
+        public var failureThreshold: Int
+        public var openSeconds: Double
+    }
+
     public struct Limits: Sendable, Equatable {
         public var maxConcurrentRequests: Int
         public var maxQueue: Int
@@ -78,6 +94,7 @@ public struct AutoGLMConfig: Sendable, Equatable {
 
     public var server: Server
     public var models: [Model]
+    public var upstream: Upstream
     public var limits: Limits
     public var logging: Logging
     public var metrics: Metrics
@@ -109,14 +126,22 @@ extension AutoGLMConfig {
             models = [Model(name: ModelStore.defaultModelName, path: ModelStore.defaultModelPath(environment: environment))]
         } else {
             models = modelObjects.map { m in
-                Model(name: m["name"]?.stringValue ?? "", path: m["path"]?.stringValue, url: m["url"]?.stringValue,
+                var model = Model(name: m["name"]?.stringValue ?? "", path: m["path"]?.stringValue, url: m["url"]?.stringValue,
                       apiKey: m["api_key"]?.stringValue, sha256: m["sha256"]?.stringValue,
                       contextLength: m["context_length"]?.intValue, threads: m["threads"]?.intValue,
                       kvMemoryBudgetBytes: m["kv_memory_budget"]?.intValue, maxSequences: m["max_sequences"]?.intValue ?? 8,
                       kvType: m["kv_type"]?.stringValue ?? "f16", device: Model.Device(rawValue: m["device"]?.stringValue ?? "cpu") ?? .cpu,
                       preset: m["preset"]?.stringValue, precision: m["precision"]?.stringValue)
+                model.urls = m["urls"]?.listValue?.compactMap(\.stringValue) ?? []
+                model.upstreamModel = m["upstream_model"]?.stringValue
+                model.fallback = m["fallback"]?.stringValue
+                return model
             }
         }
+        upstream = Upstream(connectSeconds: double("upstream.connect_timeout"), firstByteSeconds: double("upstream.first_byte_timeout"),
+                            readSeconds: double("upstream.read_timeout"), retries: int("upstream.retries"),
+                            healthIntervalSeconds: double("upstream.health_interval"), failureThreshold: int("upstream.failure_threshold"),
+                            openSeconds: double("upstream.open_duration"))
         limits = Limits(maxConcurrentRequests: int("limits.max_concurrent_requests"), maxQueue: int("limits.max_queue"),
                         maxPromptTokens: value("limits.max_prompt_tokens")?.intValue, maxTokens: int("limits.max_tokens"),
                         requestsPerMinute: int("limits.requests_per_minute"))

@@ -339,7 +339,21 @@ struct LoadState {
             guard let m = value.objectValue else { continue }
             let key = "models[\(i)]"
             let where_ = origins[key] ?? .file(path: path, line: 0, column: 0)
-            let hasPath = m["path"] != nil, hasURL = m["url"] != nil
+            let hasPath = m["path"] != nil, hasURL = m["url"] != nil || !(m["urls"]?.listValue ?? []).isEmpty
+            for (j, item) in (m["urls"]?.listValue ?? []).enumerated() {
+                let text = item.stringValue ?? ""
+                if case .failure = ScalarParser.parse(text, kind: nil, type: .url, environment: environment) {
+                    issues.append(ConfigIssue(.error, .invalidValue, key: "\(key).urls[\(j)]", origin: origins["\(key).urls"] ?? where_,
+                                              message: "'\(text)' is not an http:// or https:// URL", allowed: ConfigType.url.allowed))
+                }
+            }
+            if let fallback = m["fallback"]?.stringValue {
+                let names = models.compactMap { $0.objectValue?["name"]?.stringValue }
+                if fallback == m["name"]?.stringValue || !names.contains(fallback) {
+                    issues.append(ConfigIssue(.error, .invalidValue, key: "\(key).fallback", origin: origins["\(key).fallback"] ?? where_,
+                                              message: "fallback must name another configured model", allowed: names.joined(separator: ", ")))
+                }
+            }
             if hasPath && hasURL {
                 issues.append(ConfigIssue(.error, .conflict, key: key, origin: where_, message: "give either path (local GGUF) or url (upstream), not both"))
             } else if !hasPath && !hasURL && !issues.contains(where: { $0.key.hasPrefix(key + ".path") || $0.key.hasPrefix(key + ".url") }) {
