@@ -20,6 +20,7 @@
 //     bit k of byte i is qh bit 4k+i and bit 4+k of byte i is qh bit 16+4k+i: the fifth bits of
 //     register k's low nibbles are then (h << (4-k)) & 0x10 per byte, of its high nibbles
 //     (h >> k) & 0x10.                                                                352 bytes
+//   Q51 (from Q5_1): the Q5 layout, then 16 fp16 m (value = d*q5 + m).                  384 bytes
 // Activations for Q4, Q8 and Q5 (format 0): per row, nb x 32 int8, then nb float d, then nb float
 // s = d * sum(q), then nb int32 c = -128 * sum(q) (the correction for the +128 of Q8 weights).
 //
@@ -33,8 +34,25 @@
 //   so a super-block costs 148 bytes a row (the file's 144 and 4 of padding to whole registers).
 //   Per (row, activation row, super-block) the sums are integers, as ggml's Q4_K x Q8_K:
 //   S = sum_j scale_j * dot_j and M = sum_j min_j * bsum_j, then y += S*(d*dx) - M*(dmin*dx).
-// Activations for Q4K (format 1), Q8_K's quantization: per row, nsb x 256 int8, then nsb float d,
-// then nsb x 8 int16 sub-block sums (sums of 32 quantized values).
+//   Q5K (from Q5_K): the Q4K layout with the fifth bits after the nibbles, and the rest moved up:
+//     32 x 64 bytes of nibbles as Q4K                                                       2048
+//     8 x 64 bytes of fifth bits: register m, lane r holds row r's 32-bit word for nibble
+//       registers 4m..4m+3: bit t of byte i is the fifth bit of the low nibble i of register 4m+t,
+//       bit 4+t that of its high nibble i (as Q5 above: (h << (4-t)) & 0x10, (h >> t) & 0x10)  512
+//     scales 128, mins 128, 16 fp16 d, 16 fp16 dmin, as Q4K                                  320
+//   180 bytes a row (the file's 176). Sums as Q4K with five-bit weights.
+//   Q6K (from Q6_K: 16 sub-blocks of 16, signed eight-bit scales, weights q - 32 with q in 0..63):
+//     32 x 64 bytes of the low four bits, laid out as Q4K's nibbles                          2048
+//     16 x 64 bytes of the top two bits: register m, lane r holds row r's word for nibble
+//       registers 2m (A) and 2m+1 (B): byte i bits 0-1 are A's low element i, 2-3 A's high, 4-5
+//       B's low, 6-7 B's high; shifted left 4, left 2, not, right 2, each & 0x30              1024
+//     8 x 32 bytes: scales 2i, 2i+1 of row r at 32i+2r, 32i+2r+1 (int8)                        256
+//     16 fp16 d                                                                                 32
+//   210 bytes a row, as the file. With q unsigned, per (row, activation row, super-block):
+//   S = sum_j scale_j * dot_j, M = sum_j scale_j * bsum16_j, y += (S - 32 M) * (d*dx): the integer
+//   ggml's Q6_K x Q8_K computes as sum_j scale_j * sum (q - 32) x.
+// Activations for Q4K, Q5K and Q6K (format 1), Q8_K's quantization: per row, nsb x 256 int8, then
+// nsb float d, then nsb x 8 int16 sums of 32 quantized values, then nsb x 16 int16 sums of 16.
 //
 // Per (row, activation row) the float operations are the same whatever the batch size and however
 // the activation rows are grouped, so a sequence's logits do not depend on what it is batched with.
@@ -45,13 +63,18 @@
 #define PK_ROWS 16
 
 #define PK_Q4K_BYTES 2368  // one super-block of a group of 16 Q4_K rows
+#define PK_Q5K_BYTES 2880  // ... of Q5_K rows
+#define PK_Q6K_BYTES 3360  // ... of Q6_K rows
 
 static int packed_kind(int type) {
     switch (type) {
     case AG_TYPE_Q4_0: case AG_TYPE_Q4_1: return AG_PACKED_Q4;
     case AG_TYPE_Q8_0: return AG_PACKED_Q8;
     case AG_TYPE_Q5_0: return AG_PACKED_Q5;
+    case AG_TYPE_Q5_1: return AG_PACKED_Q51;
     case AG_TYPE_Q4_K: return AG_PACKED_Q4K;
+    case AG_TYPE_Q5_K: return AG_PACKED_Q5K;
+    case AG_TYPE_Q6_K: return AG_PACKED_Q6K;
     default: return -1;
     }
 }
@@ -62,12 +85,17 @@ static size_t block_group_bytes(int kind) {
     case AG_PACKED_Q4: return 320;
     case AG_PACKED_Q8: return 544;
     case AG_PACKED_Q5: return 352;
+    case AG_PACKED_Q51: return 384;
     case AG_PACKED_Q4K: return PK_Q4K_BYTES;
+    case AG_PACKED_Q5K: return PK_Q5K_BYTES;
+    case AG_PACKED_Q6K: return PK_Q6K_BYTES;
     default: return 0;
     }
 }
 
-static int64_t block_elements(int kind) { return kind == AG_PACKED_Q4K ? AG_QK_K : AG_QK; }
+static int is_k_kind(int kind) { return kind == AG_PACKED_Q4K || kind == AG_PACKED_Q5K || kind == AG_PACKED_Q6K; }
+
+static int64_t block_elements(int kind) { return is_k_kind(kind) ? AG_QK_K : AG_QK; }
 
 int ag_packed_kind(int weight_type) {
     if (ag_isa_active() < AG_ISA_AVX2) return -1;
@@ -76,8 +104,8 @@ int ag_packed_kind(int weight_type) {
 
 int ag_packed_input_format(int kind) {
     switch (kind) {
-    case AG_PACKED_Q4: case AG_PACKED_Q8: case AG_PACKED_Q5: return AG_PACKED_INPUT_BLOCKS;
-    case AG_PACKED_Q4K: return AG_PACKED_INPUT_SUPERBLOCKS;
+    case AG_PACKED_Q4: case AG_PACKED_Q8: case AG_PACKED_Q5: case AG_PACKED_Q51: return AG_PACKED_INPUT_BLOCKS;
+    case AG_PACKED_Q4K: case AG_PACKED_Q5K: case AG_PACKED_Q6K: return AG_PACKED_INPUT_SUPERBLOCKS;
     default: return -1;
     }
 }
@@ -107,27 +135,109 @@ static uint32_t q5_fifth_bits(const uint8_t qh_bytes[4]) {
     return h;
 }
 
-static void pack_q4k(const void *src, int64_t rows, int64_t n, uint8_t *out) {
+// Q4_K and Q5_K (q5 = 1: the fifth bits after the nibbles, scales and the rest 512 bytes later).
+static void pack_q4k(const void *src, int64_t rows, int64_t n, uint8_t *out, int q5) {
     const int64_t nsb = n / AG_QK_K, groups = (rows + PK_ROWS - 1) / PK_ROWS;
-    const size_t row_bytes = (size_t)nsb * sizeof(ag_block_q4_K);
+    const size_t row_bytes = (size_t)nsb * (q5 ? sizeof(ag_block_q5_K) : sizeof(ag_block_q4_K));
+    const size_t bb = q5 ? PK_Q5K_BYTES : PK_Q4K_BYTES, tail = q5 ? 2560 : 2048;
     for (int64_t g = 0; g < groups; g++) {
         for (int64_t b = 0; b < nsb; b++) {
-            uint8_t *blk = out + ((size_t)g * (size_t)nsb + (size_t)b) * PK_Q4K_BYTES;
-            ag_half *d = (ag_half *)(blk + 2304);
+            uint8_t *blk = out + ((size_t)g * (size_t)nsb + (size_t)b) * bb;
+            ag_half *d = (ag_half *)(blk + tail + 256);
             for (int r = 0; r < PK_ROWS; r++) {
                 const int64_t row = g * PK_ROWS + r;
                 if (row >= rows) break;  // padding rows stay zero
-                const ag_block_q4_K *w = (const ag_block_q4_K *)((const uint8_t *)src + (size_t)row * row_bytes) + b;
-                for (int reg = 0; reg < 32; reg++) memcpy(blk + reg * 64 + r * 4, w->qs + 4 * reg, 4);
+                const uint8_t *rowp = (const uint8_t *)src + (size_t)row * row_bytes;
+                const uint8_t *qs, *scales;
+                ag_half wd, wdmin;
+                if (q5) {
+                    const ag_block_q5_K *w = (const ag_block_q5_K *)rowp + b;
+                    qs = w->qs; scales = w->scales; wd = w->d; wdmin = w->dmin;
+                    // Register 8p+k's byte i: low nibble is element 64p+4k+i (qh bit 2p of byte 4k+i),
+                    // high nibble element 64p+32+4k+i (qh bit 2p+1).
+                    for (int m = 0; m < 8; m++) {
+                        uint8_t h[4] = {0, 0, 0, 0};
+                        for (int t = 0; t < 4; t++) {
+                            const int reg = 4 * m + t, p = reg / 8, k = reg % 8;
+                            for (int i = 0; i < 4; i++) {
+                                const uint8_t qh = w->qh[4 * k + i];
+                                h[i] |= (uint8_t)(((qh >> (2 * p)) & 1u) << t);
+                                h[i] |= (uint8_t)(((qh >> (2 * p + 1)) & 1u) << (4 + t));
+                            }
+                        }
+                        memcpy(blk + 2048 + 64 * m + 4 * r, h, 4);
+                    }
+                } else {
+                    const ag_block_q4_K *w = (const ag_block_q4_K *)rowp + b;
+                    qs = w->qs; scales = w->scales; wd = w->d; wdmin = w->dmin;
+                }
+                for (int reg = 0; reg < 32; reg++) memcpy(blk + reg * 64 + r * 4, qs + 4 * reg, 4);
                 uint8_t sm[16];
-                ag_unpack_k4_scales(w->scales, sm);
-                for (int j = 0; j < 8; j++) blk[2048 + 16 * j + r] = sm[j];
+                ag_unpack_k4_scales(scales, sm);
+                for (int j = 0; j < 8; j++) blk[tail + 16 * j + r] = sm[j];
                 for (int i = 0; i < 4; i++) {
-                    blk[2176 + 32 * i + 2 * r] = sm[8 + 2 * i];
-                    blk[2176 + 32 * i + 2 * r + 1] = sm[8 + 2 * i + 1];
+                    blk[tail + 128 + 32 * i + 2 * r] = sm[8 + 2 * i];
+                    blk[tail + 128 + 32 * i + 2 * r + 1] = sm[8 + 2 * i + 1];
+                }
+                d[r] = wd;
+                d[PK_ROWS + r] = wdmin;
+            }
+        }
+    }
+}
+
+// Q6_K: element e of a super-block is, in ggml's order, for half h = e / 128 and l = e % 32,
+// quarter u = (e % 128) / 32: low bits from ql[64h + l + 32 (u & 1)] (>> 4 if u >= 2), top bits
+// (qh[32h + l] >> 2u) & 3, scale scales[8h + l / 16 + 2u]. Here element e is re-laid out as Q4K's:
+// register 8p+k, byte i holds elements 64p+4k+i (low nibble) and 64p+32+4k+i (high nibble).
+static void pack_q6k(const void *src, int64_t rows, int64_t n, uint8_t *out) {
+    const int64_t nsb = n / AG_QK_K, groups = (rows + PK_ROWS - 1) / PK_ROWS;
+    const size_t row_bytes = (size_t)nsb * sizeof(ag_block_q6_K);
+    for (int64_t g = 0; g < groups; g++) {
+        for (int64_t b = 0; b < nsb; b++) {
+            uint8_t *blk = out + ((size_t)g * (size_t)nsb + (size_t)b) * PK_Q6K_BYTES;
+            ag_half *d = (ag_half *)(blk + 3328);
+            for (int r = 0; r < PK_ROWS; r++) {
+                const int64_t row = g * PK_ROWS + r;
+                if (row >= rows) break;  // padding rows stay zero
+                const ag_block_q6_K *w = (const ag_block_q6_K *)((const uint8_t *)src + (size_t)row * row_bytes) + b;
+                uint8_t q[256], sc[16];
+                for (int e = 0; e < 256; e++) {
+                    const int h = e / 128, l = e % 32, u = (e % 128) / 32;
+                    const uint8_t lo = w->ql[64 * h + l + 32 * (u & 1)];
+                    q[e] = (uint8_t)(((u >= 2 ? lo >> 4 : lo) & 0x0F) | (((w->qh[32 * h + l] >> (2 * u)) & 3) << 4));
+                }
+                // Sub-block j (16 elements j*16..) has scale scales[8h + l/16 + 2u] for its elements.
+                for (int j = 0; j < 16; j++) {
+                    const int e = 16 * j, h = e / 128, l = e % 32, u = (e % 128) / 32;
+                    sc[j] = (uint8_t)w->scales[8 * h + l / 16 + 2 * u];
+                }
+                for (int reg = 0; reg < 32; reg++) {
+                    const int p = reg / 8, k = reg % 8;
+                    uint8_t lanes[4];
+                    for (int i = 0; i < 4; i++) {
+                        lanes[i] = (uint8_t)((q[64 * p + 4 * k + i] & 0x0F) | ((q[64 * p + 32 + 4 * k + i] & 0x0F) << 4));
+                    }
+                    memcpy(blk + 64 * reg + 4 * r, lanes, 4);
+                }
+                for (int m = 0; m < 16; m++) {
+                    uint8_t lanes[4];
+                    for (int i = 0; i < 4; i++) {
+                        uint8_t v = 0;
+                        for (int s2 = 0; s2 < 2; s2++) {
+                            const int reg = 2 * m + s2, p = reg / 8, k = reg % 8;
+                            v |= (uint8_t)((q[64 * p + 4 * k + i] >> 4) << (4 * s2));
+                            v |= (uint8_t)((q[64 * p + 32 + 4 * k + i] >> 4) << (4 * s2 + 2));
+                        }
+                        lanes[i] = v;
+                    }
+                    memcpy(blk + 2048 + 64 * m + 4 * r, lanes, 4);
+                }
+                for (int i = 0; i < 8; i++) {
+                    blk[3072 + 32 * i + 2 * r] = sc[2 * i];
+                    blk[3072 + 32 * i + 2 * r + 1] = sc[2 * i + 1];
                 }
                 d[r] = w->d;
-                d[PK_ROWS + r] = w->dmin;
             }
         }
     }
@@ -140,8 +250,12 @@ int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, v
     const size_t row_bytes = ag_row_bytes(weight_type, n), bb = block_group_bytes(kind);
     uint8_t *out = dst;
     memset(out, 0, ag_packed_bytes(weight_type, rows, n));
-    if (kind == AG_PACKED_Q4K) {
-        pack_q4k(src, rows, n, out);
+    if (kind == AG_PACKED_Q4K || kind == AG_PACKED_Q5K) {
+        pack_q4k(src, rows, n, out, kind == AG_PACKED_Q5K);
+        return 0;
+    }
+    if (kind == AG_PACKED_Q6K) {
+        pack_q6k(src, rows, n, out);
         return 0;
     }
     for (int64_t g = 0; g < groups; g++) {
@@ -151,8 +265,15 @@ int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, v
                 const int64_t row = g * PK_ROWS + r;
                 if (row >= rows) break;  // padding rows stay zero: d = m = 0
                 const uint8_t *rowp = (const uint8_t *)src + (size_t)row * row_bytes;
-                ag_half *d = (ag_half *)(blk + (kind == AG_PACKED_Q4 ? 256 : kind == AG_PACKED_Q5 ? 320 : 512));
-                if (weight_type == AG_TYPE_Q5_0) {
+                ag_half *d = (ag_half *)(blk + (kind == AG_PACKED_Q4 ? 256 : kind == AG_PACKED_Q8 ? 512 : 320));
+                if (weight_type == AG_TYPE_Q5_1) {
+                    const ag_block_q5_1 *w = (const ag_block_q5_1 *)rowp + b;
+                    for (int k = 0; k < 4; k++) memcpy(blk + k * 64 + r * 4, w->qs + 4 * k, 4);
+                    const uint32_t h = q5_fifth_bits(w->qh);
+                    memcpy(blk + 256 + 4 * r, &h, 4);
+                    d[r] = w->d;
+                    d[PK_ROWS + r] = w->m;
+                } else if (weight_type == AG_TYPE_Q5_0) {
                     const ag_block_q5_0 *w = (const ag_block_q5_0 *)rowp + b;
                     for (int k = 0; k < 4; k++) memcpy(blk + k * 64 + r * 4, w->qs + 4 * k, 4);
                     const uint32_t h = q5_fifth_bits(w->qh);
@@ -182,7 +303,7 @@ int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, v
 }
 
 size_t ag_packed_activation_bytes(int format, int64_t n) {
-    if (format == AG_PACKED_INPUT_SUPERBLOCKS) return (size_t)(n / AG_QK_K) * (256 + 4 + 16);
+    if (format == AG_PACKED_INPUT_SUPERBLOCKS) return (size_t)(n / AG_QK_K) * (256 + 4 + 16 + 32);
     return (size_t)(n / AG_QK) * (32 + 12);
 }
 
@@ -190,15 +311,39 @@ void ag_quantize_packed_k_row(const float *x, void *dst, int64_t n) {
     int8_t *out = dst;
     const int64_t nsb = n / AG_QK_K;
     float *ds = (float *)(out + nsb * 256);
-    int16_t *bs = (int16_t *)(ds + nsb);
+    int16_t *bs = (int16_t *)(ds + nsb), *bs16 = bs + 8 * nsb;
     ag_block_q8_K q;
     for (int64_t b = 0; b < nsb; b++) {
         ag_quantize_row(AG_TYPE_Q8_K, x + b * AG_QK_K, &q, AG_QK_K);  // ggml's Q8_K, the plain path's input
         memcpy(out + b * 256, q.qs, 256);
         ds[b] = q.d;
         for (int j = 0; j < 8; j++) bs[8 * b + j] = (int16_t)(q.bsums[2 * j] + q.bsums[2 * j + 1]);
+        for (int j = 0; j < 16; j++) bs16[16 * b + j] = q.bsums[j];
     }
 }
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+// The same as the portable loop below, 32 values at a time: the same float division and product
+// per value and the same rounding (to nearest even, as lrintf), so the bytes are identical.
+__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
+static void quantize_packed_row_avx512(const float *x, int8_t *out, int64_t nb, float *ds, float *ss, int32_t *cs) {
+    const __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+    for (int64_t b = 0; b < nb; b++) {
+        const __m512 a0 = _mm512_loadu_ps(x + b * AG_QK), a1 = _mm512_loadu_ps(x + b * AG_QK + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_and_ps(a0, sign), _mm512_and_ps(a1, sign)));
+        const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, _mm512_set1_ps(id)));
+        const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(a1, _mm512_set1_ps(id)));
+        _mm_storeu_si128((__m128i *)(out + b * 32), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(out + b * 32 + 16), _mm512_cvtepi32_epi8(q1));
+        const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        ds[b] = d;
+        ss[b] = d * (float)sum;
+        cs[b] = -128 * sum;
+    }
+}
+#endif
 
 void ag_quantize_packed_row(const float *x, void *dst, int64_t n) {
     int8_t *out = dst;
@@ -206,6 +351,12 @@ void ag_quantize_packed_row(const float *x, void *dst, int64_t n) {
     float *ds = (float *)(out + nb * 32);
     float *ss = ds + nb;
     int32_t *cs = (int32_t *)(ss + nb);
+#if defined(__x86_64__)
+    if (ag_isa_active() >= AG_ISA_AVX512) {
+        quantize_packed_row_avx512(x, out, nb, ds, ss, cs);
+        return;
+    }
+#endif
     for (int64_t b = 0; b < nb; b++) {
         const float *xb = x + b * AG_QK;
         float amax = 0;
@@ -251,13 +402,14 @@ AVX512 static inline __m512i block_sums(const __m512i q[8], const int32_t *xq, _
 // `x`: NC activation rows at stride xs; y: outputs y[c * ys + r] for the first `valid` rows.
 #define PK_MAX_COLS 8
 
-// Q4 and Q5 (q5 = 1: a fifth bit per weight from the block's bit words, m = -16d).
+// Q4, Q5 and Q51 (q5 = 1: a fifth bit per weight from the block's bit words, m = -16d; q5 = 2: the
+// same with m from the block).
 AVX512 static inline __attribute__((always_inline)) void group_q4(
     const uint8_t *w, int64_t nb, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __mmask16 valid, int q5) {
     __m512 acc[PK_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
     const __m512i low = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
-    const size_t bb = q5 ? 352 : 320;
+    const size_t bb = q5 == 2 ? 384 : q5 ? 352 : 320;
     for (int64_t b = 0; b < nb; b++, w += bb) {
         __m512i q[8];
         const __m512i h = q5 ? _mm512_loadu_si512((const void *)(w + 256)) : _mm512_setzero_si512();
@@ -271,8 +423,8 @@ AVX512 static inline __attribute__((always_inline)) void group_q4(
             }
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + (q5 ? 320 : 256))));
-        const __m512 mw = q5 ? _mm512_mul_ps(dw, _mm512_set1_ps(-16.0f))
-                             : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 288)));
+        const __m512 mw = q5 == 1 ? _mm512_mul_ps(dw, _mm512_set1_ps(-16.0f))
+                                  : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + (q5 ? 352 : 288))));
         for (int c = 0; c < nc; c++) {
             const int8_t *xc = x + (size_t)c * xs;
             const int32_t *xq = (const int32_t *)(xc + b * 32);
@@ -287,15 +439,18 @@ AVX512 static inline __attribute__((always_inline)) void group_q4(
 
 #define group_q4_plain(w, nb, x, xs, nc, y, ys, valid) group_q4(w, nb, x, xs, nc, y, ys, valid, 0)
 #define group_q5(w, nb, x, xs, nc, y, ys, valid) group_q4(w, nb, x, xs, nc, y, ys, valid, 1)
+#define group_q51(w, nb, x, xs, nc, y, ys, valid) group_q4(w, nb, x, xs, nc, y, ys, valid, 2)
 
-// Q4_K: `nb` super-blocks. Per super-block and activation row the sums are integers (scales applied
-// with vpmulld, mins with vpdpwssd against the sub-block sums), then two float steps.
+// Q4_K and Q5_K (q5 = 1): `nb` super-blocks. Per super-block and activation row the sums are
+// integers (scales applied with vpmulld, mins with vpdpwssd against the sub-block sums), then two
+// float steps.
 AVX512 static inline __attribute__((always_inline)) void group_q4k(
-    const uint8_t *w, int64_t nb, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __mmask16 valid) {
+    const uint8_t *w, int64_t nb, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __mmask16 valid, int q5) {
     __m512 acc[PK_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
-    const __m512i low = _mm512_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; b++, w += PK_Q4K_BYTES) {
+    const __m512i low = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
+    const size_t bb = q5 ? PK_Q5K_BYTES : PK_Q4K_BYTES, tail = q5 ? 2560 : 2048;
+    for (int64_t b = 0; b < nb; b++, w += bb) {
         __m512i isum[PK_MAX_COLS];
         for (int c = 0; c < nc; c++) isum[c] = _mm512_setzero_si512();
         for (int p = 0; p < 4; p++) {
@@ -304,8 +459,13 @@ AVX512 static inline __attribute__((always_inline)) void group_q4k(
                 for (int k = 0; k < 8; k++) {
                     const __m512i v = _mm512_loadu_si512((const void *)(w + 64 * (8 * p + k)));
                     q[k] = _mm512_and_si512(half ? _mm512_srli_epi16(v, 4) : v, low);
+                    if (q5) {
+                        const int t = k & 3;
+                        const __m512i h = _mm512_loadu_si512((const void *)(w + 2048 + 64 * (2 * p + k / 4)));
+                        q[k] = _mm512_or_si512(q[k], _mm512_and_si512(half ? _mm512_srli_epi32(h, t) : _mm512_slli_epi32(h, 4 - t), bit4));
+                    }
                 }
-                const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + 2048 + 16 * (2 * p + half))));
+                const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + tail + 16 * (2 * p + half))));
                 for (int c = 0; c < nc; c++) {
                     const int32_t *xq = (const int32_t *)(x + (size_t)c * xs + b * 256 + 64 * p + 32 * half);
                     isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(block_sums(q, xq, _mm512_setzero_si512()), sc));
@@ -313,9 +473,9 @@ AVX512 static inline __attribute__((always_inline)) void group_q4k(
             }
         }
         __m512i mins[4];
-        for (int i = 0; i < 4; i++) mins[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(w + 2176 + 32 * i)));
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2304)));
-        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2336)));
+        for (int i = 0; i < 4; i++) mins[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(w + tail + 128 + 32 * i)));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + tail + 256)));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + tail + 288)));
         for (int c = 0; c < nc; c++) {
             const int8_t *xc = x + (size_t)c * xs;
             const float *xd = (const float *)(xc + nb * 256);
@@ -325,6 +485,65 @@ AVX512 static inline __attribute__((always_inline)) void group_q4k(
             const __m512 dx = _mm512_set1_ps(xd[b]);
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dw, dx), acc[c]);
             acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dm, dx), acc[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) _mm512_mask_storeu_ps(y + c * ys, valid, acc[c]);
+}
+
+#define group_q4k_plain(w, nb, x, xs, nc, y, ys, valid) group_q4k(w, nb, x, xs, nc, y, ys, valid, 0)
+#define group_q5k(w, nb, x, xs, nc, y, ys, valid) group_q4k(w, nb, x, xs, nc, y, ys, valid, 1)
+
+// Lane r: sum over 16 elements (4 registers) of weight byte x activation byte.
+AVX512 static inline __m512i sub16_sums(const __m512i q[4], const int32_t *xq) {
+    __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], _mm512_set1_epi32(xq[0]));
+    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[2], _mm512_set1_epi32(xq[2]));
+    s0 = _mm512_dpbusd_epi32(s0, q[1], _mm512_set1_epi32(xq[1]));
+    s1 = _mm512_dpbusd_epi32(s1, q[3], _mm512_set1_epi32(xq[3]));
+    return _mm512_add_epi32(s0, s1);
+}
+
+// Q6_K: six-bit unsigned weights, 16 sub-blocks of 16 with signed scales; the -32 offset comes from
+// the 16-element activation sums (see the layout above).
+AVX512 static inline __attribute__((always_inline)) void group_q6k(
+    const uint8_t *w, int64_t nb, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __mmask16 valid) {
+    __m512 acc[PK_MAX_COLS];
+    for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
+    const __m512i low = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
+    for (int64_t b = 0; b < nb; b++, w += PK_Q6K_BYTES) {
+        __m512i isum[PK_MAX_COLS];
+        for (int c = 0; c < nc; c++) isum[c] = _mm512_setzero_si512();
+        for (int p = 0; p < 4; p++) {
+            for (int half = 0; half < 2; half++) {
+                __m512i q[8];
+                for (int k = 0; k < 8; k++) {
+                    const __m512i v = _mm512_loadu_si512((const void *)(w + 64 * (8 * p + k)));
+                    const __m512i h = _mm512_loadu_si512((const void *)(w + 2048 + 64 * (4 * p + k / 2)));
+                    __m512i hb;
+                    if (k & 1) hb = half ? _mm512_srli_epi32(h, 2) : h;
+                    else hb = half ? _mm512_slli_epi32(h, 2) : _mm512_slli_epi32(h, 4);
+                    q[k] = _mm512_or_si512(_mm512_and_si512(half ? _mm512_srli_epi16(v, 4) : v, low), _mm512_and_si512(hb, top));
+                }
+                // Sub-blocks 4p + 2 half (q[0..3]) and 4p + 2 half + 1 (q[4..7]): their scales, as int32.
+                const __m512i s16 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + 3072 + 32 * (2 * p + half))));
+                const __m512i sc0 = _mm512_srai_epi32(_mm512_slli_epi32(s16, 16), 16), sc1 = _mm512_srai_epi32(s16, 16);
+                for (int c = 0; c < nc; c++) {
+                    const int32_t *xq = (const int32_t *)(x + (size_t)c * xs + b * 256 + 64 * p + 32 * half);
+                    isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(sub16_sums(q, xq), sc0));
+                    isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(sub16_sums(q + 4, xq + 4), sc1));
+                }
+            }
+        }
+        __m512i scales[8];
+        for (int i = 0; i < 8; i++) scales[i] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + 3072 + 32 * i)));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 3328)));
+        for (int c = 0; c < nc; c++) {
+            const int8_t *xc = x + (size_t)c * xs;
+            const float *xd = (const float *)(xc + nb * 256);
+            const int32_t *bs = (const int32_t *)((const int16_t *)(xd + nb) + 8 * nb) + 8 * b;  // 16-element sums, two by two
+            __m512i m = _mm512_dpwssd_epi32(_mm512_setzero_si512(), scales[0], _mm512_set1_epi32(bs[0]));
+            for (int i = 1; i < 8; i++) m = _mm512_dpwssd_epi32(m, scales[i], _mm512_set1_epi32(bs[i]));
+            const __m512i total = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(m, 5));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), acc[c]);
         }
     }
     for (int c = 0; c < nc; c++) _mm512_mask_storeu_ps(y + c * ys, valid, acc[c]);
@@ -368,7 +587,10 @@ AVX512 static void group_avx512(int kind, const uint8_t *w, int64_t nb, const in
     switch (kind) {
     case AG_PACKED_Q4: PK_GROUP_CASES(group_q4_plain) break;
     case AG_PACKED_Q5: PK_GROUP_CASES(group_q5) break;
-    case AG_PACKED_Q4K: PK_GROUP_CASES(group_q4k) break;
+    case AG_PACKED_Q51: PK_GROUP_CASES(group_q51) break;
+    case AG_PACKED_Q4K: PK_GROUP_CASES(group_q4k_plain) break;
+    case AG_PACKED_Q5K: PK_GROUP_CASES(group_q5k) break;
+    case AG_PACKED_Q6K: PK_GROUP_CASES(group_q6k) break;
     default: PK_GROUP_CASES(group_q8) break;
     }
 }
@@ -394,20 +616,22 @@ AVX2F static inline __attribute__((always_inline)) void half_group(
     for (int64_t b = 0; b < nb; b++, w += bb) {
         __m256i q[8];
         __m256 dw, mw = _mm256_setzero_ps();
-        if (kind == AG_PACKED_Q4 || kind == AG_PACKED_Q5) {
-            const __m256i h = kind == AG_PACKED_Q5 ? _mm256_loadu_si256((const __m256i *)(w + 256 + 32 * half)) : _mm256_setzero_si256();
+        const int five = kind == AG_PACKED_Q5 || kind == AG_PACKED_Q51;
+        if (kind == AG_PACKED_Q4 || five) {
+            const __m256i h = five ? _mm256_loadu_si256((const __m256i *)(w + 256 + 32 * half)) : _mm256_setzero_si256();
             for (int k = 0; k < 4; k++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 64 * k + 32 * half));
                 q[k] = _mm256_and_si256(v, low);
                 q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-                if (kind == AG_PACKED_Q5) {
+                if (five) {
                     q[k] = _mm256_or_si256(q[k], _mm256_and_si256(_mm256_slli_epi32(h, 4 - k), bit4));
                     q[k + 4] = _mm256_or_si256(q[k + 4], _mm256_and_si256(_mm256_srli_epi32(h, k), bit4));
                 }
             }
-            if (kind == AG_PACKED_Q5) {
+            if (five) {
                 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 320 + 16 * half)));
-                mw = _mm256_mul_ps(dw, _mm256_set1_ps(-16.0f));
+                mw = kind == AG_PACKED_Q51 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 352 + 16 * half)))
+                                           : _mm256_mul_ps(dw, _mm256_set1_ps(-16.0f));
             } else {
                 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 256 + 16 * half)));
                 mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 288 + 16 * half)));
@@ -427,7 +651,7 @@ AVX2F static inline __attribute__((always_inline)) void half_group(
                 __m256i s16 = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(xq[0]));
                 for (int k = 1; k < 8; k++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q[k], _mm256_set1_epi32(xq[k])));
                 sum = widen_pairs(s16);
-            } else if (kind == AG_PACKED_Q5) {
+            } else if (five) {
                 // Five-bit weights: at most 2 x 31 x 127 per pair, so four pairs per s16 before widening.
                 __m256i s16a = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(xq[0]));
                 __m256i s16b = _mm256_maddubs_epi16(q[4], _mm256_set1_epi32(xq[4]));
@@ -451,14 +675,16 @@ AVX2F static inline __attribute__((always_inline)) void half_group(
     for (int c = 0; c < nc; c++) _mm256_maskstore_ps(y + c * ys + 8 * half, valid, acc[c]);
 }
 
-// Q4_K on AVX2: the same integer sums as the AVX-512 kernel (vpmaddubsw: at most 2 x 15 x 128 per
-// pair, eight pairs per s16; vpmaddwd for the mins) and the same float steps.
+// Q4_K and Q5_K on AVX2: the same integer sums as the AVX-512 kernel (vpmaddubsw: at most 2 x 15 x
+// 128 per pair, eight pairs per s16 for Q4_K; 2 x 31 x 128, four per s16, for Q5_K; vpmaddwd for the
+// mins) and the same float steps.
 AVX2F static inline __attribute__((always_inline)) void half_group_q4k(
-    const uint8_t *w, int64_t nb, int hg, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __m256i valid) {
+    const uint8_t *w, int64_t nb, int hg, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __m256i valid, int q5) {
     __m256 acc[PK2_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
-    const __m256i low = _mm256_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; b++, w += PK_Q4K_BYTES) {
+    const __m256i low = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+    const size_t bb = q5 ? PK_Q5K_BYTES : PK_Q4K_BYTES, tail = q5 ? 2560 : 2048;
+    for (int64_t b = 0; b < nb; b++, w += bb) {
         __m256i isum[PK2_MAX_COLS];
         for (int c = 0; c < nc; c++) isum[c] = _mm256_setzero_si256();
         for (int p = 0; p < 4; p++) {
@@ -467,20 +693,37 @@ AVX2F static inline __attribute__((always_inline)) void half_group_q4k(
                 for (int k = 0; k < 8; k++) {
                     const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 64 * (8 * p + k) + 32 * hg));
                     q[k] = _mm256_and_si256(half ? _mm256_srli_epi16(v, 4) : v, low);
+                    if (q5) {
+                        const int t = k & 3;
+                        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 2048 + 64 * (2 * p + k / 4) + 32 * hg));
+                        q[k] = _mm256_or_si256(q[k], _mm256_and_si256(half ? _mm256_srli_epi32(h, t) : _mm256_slli_epi32(h, 4 - t), bit4));
+                    }
                 }
-                const __m256i sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w + 2048 + 16 * (2 * p + half) + 8 * hg)));
+                const __m256i sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w + tail + 16 * (2 * p + half) + 8 * hg)));
                 for (int c = 0; c < nc; c++) {
                     const int32_t *xq = (const int32_t *)(x + (size_t)c * xs + b * 256 + 64 * p + 32 * half);
-                    __m256i s16 = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(xq[0]));
-                    for (int k = 1; k < 8; k++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q[k], _mm256_set1_epi32(xq[k])));
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(widen_pairs(s16), sc));
+                    __m256i sum;
+                    if (q5) {
+                        __m256i s16a = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(xq[0]));
+                        __m256i s16b = _mm256_maddubs_epi16(q[4], _mm256_set1_epi32(xq[4]));
+                        for (int k = 1; k < 4; k++) {
+                            s16a = _mm256_add_epi16(s16a, _mm256_maddubs_epi16(q[k], _mm256_set1_epi32(xq[k])));
+                            s16b = _mm256_add_epi16(s16b, _mm256_maddubs_epi16(q[k + 4], _mm256_set1_epi32(xq[k + 4])));
+                        }
+                        sum = _mm256_add_epi32(widen_pairs(s16a), widen_pairs(s16b));
+                    } else {
+                        __m256i s16 = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(xq[0]));
+                        for (int k = 1; k < 8; k++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q[k], _mm256_set1_epi32(xq[k])));
+                        sum = widen_pairs(s16);
+                    }
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(sum, sc));
                 }
             }
         }
         __m256i mins[4];
-        for (int i = 0; i < 4; i++) mins[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w + 2176 + 32 * i + 16 * hg)));
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2304 + 16 * hg)));
-        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2336 + 16 * hg)));
+        for (int i = 0; i < 4; i++) mins[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(w + tail + 128 + 32 * i + 16 * hg)));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + tail + 256 + 16 * hg)));
+        const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + tail + 288 + 16 * hg)));
         for (int c = 0; c < nc; c++) {
             const int8_t *xc = x + (size_t)c * xs;
             const float *xd = (const float *)(xc + nb * 256);
@@ -490,6 +733,58 @@ AVX2F static inline __attribute__((always_inline)) void half_group_q4k(
             const __m256 dx = _mm256_set1_ps(xd[b]);
             acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dw, dx), acc[c]);
             acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(m), _mm256_mul_ps(dm, dx), acc[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) _mm256_maskstore_ps(y + c * ys + 8 * hg, valid, acc[c]);
+}
+
+// Q6_K on AVX2: per 16-element sub-block two vpmaddubsw pairs per s16 (at most 2 x 63 x 128 each),
+// widened, then the scale; the same integer sums and float steps as the AVX-512 kernel.
+AVX2F static inline __attribute__((always_inline)) void half_group_q6k(
+    const uint8_t *w, int64_t nb, int hg, const int8_t *x, size_t xs, int nc, float *y, int64_t ys, __m256i valid) {
+    __m256 acc[PK2_MAX_COLS];
+    for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
+    for (int64_t b = 0; b < nb; b++, w += PK_Q6K_BYTES) {
+        __m256i isum[PK2_MAX_COLS];
+        for (int c = 0; c < nc; c++) isum[c] = _mm256_setzero_si256();
+        for (int p = 0; p < 4; p++) {
+            for (int half = 0; half < 2; half++) {
+                __m256i q[8];
+                for (int k = 0; k < 8; k++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 64 * (8 * p + k) + 32 * hg));
+                    const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 2048 + 64 * (4 * p + k / 2) + 32 * hg));
+                    __m256i hb;
+                    if (k & 1) hb = half ? _mm256_srli_epi32(h, 2) : h;
+                    else hb = half ? _mm256_slli_epi32(h, 2) : _mm256_slli_epi32(h, 4);
+                    q[k] = _mm256_or_si256(_mm256_and_si256(half ? _mm256_srli_epi16(v, 4) : v, low), _mm256_and_si256(hb, top));
+                }
+                const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 3072 + 32 * (2 * p + half) + 16 * hg)));
+                const __m256i sc0 = _mm256_srai_epi32(_mm256_slli_epi32(s16, 16), 16), sc1 = _mm256_srai_epi32(s16, 16);
+                for (int c = 0; c < nc; c++) {
+                    const int32_t *xq = (const int32_t *)(x + (size_t)c * xs + b * 256 + 64 * p + 32 * half);
+                    __m256i part[4];
+                    for (int i = 0; i < 4; i++) {
+                        const __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(q[2 * i], _mm256_set1_epi32(xq[2 * i])),
+                                                           _mm256_maddubs_epi16(q[2 * i + 1], _mm256_set1_epi32(xq[2 * i + 1])));
+                        part[i] = widen_pairs(s);
+                    }
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(_mm256_add_epi32(part[0], part[1]), sc0));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(_mm256_add_epi32(part[2], part[3]), sc1));
+                }
+            }
+        }
+        __m256i scales[8];
+        for (int i = 0; i < 8; i++) scales[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 3072 + 32 * i + 16 * hg)));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 3328 + 16 * hg)));
+        for (int c = 0; c < nc; c++) {
+            const int8_t *xc = x + (size_t)c * xs;
+            const float *xd = (const float *)(xc + nb * 256);
+            const int32_t *bs = (const int32_t *)((const int16_t *)(xd + nb) + 8 * nb) + 8 * b;
+            __m256i m = _mm256_madd_epi16(scales[0], _mm256_set1_epi32(bs[0]));
+            for (int i = 1; i < 8; i++) m = _mm256_add_epi32(m, _mm256_madd_epi16(scales[i], _mm256_set1_epi32(bs[i])));
+            const __m256i total = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(m, 5));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(dw, _mm256_set1_ps(xd[b])), acc[c]);
         }
     }
     for (int c = 0; c < nc; c++) _mm256_maskstore_ps(y + c * ys + 8 * hg, valid, acc[c]);
@@ -512,14 +807,20 @@ AVX2F static void group_avx2(int kind, const uint8_t *w, int64_t nb, const int8_
             switch (kind) {
             case AG_PACKED_Q4: PK2_CASES(AG_PACKED_Q4) break;
             case AG_PACKED_Q5: PK2_CASES(AG_PACKED_Q5) break;
+            case AG_PACKED_Q51: PK2_CASES(AG_PACKED_Q51) break;
             case AG_PACKED_Q8: PK2_CASES(AG_PACKED_Q8) break;
-            default:
-                switch (n) {
-                case 1: half_group_q4k(w, nb, half, xc, xs, 1, yc, ys, mask); break;
-                case 2: half_group_q4k(w, nb, half, xc, xs, 2, yc, ys, mask); break;
-                case 3: half_group_q4k(w, nb, half, xc, xs, 3, yc, ys, mask); break;
-                default: half_group_q4k(w, nb, half, xc, xs, 4, yc, ys, mask); break;
-                }
+            #define PK2_K_CASES(CALL) switch (n) { case 1: CALL(1); break; case 2: CALL(2); break; \
+                                              case 3: CALL(3); break; default: CALL(4); break; }
+            #define PK2_Q4K(N) half_group_q4k(w, nb, half, xc, xs, N, yc, ys, mask, 0)
+            #define PK2_Q5K(N) half_group_q4k(w, nb, half, xc, xs, N, yc, ys, mask, 1)
+            #define PK2_Q6K(N) half_group_q6k(w, nb, half, xc, xs, N, yc, ys, mask)
+            case AG_PACKED_Q4K: PK2_K_CASES(PK2_Q4K) break;
+            case AG_PACKED_Q5K: PK2_K_CASES(PK2_Q5K) break;
+            default: PK2_K_CASES(PK2_Q6K) break;
+            #undef PK2_Q4K
+            #undef PK2_Q5K
+            #undef PK2_Q6K
+            #undef PK2_K_CASES
             }
             #undef PK2_CASES
             #undef PK2_CASE

@@ -20,13 +20,27 @@ struct PackedKernelTests {
         }
     }
 
-    static let types: [GGUFTensorType] = [.q4_0, .q4_1, .q5_0, .q8_0, .q4_K]
+    static let types: [GGUFTensorType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K]
+    static let kQuants: [GGUFTensorType] = [.q4_K, .q5_K, .q6_K]
 
-    /// Random rows of `type`: Q4_1 and Q5_0 blocks are written directly (there is no quantizer for
-    /// them here), the others quantized from random floats.
+    /// Random rows of `type`: Q4_1, Q5_0, Q5_1, Q5_K and Q6_K blocks are written directly (there is
+    /// no quantizer for them here): random bits, small positive scales; the others quantized from
+    /// random floats.
     static func weightBytes(_ type: GGUFTensorType, rows: Int, columns: Int, seed: UInt64) -> [UInt8] {
         var random = SplitRandom(seed: seed)
         let t = Int32(type.rawValue)
+        func half(_ v: Float) -> [UInt8] { let h = ag_fp32_to_fp16(v); return [UInt8(h & 0xFF), UInt8(h >> 8)] }
+        func bytes(_ count: Int) -> [UInt8] { (0 ..< count).map { _ in UInt8(truncatingIfNeeded: random.next() >> 32) } }
+        let blocks = rows * columns / type.blockSize
+        switch type {
+        case .q5_1:  // d, m, qh[4], qs[16]
+            return (0 ..< blocks).flatMap { _ in half(0.002 + 0.01 * abs(random.signedUnit())) + half(0.05 * random.signedUnit()) + bytes(20) }
+        case .q5_K:  // d, dmin, scales[12], qh[32], qs[128]
+            return (0 ..< blocks).flatMap { _ in half(0.0005 + 0.001 * abs(random.signedUnit())) + half(0.0005 * abs(random.signedUnit())) + bytes(172) }
+        case .q6_K:  // ql[128], qh[64], scales[16] (signed, the full range), d
+            return (0 ..< blocks).flatMap { _ in bytes(208) + half(0.0001 + 0.0002 * abs(random.signedUnit())) }
+        default: break
+        }
         if type == .q5_0 {
             var out: [UInt8] = []
             for _ in 0 ..< rows * columns / 32 {
@@ -105,8 +119,8 @@ struct PackedKernelTests {
                 for r in 0 ..< rows {
                     let w = plain.dequantizedRow(r)
                     var exact = 0.0, bound = 0.0
-                    // Activations are quantized per block of 32 (per super-block of 256 for Q4_K).
-                    let span = type == .q4_K ? 256 : 32
+                    // Activations are quantized per block of 32 (per super-block of 256 for the K-quants).
+                    let span = Self.kQuants.contains(type) ? 256 : 32
                     for block in 0 ..< columns / span {
                         let range = block * span ..< (block + 1) * span
                         let amax = range.map { abs(Double(xb[$0])) }.max()!
@@ -155,7 +169,7 @@ struct PackedKernelTests {
         let head = packed.rowSlice(0, count: 32), middle = packed.rowSlice(32, count: 21), odd = packed.rowSlice(53, count: 17)
         #expect(head.usesPackedKernels && middle.usesPackedKernels && !odd.usesPackedKernels)
         // Fused with another matrix of the same packed input format (blocks of 32, or super-blocks).
-        let other = f.matrix(type == .q4_K ? Self.name(type) + "-b" : Self.name(type == .q8_0 ? .q4_1 : .q8_0)).packedForBatching()
+        let other = f.matrix(Self.kQuants.contains(type) ? Self.name(type) + "-b" : Self.name(type == .q8_0 ? .q4_1 : .q8_0)).packedForBatching()
         let fused = Self.product([head, middle, other], input: x, batch: batch, pool: pool)
         let otherAlone = Self.product([other], input: x, batch: batch, pool: pool)[0]
         #expect(fused[2] == otherAlone)
@@ -192,18 +206,20 @@ struct PackedKernelTests {
         let file = try GGUFFile(mappedFile: try MappedFile(copying: writer.serialize(), name: "f32"))
         let m = WeightMatrix(file: file, tensor: file.tensorInfo(named: "f")!).packedForBatching()
         #expect(!m.usesPackedKernels)
-        #expect(ag_packed_bytes(Int32(GGUFTensorType.q6_K.rawValue), 16, 256) == 0)
+        #expect(ag_packed_bytes(Int32(GGUFTensorType.q8_K.rawValue), 16, 256) == 0)
         #expect(ag_packed_bytes(Int32(GGUFTensorType.q4_K.rawValue), 16, 96) == 0)  // not whole super-blocks
         #expect(ag_packed_bytes(Int32(GGUFTensorType.q4_K.rawValue), 17, 512) == 2 * 2 * 2368)
+        #expect(ag_packed_bytes(Int32(GGUFTensorType.q5_K.rawValue), 16, 256) == 180 * 16)  // the file's 176 + 4
+        #expect(ag_packed_bytes(Int32(GGUFTensorType.q6_K.rawValue), 16, 256) == 210 * 16)  // as the file
     }
 
-    /// Packed Q4_K computes the same integer sums as the plain Q4_K x Q8_K kernels (same activation
+    /// Packed K-quants compute the same integer sums as the plain K x Q8_K kernels (same activation
     /// quantization, same sub-block scales and mins), so the two differ only by float rounding.
-    @Test("packed Q4_K equals the plain Q4_K x Q8_K product up to float rounding")
-    func q4KMatchesPlain() throws {
+    @Test("packed Q4_K, Q5_K and Q6_K equal the plain K x Q8_K product up to float rounding", arguments: kQuants)
+    func kQuantsMatchPlain(type: GGUFTensorType) throws {
         let rows = 37, columns = 768, batch = 5
         let f = try Self.fixture(rows: rows, columns: columns)
-        let plain = f.matrix(Self.name(.q4_K))
+        let plain = f.matrix(Self.name(type))
         let packed = plain.packedForBatching()
         let x = Self.inputs(batch: batch, columns: columns, seed: 23)
         let pool = WorkerPool(threads: 2)

@@ -123,14 +123,14 @@ void ag_matmul_quantized(ag_pool *pool, const ag_matmul_target *targets, int cou
 
 
 // ---- packed (row-interleaved) weights: batched products on AVX-512 VNNI and AVX2 ---------------
-// Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K matrices repacked at load time so that one instruction advances 16
+// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K matrices repacked at load time so that one instruction advances 16
 // rows (8 on AVX2) and an unpacked block serves up to 8 activation rows (4 on AVX2; layout in
 // packed.c). Per output, the float operations do not depend on the batch size, so batched and solo
 // results are bitwise equal, and the AVX2 and AVX-512 paths give bitwise equal results.
 
-enum { AG_PACKED_Q4 = 0, AG_PACKED_Q8 = 1, AG_PACKED_Q5 = 2, AG_PACKED_Q4K = 3 };
+enum { AG_PACKED_Q4 = 0, AG_PACKED_Q8 = 1, AG_PACKED_Q5 = 2, AG_PACKED_Q4K = 3, AG_PACKED_Q5K = 4, AG_PACKED_Q6K = 5, AG_PACKED_Q51 = 6 };
 /// The activation formats of the packed products: blocks of 32 (Q4, Q8, Q5) or super-blocks of 256
-/// quantized as Q8_K (Q4K). Matrices fused into one product must share it.
+/// quantized as Q8_K (Q4K, Q5K, Q6K). Matrices fused into one product must share it.
 enum { AG_PACKED_INPUT_BLOCKS = 0, AG_PACKED_INPUT_SUPERBLOCKS = 1 };
 /// The packed kind for weights of `weight_type` on the active path, or -1 when there is none
 /// (another type, or a path below AVX2).
@@ -179,16 +179,26 @@ void ag_add(float *y, const float *x, int64_t n);
 void ag_add_bias(float *x, int64_t x_stride, int64_t rows, const float *bias, int64_t n);
 
 /// Paged attention for a batch of query tokens.
-/// K and V live in an arena of blocks of `kv_type` elements (AG_TYPE_F32, AG_TYPE_F16 or AG_TYPE_BF16):
-/// the key of sequence position p, KV head h is element
-///   (block_tables[table_offsets[t] + p / block_size] * block_size + p % block_size) * kv_width + h * head_dim
-/// of k_arena, with kv_width = kv_heads * head_dim (V the same). Token t attends to positions
-/// 0...positions[t] of its own sequence. q: tokens x (heads * head_dim), out: tokens x (heads * head_dim)
-/// (strides in floats). Scores, softmax and the weighted sum are float32. Returns 0, or -1 for another kv_type.
+/// K and V live in arenas of blocks of `block_size` positions, elements of `kv_type` (AG_TYPE_F32,
+/// AG_TYPE_F16 or AG_TYPE_BF16), kv_width = kv_heads * head_dim. In block b (the sequence's
+/// positions p with p / block_size = its index in the block table), position j = p % block_size:
+///   value element e (KV head e / head_dim) at (b * block_size + j) * kv_width + e   (position-major);
+///   key element e at b * block_size * kv_width + e * block_size + j   (transposed within the block:
+///   one dimension of the block's keys is contiguous).
+/// The block of token t's position p is block_tables[table_offsets[t] + p / block_size]. Token t
+/// attends to positions 0...positions[t] of its own sequence; the tokens of one sequence are
+/// consecutive, with the same table offset. q: tokens x (heads * head_dim), out: tokens x (heads *
+/// head_dim) (strides in floats). Scores, softmax and the weighted sum are float32; a token's result
+/// does not depend on the other tokens of the call. Returns 0, or -1 for another kv_type or more than
+/// 64 query heads per KV head.
 int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                  int64_t tokens, const int32_t *positions, const int32_t *block_tables,
                  const int64_t *table_offsets, int kv_type, const void *k_arena, const void *v_arena,
                  int block_size, int heads, int kv_heads, int head_dim, float scale);
+
+/// Stores `n` floats at elements 0, stride, 2 stride, ... of a KV arena of `kv_type` (a key into its
+/// transposed block). Returns 0, or -1 for another type.
+int ag_kv_store_strided(int kv_type, const float *src, void *dst, int64_t n, int64_t stride);
 
 /// Stores `n` floats into a KV arena of `kv_type` (F32 copies; F16 and BF16 round to nearest even).
 /// Returns 0, or -1 for another type.
