@@ -61,6 +61,21 @@ void ag_add_bias(float *x, int64_t x_stride, int64_t rows, const float *bias, in
     }
 }
 
+// ---- attention ------------------------------------------------------------------------------------
+// Keys are stored transposed inside each block (see ag_attention in ckernels.h): for one block and KV
+// head, dimension d of the block's positions is a contiguous run of block_size elements, so a vector
+// load gives one dimension of 16 keys and a query row's scores against 16 keys are head_dim
+// multiply-adds with the query element broadcast, no horizontal sums. A task is a tile of
+// consecutive query tokens of one sequence and one KV head with all its query heads (GQA): each key
+// and value element is converted once per tile and used by every row of it.
+//
+// Per query row the float operations do not depend on the tile (which other rows share it): the
+// score against position p is (sum over even d + sum over odd d) * scale, each sum in order of d;
+// softmax in order of p; out[i] accumulates weight * value in order of p with one fused multiply-add
+// each. So a token's attention is bitwise the same in a prefill chunk, alone in decode or batched.
+
+#define AG_ATTENTION_MAX_ROWS 64  // query rows (tokens x query heads of one KV head) per task
+
 typedef struct {
     const float *q;
     int64_t q_stride;
@@ -72,74 +87,341 @@ typedef struct {
     const char *k_arena, *v_arena;
     int block_size, heads, kv_heads, head_dim;
     float scale;
+    const int64_t *tile_start;  // tiles + 1 token indices
+    int isa;
 } attention_job;
 
-static _Thread_local float *tl_scores;
-static _Thread_local int64_t tl_capacity;
+typedef struct {
+    float *scores;
+    int64_t scores_capacity;
+    float *values;  // one block of values as float32
+    int64_t values_capacity;
+} attention_scratch;
+
+static _Thread_local attention_scratch tl_attention;
+
+static float *scratch_floats(float **buffer, int64_t *capacity, int64_t needed) {
+    if (*capacity < needed) {
+        free(*buffer);
+        *capacity = needed < 4096 ? 4096 : needed * 2;
+        *buffer = malloc((size_t)*capacity * sizeof(float));
+    }
+    return *buffer;
+}
 
 static size_t kv_element_bytes(int kv_type) { return kv_type == AG_TYPE_F32 ? 4 : 2; }
 
-// One task = one query token and one KV head, with all the query heads that share it (GQA): each
-// cached key and value row is read once for the whole group (GLM-4: 16 query heads a KV head), and
-// an f16/bf16 row is converted in the dot product / axpy that reads it. Per query head the float
-// operations are the same as one head at a time, in the same order.
-static void attention_task(void *raw, int64_t index, int thread) {
-    (void)thread;
-    const attention_job *job = raw;
-    const ag_kernel_table *kt = ag_table();
-    const int64_t t = index / job->kv_heads;
-    const int kvh = (int)(index % job->kv_heads);
-    const int group = job->heads / job->kv_heads;
-    const int head_dim = job->head_dim;
-    const size_t eb = kv_element_bytes(job->kv_type);
-    const size_t row_bytes = (size_t)job->kv_heads * (size_t)head_dim * eb, head_offset = (size_t)kvh * (size_t)head_dim * eb;
-    const int64_t length = (int64_t)job->positions[t] + 1;
-    const int32_t *table = job->block_tables + job->table_offsets[t];
-    if (tl_capacity < length * group) {
-        free(tl_scores);
-        tl_capacity = length * group < 4096 ? 4096 : length * group * 2;
-        tl_scores = malloc((size_t)tl_capacity * sizeof(float));
+static inline float kv_element(int kv_type, const char *base, int64_t i) {
+    switch (kv_type) {
+    case AG_TYPE_F16: return ag_half_to_f32(((const ag_half *)base)[i]);
+    case AG_TYPE_BF16: return ag_bf16_to_f32(((const uint16_t *)base)[i]);
+    default: return ((const float *)base)[i];
     }
-    const float *q0 = job->q + t * job->q_stride + (int64_t)kvh * group * head_dim;
-    float *o0 = job->out + t * job->out_stride + (int64_t)kvh * group * head_dim;
-    const ag_dot_kernel dot_kv = kt->dot[job->kv_type];
-    for (int64_t p = 0; p < length; p++) {
-        const int64_t slot = (int64_t)table[p / job->block_size] * job->block_size + p % job->block_size;
-        const void *k = job->k_arena + (size_t)slot * row_bytes + head_offset;
-        for (int g = 0; g < group; g++) {
-            const float *q = q0 + (int64_t)g * head_dim;
-            const float s = job->kv_type == AG_TYPE_F32 ? kt->dot_f32(q, k, head_dim) : dot_kv(head_dim, k, q);
-            tl_scores[(int64_t)g * length + p] = s * job->scale;
+}
+
+// The rows of one task: query row r is token t0 + r / group, query head kvh * group + r % group.
+typedef struct {
+    const float *q[AG_ATTENTION_MAX_ROWS];
+    float *o[AG_ATTENTION_MAX_ROWS];
+    int64_t length[AG_ATTENTION_MAX_ROWS];  // positions 0 ..< length attended
+    int count;
+} attention_rows;
+
+// Scores of every row against positions [block * bs, block * bs + bs) into scores[r * ss + position],
+// portable C (the scalar and AVX2 paths; the compiler vectorizes across positions).
+static void scores_generic(const attention_rows *rows, const char *kb, int kv_type, int bs, int64_t first, int hd,
+                           float scale, float *scores, int64_t ss) {
+    for (int r = 0; r < rows->count; r++) {
+        const float *q = rows->q[r];
+        float *s = scores + r * ss + first;
+        for (int j = 0; j < bs; j++) {
+            float even = 0, odd = 0;
+            int d = 0;
+            for (; d + 1 < hd; d += 2) {
+                even = even + q[d] * kv_element(kv_type, kb, (int64_t)d * bs + j);
+                odd = odd + q[d + 1] * kv_element(kv_type, kb, (int64_t)(d + 1) * bs + j);
+            }
+            if (d < hd) even = even + q[d] * kv_element(kv_type, kb, (int64_t)d * bs + j);
+            s[j] = (even + odd) * scale;
         }
     }
-    for (int g = 0; g < group; g++) {
-        float *scores = tl_scores + (int64_t)g * length;
-        float maximum = -INFINITY;
-        for (int64_t p = 0; p < length; p++) if (scores[p] > maximum) maximum = scores[p];
-        float sum = 0;
-        for (int64_t p = 0; p < length; p++) {
-            const float e = expf(scores[p] - maximum);
-            scores[p] = e;
-            sum += e;
+}
+
+// out rows += weight * value for positions [first, first + count) of one block, values already float32
+// (vf: count rows of hd).
+static void values_generic(const attention_rows *rows, const float *vf, int64_t first, int count, int hd,
+                           const float *scores, int64_t ss) {
+    for (int r = 0; r < rows->count; r++) {
+        const int64_t n = rows->length[r] - first < count ? rows->length[r] - first : count;
+        const float *w = scores + r * ss + first;
+        float *o = rows->o[r];
+        for (int64_t j = 0; j < n; j++) {
+            for (int i = 0; i < hd; i++) o[i] = o[i] + w[j] * vf[j * hd + i];
         }
-        const float inverse = 1.0f / sum;
-        for (int64_t p = 0; p < length; p++) scores[p] *= inverse;
-        float *o = o0 + (int64_t)g * head_dim;
-        for (int i = 0; i < head_dim; i++) o[i] = 0;
     }
-    for (int64_t p = 0; p < length; p++) {
-        const int64_t slot = (int64_t)table[p / job->block_size] * job->block_size + p % job->block_size;
-        const void *v = job->v_arena + (size_t)slot * row_bytes + head_offset;
-        for (int g = 0; g < group; g++) {
-            float *o = o0 + (int64_t)g * head_dim;
-            const float w = tl_scores[(int64_t)g * length + p];
-            switch (job->kv_type) {
-            case AG_TYPE_F16: kt->axpy_f16(o, w, v, head_dim); break;
-            case AG_TYPE_BF16: kt->axpy_bf16(o, w, v, head_dim); break;
-            default: kt->axpy_f32(o, w, v, head_dim); break;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AT512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
+
+AT512 static inline __m512 kt_load(int kv_type, const char *p, __mmask16 m) {
+    switch (kv_type) {
+    case AG_TYPE_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+    case AG_TYPE_BF16: return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+    default: return _mm512_maskz_loadu_ps(m, p);
+    }
+}
+
+// NR rows (at most 8) against up to 16 positions (mask m) starting at element offset j of each dimension.
+AT512 static inline __attribute__((always_inline)) void scores_rows_avx512(
+    const float *const *q, int nr, const char *kb, int kv_type, size_t eb, int bs, int j, __mmask16 m, int hd,
+    float scale, float *s, int64_t ss) {
+    __m512 even[8], odd[8];
+    for (int r = 0; r < nr; r++) even[r] = odd[r] = _mm512_setzero_ps();
+    int d = 0;
+    for (; d + 1 < hd; d += 2) {
+        const __m512 k0 = kt_load(kv_type, kb + ((size_t)d * (size_t)bs + (size_t)j) * eb, m);
+        const __m512 k1 = kt_load(kv_type, kb + ((size_t)(d + 1) * (size_t)bs + (size_t)j) * eb, m);
+        for (int r = 0; r < nr; r++) {
+            even[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r][d]), k0, even[r]);
+            odd[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r][d + 1]), k1, odd[r]);
+        }
+    }
+    if (d < hd) {
+        const __m512 k0 = kt_load(kv_type, kb + ((size_t)d * (size_t)bs + (size_t)j) * eb, m);
+        for (int r = 0; r < nr; r++) even[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r][d]), k0, even[r]);
+    }
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int r = 0; r < nr; r++) _mm512_mask_storeu_ps(s + r * ss, m, _mm512_mul_ps(_mm512_add_ps(even[r], odd[r]), vs));
+}
+
+AT512 static void scores_avx512(const attention_rows *rows, const char *kb, int kv_type, int bs, int64_t first, int hd,
+                                float scale, float *scores, int64_t ss) {
+    const size_t eb = kv_element_bytes(kv_type);
+    for (int j = 0; j < bs; j += 16) {
+        const int lanes = bs - j < 16 ? bs - j : 16;
+        const __mmask16 m = (__mmask16)(lanes == 16 ? 0xFFFFu : (1u << lanes) - 1u);
+        for (int r0 = 0; r0 < rows->count; r0 += 8) {
+            const int nr = rows->count - r0 < 8 ? rows->count - r0 : 8;
+            float *s = scores + r0 * ss + first + j;
+            const float *const *q = rows->q + r0;
+            switch (nr) {
+            case 1: scores_rows_avx512(q, 1, kb, kv_type, eb, bs, j, m, hd, scale, s, ss); break;
+            case 2: scores_rows_avx512(q, 2, kb, kv_type, eb, bs, j, m, hd, scale, s, ss); break;
+            case 3: scores_rows_avx512(q, 3, kb, kv_type, eb, bs, j, m, hd, scale, s, ss); break;
+            case 4: scores_rows_avx512(q, 4, kb, kv_type, eb, bs, j, m, hd, scale, s, ss); break;
+            case 5: scores_rows_avx512(q, 5, kb, kv_type, eb, bs, j, m, hd, scale, s, ss); break;
+            case 6: scores_rows_avx512(q, 6, kb, kv_type, eb, bs, j, m, hd, scale, s, ss); break;
+            case 7: scores_rows_avx512(q, 7, kb, kv_type, eb, bs, j, m, hd, scale, s, ss); break;
+            default: scores_rows_avx512(q, 8, kb, kv_type, eb, bs, j, m, hd, scale, s, ss); break;
             }
         }
     }
+}
+
+// exp(x) for x <= 0 (softmax after subtracting the maximum): 2^n * e^r with |r| <= ln2 / 2, e^r by
+// Cephes' degree-6 polynomial (about 1 ulp), 2^n by vscalefps (0 below the float range).
+AT512 static inline __m512 exp_nonpositive(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(y, n);
+}
+
+// In place over s[0 ..< n]: softmax (maximum, exponentials and their sum, then the scaling).
+AT512 static void softmax_avx512(float *s, int64_t n) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    int64_t p = 0;
+    for (; p + 16 <= n; p += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + p));
+    const __mmask16 tail = (__mmask16)((1u << (n - p)) - 1u);
+    if (p < n) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, s + p));
+    const __m512 maximum = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 vsum = _mm512_setzero_ps();
+    for (p = 0; p + 16 <= n; p += 16) {
+        const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(s + p), maximum));
+        _mm512_storeu_ps(s + p, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    if (p < n) {
+        const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + p), maximum));
+        _mm512_mask_storeu_ps(s + p, tail, e);
+        vsum = _mm512_mask_add_ps(vsum, tail, vsum, e);
+    }
+    const __m512 inverse = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    for (p = 0; p + 16 <= n; p += 16) _mm512_storeu_ps(s + p, _mm512_mul_ps(_mm512_loadu_ps(s + p), inverse));
+    if (p < n) _mm512_mask_storeu_ps(s + p, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + p), inverse));
+}
+
+// One block's values of one KV head (count positions, rows at a stride of kv_width elements) as float32.
+AT512 static void values_to_f32_avx512(int kv_type, const char *v, size_t row_bytes, int count, int hd, float *vf) {
+    for (int j = 0; j < count; j++, v += row_bytes) {
+        for (int i = 0; i < hd; i += 16) {
+            const __mmask16 m = (__mmask16)(hd - i >= 16 ? 0xFFFFu : (1u << (hd - i)) - 1u);
+            _mm512_mask_storeu_ps(vf + (int64_t)j * hd + i, m, kt_load(kv_type, v + (size_t)i * kv_element_bytes(kv_type), m));
+        }
+    }
+}
+
+// Rows' outputs stay in registers across the block's positions: NC vectors of 16 a row, NR rows of
+// the same length at once (independent multiply-add chains; each element still accumulates in order
+// of position).
+AT512 static inline __attribute__((always_inline)) void values_rows_avx512(
+    float *const *o, const float *const *w, int nr, int nc, int64_t n, const float *vf, int hd) {
+    __m512 acc[2][8];
+    for (int r = 0; r < nr; r++) for (int c = 0; c < nc; c++) acc[r][c] = _mm512_loadu_ps(o[r] + 16 * c);
+    for (int64_t j = 0; j < n; j++) {
+        for (int r = 0; r < nr; r++) {
+            const __m512 wj = _mm512_set1_ps(w[r][j]);
+            for (int c = 0; c < nc; c++) acc[r][c] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(vf + j * hd + 16 * c), acc[r][c]);
+        }
+    }
+    for (int r = 0; r < nr; r++) for (int c = 0; c < nc; c++) _mm512_storeu_ps(o[r] + 16 * c, acc[r][c]);
+}
+
+AT512 static void values_avx512(const attention_rows *rows, const float *vf, int64_t first, int count, int hd,
+                                const float *scores, int64_t ss) {
+    const int whole = hd % 16 == 0 && hd <= 128;  // else the general loop below
+    for (int r = 0; r < rows->count;) {
+        const int64_t n = rows->length[r] - first < count ? rows->length[r] - first : count;
+        const int pair = whole && r + 1 < rows->count && rows->length[r + 1] == rows->length[r];
+        if (n <= 0) { r += pair ? 2 : 1; continue; }
+        if (whole) {
+            float *o[2] = {rows->o[r], pair ? rows->o[r + 1] : NULL};
+            const float *w[2] = {scores + r * ss + first, pair ? scores + (r + 1) * ss + first : NULL};
+            switch (hd / 16 + (pair ? 100 : 0)) {
+            case 1: values_rows_avx512(o, w, 1, 1, n, vf, hd); break;
+            case 2: values_rows_avx512(o, w, 1, 2, n, vf, hd); break;
+            case 3: values_rows_avx512(o, w, 1, 3, n, vf, hd); break;
+            case 4: values_rows_avx512(o, w, 1, 4, n, vf, hd); break;
+            case 5: values_rows_avx512(o, w, 1, 5, n, vf, hd); break;
+            case 6: values_rows_avx512(o, w, 1, 6, n, vf, hd); break;
+            case 7: values_rows_avx512(o, w, 1, 7, n, vf, hd); break;
+            case 8: values_rows_avx512(o, w, 1, 8, n, vf, hd); break;
+            case 101: values_rows_avx512(o, w, 2, 1, n, vf, hd); break;
+            case 102: values_rows_avx512(o, w, 2, 2, n, vf, hd); break;
+            case 103: values_rows_avx512(o, w, 2, 3, n, vf, hd); break;
+            case 104: values_rows_avx512(o, w, 2, 4, n, vf, hd); break;
+            case 105: values_rows_avx512(o, w, 2, 5, n, vf, hd); break;
+            case 106: values_rows_avx512(o, w, 2, 6, n, vf, hd); break;
+            case 107: values_rows_avx512(o, w, 2, 7, n, vf, hd); break;
+            default: values_rows_avx512(o, w, 2, 8, n, vf, hd); break;
+            }
+            r += pair ? 2 : 1;
+            continue;
+        }
+        const float *w = scores + r * ss + first;
+        float *o = rows->o[r];
+        for (int i = 0; i < hd; i += 16) {
+            const __mmask16 m = (__mmask16)(hd - i >= 16 ? 0xFFFFu : (1u << (hd - i)) - 1u);
+            __m512 acc = _mm512_maskz_loadu_ps(m, o + i);
+            for (int64_t j = 0; j < n; j++) acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_maskz_loadu_ps(m, vf + j * hd + i), acc);
+            _mm512_mask_storeu_ps(o + i, m, acc);
+        }
+        r++;
+    }
+}
+#endif
+
+static void attention_task(void *raw, int64_t index, int thread) {
+    (void)thread;
+    const attention_job *job = raw;
+    const int64_t tiles = job->tile_start[-1];
+    const int64_t tile = tiles - 1 - index / job->kv_heads;  // the last (longest) tiles first: less idle time at the end
+    const int kvh = (int)(index % job->kv_heads);
+    const int group = job->heads / job->kv_heads, hd = job->head_dim, bs = job->block_size;
+    const int64_t t0 = job->tile_start[tile], t1 = job->tile_start[tile + 1];
+    const size_t eb = kv_element_bytes(job->kv_type);
+    const int64_t kv_width = (int64_t)job->kv_heads * hd;
+    attention_rows rows;
+    rows.count = 0;
+    int64_t longest = 0;
+    for (int64_t t = t0; t < t1; t++) {
+        for (int g = 0; g < group; g++) {
+            const int r = rows.count++;
+            rows.q[r] = job->q + t * job->q_stride + ((int64_t)kvh * group + g) * hd;
+            rows.o[r] = job->out + t * job->out_stride + ((int64_t)kvh * group + g) * hd;
+            rows.length[r] = (int64_t)job->positions[t] + 1;
+            if (rows.length[r] > longest) longest = rows.length[r];
+        }
+    }
+    const int32_t *table = job->block_tables + job->table_offsets[t0];
+    const int64_t blocks = (longest + bs - 1) / bs, ss = blocks * bs;
+    float *scores = scratch_floats(&tl_attention.scores, &tl_attention.scores_capacity, ss * rows.count);
+    float *vf = scratch_floats(&tl_attention.values, &tl_attention.values_capacity, (int64_t)bs * hd);
+    for (int64_t b = 0; b < blocks; b++) {
+        // This KV head's keys in block b: dimension d of its positions at element d * bs.
+        const char *kb = job->k_arena + ((size_t)table[b] * (size_t)bs * (size_t)kv_width + (size_t)kvh * (size_t)hd * (size_t)bs) * eb;
+#if defined(__x86_64__)
+        if (job->isa >= AG_ISA_AVX512) { scores_avx512(&rows, kb, job->kv_type, bs, b * bs, hd, job->scale, scores, ss); continue; }
+#endif
+        scores_generic(&rows, kb, job->kv_type, bs, b * bs, hd, job->scale, scores, ss);
+    }
+    for (int r = 0; r < rows.count; r++) {
+        float *s = scores + r * ss;
+        const int64_t n = rows.length[r];
+#if defined(__x86_64__)
+        if (job->isa >= AG_ISA_AVX512) {
+            softmax_avx512(s, n);
+            memset(rows.o[r], 0, (size_t)hd * sizeof(float));
+            continue;
+        }
+#endif
+        float maximum = -INFINITY;
+        for (int64_t p = 0; p < n; p++) if (s[p] > maximum) maximum = s[p];
+        float sum = 0;
+        for (int64_t p = 0; p < n; p++) {
+            const float e = expf(s[p] - maximum);
+            s[p] = e;
+            sum += e;
+        }
+        const float inverse = 1.0f / sum;
+        for (int64_t p = 0; p < n; p++) s[p] *= inverse;
+        for (int i = 0; i < hd; i++) rows.o[r][i] = 0;
+    }
+    for (int64_t b = 0; b < blocks; b++) {
+        const int64_t first = b * bs;
+        const int count = longest - first < bs ? (int)(longest - first) : bs;
+        // The block's values (position-major rows, as stored) converted to float32 once.
+        const char *v0 = job->v_arena + ((size_t)table[b] * (size_t)bs * (size_t)kv_width + (size_t)kvh * (size_t)hd) * eb;
+#if defined(__x86_64__)
+        if (job->isa >= AG_ISA_AVX512) {
+            values_to_f32_avx512(job->kv_type, v0, (size_t)kv_width * eb, count, hd, vf);
+            values_avx512(&rows, vf, first, count, hd, scores, ss);
+            continue;
+        }
+#endif
+        for (int j = 0; j < count; j++) ag_dequantize_row(job->kv_type, v0 + (size_t)j * (size_t)kv_width * eb, vf + (int64_t)j * hd, hd);
+        values_generic(&rows, vf, first, count, hd, scores, ss);
+    }
+}
+
+int ag_kv_store_strided(int kv_type, const float *src, void *dst, int64_t n, int64_t stride) {
+    if (stride == 1) return ag_kv_store(kv_type, src, dst, n);
+    const size_t eb = kv_element_bytes(kv_type);
+    uint16_t buffer[256];
+    float wide[64];
+    for (int64_t i0 = 0; i0 < n; i0 += 64) {
+        const int64_t m = n - i0 < 64 ? n - i0 : 64;
+        const void *converted;
+        if (kv_type == AG_TYPE_F32) {
+            memcpy(wide, src + i0, (size_t)m * sizeof(float));
+            converted = wide;
+        } else {
+            if (ag_kv_store(kv_type, src + i0, buffer, m) != 0) return -1;
+            converted = buffer;
+        }
+        for (int64_t i = 0; i < m; i++) memcpy((char *)dst + (size_t)((i0 + i) * stride) * eb, (const char *)converted + (size_t)i * eb, eb);
+    }
+    return 0;
 }
 
 int ag_kv_store(int kv_type, const float *src, void *dst, int64_t n) {
@@ -170,8 +452,22 @@ int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, in
                  const int64_t *table_offsets, int kv_type, const void *k_arena, const void *v_arena,
                  int block_size, int heads, int kv_heads, int head_dim, float scale) {
     if (kv_type != AG_TYPE_F32 && kv_type != AG_TYPE_F16 && kv_type != AG_TYPE_BF16) return -1;
+    if (tokens < 1 || kv_heads < 1 || heads % kv_heads != 0 || heads / kv_heads > AG_ATTENTION_MAX_ROWS) return -1;
+    // Tiles: runs of consecutive tokens of one sequence (same block table), at most 64 query rows each.
+    const int group = heads / kv_heads;
+    const int64_t per_tile = AG_ATTENTION_MAX_ROWS / group;
+    int64_t *storage = malloc((size_t)(tokens + 2) * sizeof(int64_t));
+    if (!storage) return -1;
+    int64_t *tile_start = storage + 1;  // tile_start[-1]: the number of tiles
+    int64_t tiles = 0;
+    for (int64_t t = 0; t < tokens; t++) {
+        if (t == 0 || table_offsets[t] != table_offsets[t - 1] || t - tile_start[tiles - 1] >= per_tile) tile_start[tiles++] = t;
+    }
+    tile_start[tiles] = tokens;
+    tile_start[-1] = tiles;
     attention_job job = {q, q_stride, out, out_stride, positions, block_tables, table_offsets,
-                         kv_type, k_arena, v_arena, block_size, heads, kv_heads, head_dim, scale};
-    ag_pool_run(pool, attention_task, &job, tokens * kv_heads);
+                         kv_type, k_arena, v_arena, block_size, heads, kv_heads, head_dim, scale, tile_start, ag_isa_active()};
+    ag_pool_run(pool, attention_task, &job, tiles * kv_heads);
+    free(storage);
     return 0;
 }

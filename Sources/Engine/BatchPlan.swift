@@ -53,9 +53,10 @@ struct BatchPlan {
         for t in 0 ..< tokens.count {
             let p = Int(positions[t])
             let block = blockTables[Int(tableOffsets[t]) + p / cache.blockSize]
-            let offset = cache.slotOffset(block: block, slot: p % cache.blockSize)
-            cache.keys[layer].store(from: keys, sourceOffset: t * width, to: offset, length: width)
-            cache.values[layer].store(from: values, sourceOffset: t * width, to: offset, length: width)
+            let slot = p % cache.blockSize
+            cache.keys[layer].store(from: keys, sourceOffset: t * width, to: cache.keyOffset(block: block, slot: slot),
+                                    length: width, stride: cache.blockSize)
+            cache.values[layer].store(from: values, sourceOffset: t * width, to: cache.slotOffset(block: block, slot: slot), length: width)
         }
     }
 }

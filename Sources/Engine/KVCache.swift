@@ -3,8 +3,10 @@ public import Kernels
 /// Key and value storage for every layer, cut into fixed-size blocks of `blockSize` token slots.
 ///
 /// The engine owns the bytes; who holds which block is decided outside (a `BlockAllocator` here,
-/// the scheduler in the server). Block b, slot s of layer l holds the key of one token at
-/// `keys[l][(b * blockSize + s) * kvWidth ..< +kvWidth]`, values alike, as `elementType` (f16 by default).
+/// the scheduler in the server). Block b, slot s of layer l holds the value of one token at
+/// `values[l][(b * blockSize + s) * kvWidth ..< +kvWidth]` and its key transposed within the block:
+/// element e at `keys[l][b * blockSize * kvWidth + e * blockSize + s]` (one dimension of a block's keys
+/// is contiguous, for the attention kernel), as `elementType` (f16 by default).
 public final class PagedKVCache: @unchecked Sendable {
     public let layerCount: Int
     public let kvWidth: Int
@@ -39,12 +41,18 @@ public final class PagedKVCache: @unchecked Sendable {
     }
 
     /// The key (or value) stored for a token slot of a layer, as float32 (tests and tools).
-    public func storedKey(layer: Int, block: Int32, slot: Int) -> [Float] { keys[layer].floats(slotOffset(block: block, slot: slot), kvWidth) }
+    public func storedKey(layer: Int, block: Int32, slot: Int) -> [Float] {
+        keys[layer].floats(keyOffset(block: block, slot: slot), kvWidth, stride: blockSize)
+    }
     public func storedValue(layer: Int, block: Int32, slot: Int) -> [Float] { values[layer].floats(slotOffset(block: block, slot: slot), kvWidth) }
 
-    /// Element offset of a token slot inside a layer's buffer.
+    /// Element offset of a token slot's value inside a layer's buffer (kvWidth contiguous elements).
     @inline(__always)
     func slotOffset(block: Int32, slot: Int) -> Int { (Int(block) * blockSize + slot) * kvWidth }
+
+    /// Element offset of a token slot's first key element (the rest follow at a stride of blockSize).
+    @inline(__always)
+    func keyOffset(block: Int32, slot: Int) -> Int { Int(block) * blockSize * kvWidth + slot }
 }
 
 /// Hands out block ids of a `PagedKVCache` (a free list). Not thread-safe: one owner.

@@ -136,18 +136,23 @@ public final class KVArena: @unchecked Sendable {
 
     deinit { free(base) }
 
-    /// Stores `length` floats of `source` (from `sourceOffset`) at element `offset`, converting to `type`.
-    public func store(from source: FloatBuffer, sourceOffset: Int, to offset: Int, length: Int) {
-        precondition(sourceOffset >= 0 && sourceOffset + length <= source.count && offset >= 0 && offset + length <= count)
-        _ = ag_kv_store(type.ggmlType, source.pointer(sourceOffset), base + offset * type.bytesPerElement, Int64(length))
+    /// Stores `length` floats of `source` (from `sourceOffset`) at elements `offset`, `offset + stride`, ...,
+    /// converting to `type` (a key goes into its block transposed: stride = the block size).
+    public func store(from source: FloatBuffer, sourceOffset: Int, to offset: Int, length: Int, stride: Int = 1) {
+        precondition(sourceOffset >= 0 && sourceOffset + length <= source.count && offset >= 0 && stride >= 1
+            && (length == 0 || offset + (length - 1) * stride < count))
+        _ = ag_kv_store_strided(type.ggmlType, source.pointer(sourceOffset), base + offset * type.bytesPerElement,
+                                Int64(length), Int64(stride))
     }
 
-    /// Elements `offset ..< offset + length` as float32 (for tests and tools).
-    public func floats(_ offset: Int, _ length: Int) -> [Float] {
-        precondition(offset >= 0 && length >= 0 && offset + length <= count)
+    /// Elements `offset`, `offset + stride`, ... (`length` of them) as float32 (for tests and tools).
+    public func floats(_ offset: Int, _ length: Int, stride: Int = 1) -> [Float] {
+        precondition(offset >= 0 && length >= 0 && stride >= 1 && (length == 0 || offset + (length - 1) * stride < count))
         var out = [Float](repeating: 0, count: length)
         out.withUnsafeMutableBufferPointer { dst in
-            _ = ag_dequantize_row(type.ggmlType, base + offset * type.bytesPerElement, dst.baseAddress!, Int64(length))
+            for i in 0 ..< length {
+                _ = ag_dequantize_row(type.ggmlType, base + (offset + i * stride) * type.bytesPerElement, dst.baseAddress! + i, 1)
+            }
         }
         return out
     }

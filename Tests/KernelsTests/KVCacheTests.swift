@@ -72,17 +72,20 @@ struct KVCacheTests {
         let keysIn = FloatBuffer((0 ..< length * width).map { _ in random.gaussian() })
         let valuesIn = FloatBuffer((0 ..< length * width).map { _ in random.gaussian() })
         let keys = KVArena(type: type, count: 8 * blockSize * width), values = KVArena(type: type, count: 8 * blockSize * width)
+        // Values position-major, keys transposed within their block (ag_attention's layout).
+        func valueOffset(_ p: Int) -> Int { (Int(table[p / blockSize]) * blockSize + p % blockSize) * width }
+        func keyOffset(_ p: Int) -> Int { Int(table[p / blockSize]) * blockSize * width + p % blockSize }
         for p in 0 ..< length {
-            let offset = (Int(table[p / blockSize]) * blockSize + p % blockSize) * width
-            keys.store(from: keysIn, sourceOffset: p * width, to: offset, length: width)
-            values.store(from: valuesIn, sourceOffset: p * width, to: offset, length: width)
+            keys.store(from: keysIn, sourceOffset: p * width, to: keyOffset(p), length: width, stride: blockSize)
+            values.store(from: valuesIn, sourceOffset: p * width, to: valueOffset(p), length: width)
         }
-        let stored = { (arena: KVArena) in (0 ..< length).map { p in arena.floats((Int(table[p / blockSize]) * blockSize + p % blockSize) * width, width) } }
+        let storedKeys = (0 ..< length).map { keys.floats(keyOffset($0), width, stride: blockSize) }
+        let storedValues = (0 ..< length).map { values.floats(valueOffset($0), width) }
         // Three query tokens: a prefill chunk's last positions.
         let positions: [Int32] = [20, 21, 22]
         let q = (0 ..< positions.count * heads * headDim).map { _ in random.gaussian() }
         let scale = 1 / Double(headDim).squareRoot()
-        let want = Self.reference(q: q, keys: stored(keys), values: stored(values), positions: positions, heads: heads,
+        let want = Self.reference(q: q, keys: storedKeys, values: storedValues, positions: positions, heads: heads,
                                   kvHeads: kvHeads, headDim: headDim, scale: scale)
         for path in Self.paths {
             KernelPath.select(path)
@@ -98,6 +101,64 @@ struct KVCacheTests {
                     #expect(abs(Double(got[i]) - want[i]) <= 1e-5 * max(1, abs(want[i])), "\(type) \(path) element \(i): \(got[i]) vs \(want[i])")
                 }
             }
+        }
+    }
+
+    @Test("a strided store (a key into its transposed block) writes every stride-th element, rounding as a plain store",
+          arguments: KVCacheType.allCases)
+    func stridedStore(type: KVCacheType) {
+        var random = SplitRandom(seed: 5)
+        let values = (0 ..< 150).map { _ in random.gaussian() * 3 }
+        let arena = KVArena(type: type, count: 150 * 4 + 8)
+        arena.store(from: FloatBuffer(values), sourceOffset: 0, to: 3, length: values.count, stride: 4)
+        let plain = KVArena(type: type, count: values.count)
+        plain.store(from: FloatBuffer(values), sourceOffset: 0, to: 0, length: values.count)
+        #expect(arena.floats(3, values.count, stride: 4) == plain.floats(0, values.count))
+        #expect(arena.floats(4, values.count - 1, stride: 4).allSatisfy { $0 == 0 })  // the slots between are untouched
+    }
+
+    /// Tokens are split into tiles (runs of one sequence, at most 64 query rows); a token's result must
+    /// not depend on which tile it lands in or what else is in the call (decode alone, prefill, batched).
+    @Test("a token's attention is bitwise the same alone, in a long prefill chunk and beside another sequence",
+          arguments: KVCacheType.allCases)
+    func tileInvariance(type: KVCacheType) throws {
+        let heads = 8, kvHeads = 2, headDim = 64, blockSize = 16, length = 37  // 16 tokens a tile: 3 tiles
+        let width = kvHeads * headDim
+        var random = SplitRandom(seed: 21)
+        let tableA: [Int32] = [2, 0, 4], tableB: [Int32] = [1, 3]
+        let keys = KVArena(type: type, count: 5 * blockSize * width), values = KVArena(type: type, count: 5 * blockSize * width)
+        for (table, count) in [(tableA, length), (tableB, 20)] {
+            let k = FloatBuffer((0 ..< count * width).map { _ in random.gaussian() })
+            let v = FloatBuffer((0 ..< count * width).map { _ in random.gaussian() })
+            for p in 0 ..< count {
+                let block = Int(table[p / blockSize])
+                keys.store(from: k, sourceOffset: p * width, to: block * blockSize * width + p % blockSize, length: width, stride: blockSize)
+                values.store(from: v, sourceOffset: p * width, to: (block * blockSize + p % blockSize) * width, length: width)
+            }
+        }
+        let rowWidth = heads * headDim
+        let qA = (0 ..< length * rowWidth).map { _ in random.gaussian() }, qB = (0 ..< 20 * rowWidth).map { _ in random.gaussian() }
+        func run(_ q: [Float], positions: [Int32], offsets: [Int64], table: [Int32], threads: Int) -> [Float] {
+            let out = FloatBuffer(count: q.count)
+            Operations.attention(query: FloatBuffer(q), queryStride: rowWidth, into: out, outStride: rowWidth, positions: positions,
+                                 blockTables: table, tableOffsets: offsets, keys: keys, values: values, blockSize: blockSize,
+                                 heads: heads, kvHeads: kvHeads, headDimension: headDim, scale: 0.125, pool: WorkerPool(threads: threads))
+            return out.slice(0, q.count)
+        }
+        for path in Self.paths {
+            KernelPath.select(path)
+            defer { KernelPath.select(.detected) }
+            // Sequence A's whole prompt as one chunk, then with B's 20 tokens after it in one call.
+            let chunk = run(qA, positions: (0 ..< Int32(length)).map { $0 }, offsets: Array(repeating: 0, count: length), table: tableA, threads: 2)
+            let both = run(qA + qB, positions: (0 ..< Int32(length)).map { $0 } + (0 ..< 20).map { Int32($0) },
+                           offsets: Array(repeating: 0, count: length) + Array(repeating: 3, count: 20), table: tableA + tableB, threads: 1)
+            #expect(Array(both[0 ..< length * rowWidth]) == chunk, "\(type) \(path): A beside B differs from A alone")
+            for t in [0, 15, 16, 36] {
+                let alone = run(Array(qA[t * rowWidth ..< (t + 1) * rowWidth]), positions: [Int32(t)], offsets: [0], table: tableA, threads: 1)
+                #expect(alone == Array(chunk[t * rowWidth ..< (t + 1) * rowWidth]), "\(type) \(path): token \(t) alone differs from the chunk")
+            }
+            let bAlone = run(qB, positions: (0 ..< 20).map { Int32($0) }, offsets: Array(repeating: 0, count: 20), table: tableB, threads: 2)
+            #expect(Array(both[length * rowWidth ..< both.count]) == bAlone, "\(type) \(path): B beside A differs from B alone")
         }
     }
 }
