@@ -329,6 +329,159 @@ AT512 static void values_avx512(const attention_rows *rows, const float *vf, int
         r++;
     }
 }
+
+// ---- the AVX2 path: the same structure, 8 positions (lanes) at a time ----------------------------
+#define AT2 __attribute__((target("avx2,fma,f16c")))
+
+// Up to 8 elements from p (lanes of them; the rest 0).
+AT2 static inline __m256 kt_load8(int kv_type, const char *p, int lanes) {
+    if (lanes < 8) {
+        uint8_t tmp[32] = {0};
+        memcpy(tmp, p, (size_t)lanes * kv_element_bytes(kv_type));
+        return kt_load8(kv_type, (const char *)tmp, 8);
+    }
+    switch (kv_type) {
+    case AG_TYPE_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    case AG_TYPE_BF16: return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+    default: return _mm256_loadu_ps((const float *)p);
+    }
+}
+
+AT2 static inline void store8(float *s, __m256 v, int lanes) {
+    if (lanes == 8) { _mm256_storeu_ps(s, v); return; }
+    float tmp[8];
+    _mm256_storeu_ps(tmp, v);
+    memcpy(s, tmp, (size_t)lanes * sizeof(float));
+}
+
+AT2 static inline __attribute__((always_inline)) void scores_rows_avx2(
+    const float *const *q, int nr, const char *kb, int kv_type, size_t eb, int bs, int j, int lanes, int hd,
+    float scale, float *s, int64_t ss) {
+    __m256 even[4], odd[4];
+    for (int r = 0; r < nr; r++) even[r] = odd[r] = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 1 < hd; d += 2) {
+        const __m256 k0 = kt_load8(kv_type, kb + ((size_t)d * (size_t)bs + (size_t)j) * eb, lanes);
+        const __m256 k1 = kt_load8(kv_type, kb + ((size_t)(d + 1) * (size_t)bs + (size_t)j) * eb, lanes);
+        for (int r = 0; r < nr; r++) {
+            even[r] = _mm256_fmadd_ps(_mm256_set1_ps(q[r][d]), k0, even[r]);
+            odd[r] = _mm256_fmadd_ps(_mm256_set1_ps(q[r][d + 1]), k1, odd[r]);
+        }
+    }
+    if (d < hd) {
+        const __m256 k0 = kt_load8(kv_type, kb + ((size_t)d * (size_t)bs + (size_t)j) * eb, lanes);
+        for (int r = 0; r < nr; r++) even[r] = _mm256_fmadd_ps(_mm256_set1_ps(q[r][d]), k0, even[r]);
+    }
+    for (int r = 0; r < nr; r++) store8(s + r * ss, _mm256_mul_ps(_mm256_add_ps(even[r], odd[r]), _mm256_set1_ps(scale)), lanes);
+}
+
+AT2 static void scores_avx2(const attention_rows *rows, const char *kb, int kv_type, int bs, int64_t first, int hd,
+                            float scale, float *scores, int64_t ss) {
+    const size_t eb = kv_element_bytes(kv_type);
+    for (int j = 0; j < bs; j += 8) {
+        const int lanes = bs - j < 8 ? bs - j : 8;
+        for (int r0 = 0; r0 < rows->count; r0 += 4) {
+            const int nr = rows->count - r0 < 4 ? rows->count - r0 : 4;
+            float *s = scores + r0 * ss + first + j;
+            const float *const *q = rows->q + r0;
+            switch (nr) {
+            case 1: scores_rows_avx2(q, 1, kb, kv_type, eb, bs, j, lanes, hd, scale, s, ss); break;
+            case 2: scores_rows_avx2(q, 2, kb, kv_type, eb, bs, j, lanes, hd, scale, s, ss); break;
+            case 3: scores_rows_avx2(q, 3, kb, kv_type, eb, bs, j, lanes, hd, scale, s, ss); break;
+            default: scores_rows_avx2(q, 4, kb, kv_type, eb, bs, j, lanes, hd, scale, s, ss); break;
+            }
+        }
+    }
+}
+
+// exp(x) for x <= 0 as exp_nonpositive, 2^n built in the exponent bits (x >= -87: n >= -126, normal).
+AT2 static inline __m256 exp_nonpositive8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+AT2 static inline float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+
+AT2 static inline float hsum8(__m256 v) {
+    __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+
+AT2 static void softmax_avx2(float *s, int64_t n) {
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    int64_t p = 0;
+    for (; p + 8 <= n; p += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + p));
+    float maximum = hmax8(vmax);
+    for (int64_t i = p; i < n; i++) if (s[i] > maximum) maximum = s[i];
+    const __m256 vm = _mm256_set1_ps(maximum);
+    __m256 vsum = _mm256_setzero_ps();
+    float tail[8] = {0};
+    const int rest = (int)(n - p);
+    for (p = 0; p + 8 <= n; p += 8) {
+        const __m256 e = exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(s + p), vm));
+        _mm256_storeu_ps(s + p, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    if (rest > 0) {
+        for (int i = 0; i < 8; i++) tail[i] = i < rest ? s[p + i] : maximum;
+        __m256 e = exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(tail), vm));
+        _mm256_storeu_ps(tail, e);
+        for (int i = rest; i < 8; i++) tail[i] = 0;
+        memcpy(s + p, tail, (size_t)rest * sizeof(float));
+        vsum = _mm256_add_ps(vsum, _mm256_loadu_ps(tail));
+    }
+    const __m256 inverse = _mm256_set1_ps(1.0f / hsum8(vsum));
+    for (p = 0; p + 8 <= n; p += 8) _mm256_storeu_ps(s + p, _mm256_mul_ps(_mm256_loadu_ps(s + p), inverse));
+    for (; p < n; p++) s[p] *= _mm256_cvtss_f32(inverse);
+}
+
+// One row's output in slabs of up to 64 elements (8 registers) kept across the block's positions.
+AT2 static inline __attribute__((always_inline)) void values_slab_avx2(float *o, const float *w, int nc, int64_t n,
+                                                                       const float *vf, int hd) {
+    __m256 acc[8];
+    for (int c = 0; c < nc; c++) acc[c] = _mm256_loadu_ps(o + 8 * c);
+    for (int64_t j = 0; j < n; j++) {
+        const __m256 wj = _mm256_set1_ps(w[j]);
+        for (int c = 0; c < nc; c++) acc[c] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vf + j * hd + 8 * c), acc[c]);
+    }
+    for (int c = 0; c < nc; c++) _mm256_storeu_ps(o + 8 * c, acc[c]);
+}
+
+AT2 static void values_avx2(const attention_rows *rows, const float *vf, int64_t first, int count, int hd,
+                            const float *scores, int64_t ss) {
+    for (int r = 0; r < rows->count; r++) {
+        const int64_t n = rows->length[r] - first < count ? rows->length[r] - first : count;
+        if (n <= 0) continue;
+        const float *w = scores + r * ss + first;
+        float *o = rows->o[r];
+        int i = 0;
+        for (; i + 64 <= hd; i += 64) values_slab_avx2(o + i, w, 8, n, vf + i, hd);
+        for (; i + 8 <= hd; i += 8) values_slab_avx2(o + i, w, 1, n, vf + i, hd);
+        for (; i < hd; i++) {
+            float acc = o[i];
+            for (int64_t j = 0; j < n; j++) acc = fmaf(w[j], vf[j * hd + i], acc);
+            o[i] = acc;
+        }
+    }
+}
 #endif
 
 static void attention_task(void *raw, int64_t index, int thread) {
@@ -362,6 +515,7 @@ static void attention_task(void *raw, int64_t index, int thread) {
         const char *kb = job->k_arena + ((size_t)table[b] * (size_t)bs * (size_t)kv_width + (size_t)kvh * (size_t)hd * (size_t)bs) * eb;
 #if defined(__x86_64__)
         if (job->isa >= AG_ISA_AVX512) { scores_avx512(&rows, kb, job->kv_type, bs, b * bs, hd, job->scale, scores, ss); continue; }
+        if (job->isa >= AG_ISA_AVX2) { scores_avx2(&rows, kb, job->kv_type, bs, b * bs, hd, job->scale, scores, ss); continue; }
 #endif
         scores_generic(&rows, kb, job->kv_type, bs, b * bs, hd, job->scale, scores, ss);
     }
@@ -371,6 +525,11 @@ static void attention_task(void *raw, int64_t index, int thread) {
 #if defined(__x86_64__)
         if (job->isa >= AG_ISA_AVX512) {
             softmax_avx512(s, n);
+            memset(rows.o[r], 0, (size_t)hd * sizeof(float));
+            continue;
+        }
+        if (job->isa >= AG_ISA_AVX2) {
+            softmax_avx2(s, n);
             memset(rows.o[r], 0, (size_t)hd * sizeof(float));
             continue;
         }
@@ -396,6 +555,11 @@ static void attention_task(void *raw, int64_t index, int thread) {
         if (job->isa >= AG_ISA_AVX512) {
             values_to_f32_avx512(job->kv_type, v0, (size_t)kv_width * eb, count, hd, vf);
             values_avx512(&rows, vf, first, count, hd, scores, ss);
+            continue;
+        }
+        if (job->isa >= AG_ISA_AVX2) {
+            for (int j = 0; j < count; j++) ag_dequantize_row(job->kv_type, v0 + (size_t)j * (size_t)kv_width * eb, vf + (int64_t)j * hd, hd);
+            values_avx2(&rows, vf, first, count, hd, scores, ss);
             continue;
         }
 #endif
