@@ -139,7 +139,7 @@ struct ServeCommand: AsyncParsableCommand {
             let settings = UpstreamSettings(
                 connectSeconds: u.connectSeconds, firstByteSeconds: u.firstByteSeconds, readSeconds: u.readSeconds, retries: u.retries,
                 breaker: CircuitBreaker.Settings(failureThreshold: u.failureThreshold, openSeconds: u.openSeconds),
-                healthIntervalSeconds: u.healthIntervalSeconds)
+                healthIntervalSeconds: u.healthIntervalSeconds, balance: UpstreamBalance(rawValue: u.balance) ?? .leastOutstanding)
             gateway = UpstreamGateway(models: upstreamModels, settings: settings, registry: registry)
             for m in upstreamModels {
                 logger.info("upstream model", metadata: [

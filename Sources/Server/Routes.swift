@@ -119,13 +119,13 @@ public struct ServerRoutes: Sendable {
         let api = CompletionsAPI(models: registry, requestTimeout: requestTimeout, firstTokenTimeout: firstTokenTimeout)
         router.post("/v1/chat/completions") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            return try await Self.dispatch(body, path: "/chat/completions", registry: registry, context: context) { body throws(APIError) in
+            return try await Self.dispatch(body, path: "/chat/completions", registry: registry, affinity: Self.affinity(request), context: context) { body throws(APIError) in
                 try api.chatJob(body)
             } local: { job in try await Self.run(api, job, context: context) }
         }
         router.post("/v1/completions") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            return try await Self.dispatch(body, path: "/completions", registry: registry, context: context) { body throws(APIError) in
+            return try await Self.dispatch(body, path: "/completions", registry: registry, affinity: Self.affinity(request), context: context) { body throws(APIError) in
                 try api.completionJob(body)
             } local: { job in try await Self.run(api, job, context: context) }
         }
@@ -155,7 +155,15 @@ public struct ServerRoutes: Sendable {
 
     /// Sends a generation request to its model: the local engine, or the upstream pool (and, when no
     /// endpoint of that pool can take it, to its configured fallback model).
-    static func dispatch(_ body: JSON, path: String, registry: ModelRegistry, context: ServerContext,
+    /// The key consistent-hash balancing keeps on one endpoint: the X-Session-Id header, else the bearer
+    /// API key (the body's `user`, when present, is preferred in `dispatch`).
+    static func affinity(_ request: Request) -> String? {
+        if let session = request.headers[.init("X-Session-Id")!], !session.isEmpty { return "session:" + session }
+        if let auth = request.headers[.authorization], auth.lowercased().hasPrefix("bearer ") { return "key:" + auth.dropFirst(7) }
+        return nil
+    }
+
+    static func dispatch(_ body: JSON, path: String, registry: ModelRegistry, affinity: String? = nil, context: ServerContext,
                          job: (JSON) throws(APIError) -> CompletionsAPI.Job,
                          local: (CompletionsAPI.Job) async throws -> Response) async throws -> Response {
         var body = body
@@ -170,8 +178,10 @@ public struct ServerRoutes: Sendable {
                 context.note.setModel(pool.model.name)
                 visited.append(pool.model.name)
                 let stream = try reader.bool("stream") ?? false
+                let user = try reader.string("user").map { "user:" + $0 }
+                let key = affinity?.hasPrefix("session:") == true ? affinity : user ?? affinity
                 do throws(UpstreamGateway.Failure) {
-                    return try await gateway.forward(pool, path: path, body: body, stream: stream, context: context)
+                    return try await gateway.forward(pool, path: path, body: body, stream: stream, affinity: key, context: context)
                 } catch {
                     guard let fallback = pool.model.fallback, !visited.contains(fallback), visited.count < 4 else { throw error.error }
                     context.logger.warning("upstream unavailable; using the fallback model", metadata: [

@@ -229,6 +229,46 @@ struct UpstreamTests {
         }
     }
 
+    static func session(_ client: some TestClientProtocol, _ id: String) async throws -> HTTPResponse.Status {
+        try await client.execute(uri: "/v1/chat/completions", method: .post,
+                                 headers: [.contentType: "application/json", HTTPField.Name("X-Session-Id")!: id],
+                                 body: ByteBuffer(string: #"{"model":"glm","messages":[{"role":"user","content":"hi"}]}"#)).status
+    }
+
+    @Test("through the server: consistent_hash keeps a session (X-Session-Id, or the body's user) on one endpoint; round_robin alternates")
+    func balancingThroughTheServer() async throws {
+        try await Self.withFault { first, url1 in
+            try await Self.withFault { second, url2 in
+                let model = UpstreamModel(name: "glm", upstreamName: "ok", endpoints: [.init(baseURL: url1), .init(baseURL: url2)])
+                var hashing = Self.quick
+                hashing.balance = .consistentHash
+                try await Self.withGateway([model], settings: hashing) { client, _, _ in
+                    for _ in 0 ..< 5 {
+                        let status = try await Self.session(client, "conversation-1")
+                        #expect(status == .ok)
+                    }
+                    #expect([first.count("ok"), second.count("ok")].sorted() == [0, 5], "one session, one endpoint")
+                    for _ in 0 ..< 4 {
+                        let r = try await client.execute(uri: "/v1/chat/completions", method: .post, headers: [.contentType: "application/json"],
+                                                         body: ByteBuffer(string: #"{"model":"glm","user":"u-7","messages":[{"role":"user","content":"hi"}]}"#))
+                        #expect(r.status == .ok)
+                    }
+                    #expect([first.count("ok"), second.count("ok")].contains { $0 == 9 || $0 == 4 } && first.count("ok") + second.count("ok") == 9)
+                }
+                let before = (first.count("ok"), second.count("ok"))
+                var turns = Self.quick
+                turns.balance = .roundRobin
+                try await Self.withGateway([model], settings: turns) { client, _, _ in
+                    for _ in 0 ..< 4 {
+                        let status = try await Self.chat(client, model: "glm").status
+                        #expect(status == .ok)
+                    }
+                }
+                #expect(first.count("ok") - before.0 == 2 && second.count("ok") - before.1 == 2)
+            }
+        }
+    }
+
     @Test("a refused endpoint is retried on the next one, and its breaker opens after the threshold")
     func refusedEndpointFailsOver() async throws {
         let dead = "http://127.0.0.1:\(try Self.closedPort())/v1"

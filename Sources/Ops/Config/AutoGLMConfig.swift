@@ -72,6 +72,8 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var healthIntervalSeconds: Double
         public var failureThreshold: Int
         public var openSeconds: Double
+        /// least_outstanding, round_robin, power_of_two or consistent_hash.
+        public var balance: String
     }
 
     public struct Limits: Sendable, Equatable {
@@ -141,7 +143,7 @@ extension AutoGLMConfig {
         upstream = Upstream(connectSeconds: double("upstream.connect_timeout"), firstByteSeconds: double("upstream.first_byte_timeout"),
                             readSeconds: double("upstream.read_timeout"), retries: int("upstream.retries"),
                             healthIntervalSeconds: double("upstream.health_interval"), failureThreshold: int("upstream.failure_threshold"),
-                            openSeconds: double("upstream.open_duration"))
+                            openSeconds: double("upstream.open_duration"), balance: string("upstream.balance"))
         limits = Limits(maxConcurrentRequests: int("limits.max_concurrent_requests"), maxQueue: int("limits.max_queue"),
                         maxPromptTokens: value("limits.max_prompt_tokens")?.intValue, maxTokens: int("limits.max_tokens"),
                         requestsPerMinute: int("limits.requests_per_minute"))

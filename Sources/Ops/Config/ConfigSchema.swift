@@ -122,6 +122,8 @@ public enum ConfigSchema {
             ConfigField("health_interval", .duration(0 ... 3600), default: .number(10), help: "Seconds between health checks (GET {url}/models); 0 turns them off."),
             ConfigField("failure_threshold", .integer(1 ... 1000), default: .integer(5), help: "Consecutive failures (connection errors, timeouts, 5xx; never 4xx) that open an endpoint's circuit."),
             ConfigField("open_duration", .duration(0 ... 3600), default: .number(30), help: "How long an open circuit sends nothing before one probe request."),
+            ConfigField("balance", .choice(["least_outstanding", "round_robin", "power_of_two", "consistent_hash"]), default: .string("least_outstanding"),
+                        help: "How a model's endpoints share requests: fewest in flight; in turn; the less busy of two at random; or by X-Session-Id, else the request's user, else its API key (the same key keeps its endpoint and prefix cache)."),
         ]), help: "How autoglm talks to upstream engines (models given by url)."),
         ConfigField("limits", .object([
             ConfigField("max_concurrent_requests", .integer(1 ... 100_000), default: .integer(64), help: "Requests in flight at once."),

@@ -57,7 +57,7 @@ public final class UpstreamGateway: Sendable {
 
     /// Forwards one request to `path` under the pool's base URL (`root`: under the server's root,
     /// for /tokenize) and returns the client's response.
-    func forward(_ pool: UpstreamPool, path: String, body: JSON, stream: Bool, root: Bool = false,
+    func forward(_ pool: UpstreamPool, path: String, body: JSON, stream: Bool, root: Bool = false, affinity: String? = nil,
                  context: ServerContext) async throws(Failure) -> Response {
         guard isAcceptingRequests else {
             throw Failure(error: .unavailable("The server is shutting down and accepts no new requests. Retry against another replica.", retryAfter: 5))
@@ -79,7 +79,7 @@ public final class UpstreamGateway: Sendable {
                 try? await Task.sleep(for: .nanoseconds(Int64(Double.random(in: 0 ... cap) * 1e9)))
             }
             if Task.isCancelled { break }
-            guard let index = pool.acquire(excluding: tried) else { break }
+            guard let index = pool.acquire(excluding: tried, affinity: affinity) else { break }
             tried.insert(index)
             let endpoint = pool.endpoints[index]
             var request = HTTPClientRequest(url: Self.url(endpoint.endpoint.baseURL, path: path, root: root))

@@ -6,6 +6,20 @@ import NIOHTTP1
 public import Prometheus
 import Synchronization
 
+/// How the endpoints of one upstream model share its requests.
+public enum UpstreamBalance: String, Sendable, CaseIterable {
+    /// The available endpoint with the fewest requests in flight (ties in turn).
+    case leastOutstanding = "least_outstanding"
+    /// Available endpoints in turn.
+    case roundRobin = "round_robin"
+    /// Two available endpoints at random, the one with fewer in flight.
+    case powerOfTwo = "power_of_two"
+    /// Rendezvous hashing of the request's affinity key (X-Session-Id, `user`, or API key) over the
+    /// endpoints: one key keeps its endpoint (and that engine's prefix cache); when an endpoint is
+    /// unavailable only its keys move. Requests without a key: fewest in flight.
+    case consistentHash = "consistent_hash"
+}
+
 /// How autoglm talks to upstream engines (the `upstream:` section of the configuration).
 public struct UpstreamSettings: Sendable, Equatable {
     /// TCP connect limit per attempt.
@@ -26,11 +40,13 @@ public struct UpstreamSettings: Sendable, Equatable {
     /// Consecutive failed checks that mark an endpoint unhealthy, and passed checks that bring it back.
     public var unhealthyThreshold: Int
     public var healthyThreshold: Int
+    public var balance: UpstreamBalance
 
     public init(connectSeconds: Double = 5, firstByteSeconds: Double = 300, readSeconds: Double = 600, retries: Int = 2,
                 backoffSeconds: Double = 0.1, maxBackoffSeconds: Double = 2, breaker: CircuitBreaker.Settings = .init(),
                 healthIntervalSeconds: Double = 10, healthTimeoutSeconds: Double = 5, unhealthyThreshold: Int = 3,
-                healthyThreshold: Int = 2) {
+                healthyThreshold: Int = 2, balance: UpstreamBalance = .leastOutstanding) {
+        self.balance = balance
         self.connectSeconds = connectSeconds
         self.firstByteSeconds = firstByteSeconds
         self.readSeconds = readSeconds
@@ -199,17 +215,56 @@ public final class UpstreamPool: Sendable {
     }
 
     /// Picks and acquires an endpoint for one attempt, preferring ones not tried yet by this request.
-    func acquire(excluding tried: Set<Int>) -> Int? {
+    func acquire(excluding tried: Set<Int>, affinity: String? = nil) -> Int? {
         let now = Self.now()
         let start = cursor.add(1, ordering: .relaxed).newValue
-        let order = (0 ..< endpoints.count).map { (start + $0) % endpoints.count }
-        let candidates = order.filter { endpoints[$0].isAvailable(now: now) }
-            .sorted { (tried.contains($0) ? 1 : 0, endpoints[$0].inFlight) < (tried.contains($1) ? 1 : 0, endpoints[$1].inFlight) }
+        var random = SystemRandomNumberGenerator()
+        let candidates = Self.preference(available: endpoints.map { $0.isAvailable(now: now) }, inFlight: endpoints.map(\.inFlight),
+                                         keys: endpoints.map(\.endpoint.baseURL), tried: tried, balance: settings.balance,
+                                         start: start, affinity: affinity, random: &random)
         for index in candidates where endpoints[index].acquire(now: now) {
             metrics.setState(endpoints[index])
             return index
         }
         return nil
+    }
+
+    /// The available endpoints in the order to try them: endpoints this request already tried last,
+    /// the rest as `balance` says (`start`: the round-robin cursor; `keys`: what an endpoint's hash is
+    /// made of). Pure, for tests.
+    static func preference(available: [Bool], inFlight: [Int], keys: [String], tried: Set<Int>, balance: UpstreamBalance,
+                           start: Int, affinity: String?, random: inout some RandomNumberGenerator) -> [Int] {
+        let n = available.count
+        let order = (0 ..< n).map { (start + $0) % n }.filter { available[$0] }
+        let fresh = order.filter { !tried.contains($0) }, again = order.filter { tried.contains($0) }
+        func fewest(_ list: [Int]) -> [Int] { list.enumerated().sorted { (inFlight[$0.element], $0.offset) < (inFlight[$1.element], $1.offset) }.map(\.element) }
+        switch balance {
+        case .roundRobin:
+            return fresh + again
+        case .powerOfTwo where fresh.count >= 2:
+            let a = Int.random(in: 0 ..< fresh.count, using: &random)
+            var b = Int.random(in: 0 ..< fresh.count - 1, using: &random)
+            if b >= a { b += 1 }
+            let first = inFlight[fresh[b]] < inFlight[fresh[a]] ? fresh[b] : fresh[a]
+            return [first] + fewest(fresh.filter { $0 != first }) + fewest(again)
+        case .consistentHash where affinity != nil:
+            let key = affinity!
+            func rank(_ list: [Int]) -> [Int] { list.sorted { (Self.weight(key, keys[$0]), $0) > (Self.weight(key, keys[$1]), $1) } }
+            return rank(fresh) + rank(again)
+        default:
+            return fewest(fresh) + fewest(again)
+        }
+    }
+
+    /// A stable 64-bit hash of (key, endpoint) for rendezvous hashing (FNV-1a then a final mix, the
+    /// same in every process and replica, unlike Swift's seeded Hasher).
+    static func weight(_ key: String, _ endpoint: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in key.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        h = (h ^ 0xff) &* 0x100_0000_01b3
+        for byte in endpoint.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        h ^= h >> 33; h = h &* 0xff51_afd7_ed55_8ccd; h ^= h >> 33; h = h &* 0xc4ce_b9fe_1a85_ec53; h ^= h >> 33
+        return h
     }
 
     func finish(_ index: Int, _ verdict: UpstreamEndpointState.Verdict) {
