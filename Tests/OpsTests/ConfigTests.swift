@@ -162,6 +162,25 @@ struct ConfigTests {
         #expect(loaded.warnings.contains { $0.key == "server.host" })
     }
 
+    @Test("api_key_env: the upstream key comes from the environment; unset, or beside api_key, is an error")
+    func apiKeyFromEnvironment() {
+        let yaml = """
+            models:
+              - name: gpu
+                url: http://gpu-node:8000/v1
+                api_key_env: GPU_POOL_KEY
+            """
+        var env = Self.environment
+        env["GPU_POOL_KEY"] = "sk-from-env"
+        let loaded = load(yaml, environment: env)
+        #expect(loaded.issues.filter { $0.severity == .error }.isEmpty)
+        #expect(loaded.config.models[0].apiKey == "sk-from-env")
+        let unset = load(yaml)
+        #expect(unset.issues.contains { $0.key == "models[0].api_key_env" && $0.description.contains("GPU_POOL_KEY is not set") })
+        let both = load(yaml + "\n    api_key: sk-inline", environment: env)
+        #expect(both.issues.contains { $0.key == "models[0].api_key_env" && $0.description.contains("not both") })
+    }
+
     @Test("--model picks a configured model, a path, a URL or a local name; an unknown name is an error")
     func modelOverride() throws {
         let file = """

@@ -129,7 +129,7 @@ extension AutoGLMConfig {
         } else {
             models = modelObjects.map { m in
                 var model = Model(name: m["name"]?.stringValue ?? "", path: m["path"]?.stringValue, url: m["url"]?.stringValue,
-                      apiKey: m["api_key"]?.stringValue, sha256: m["sha256"]?.stringValue,
+                      apiKey: m["api_key"]?.stringValue ?? m["api_key_env"]?.stringValue.flatMap { environment[$0] }, sha256: m["sha256"]?.stringValue,
                       contextLength: m["context_length"]?.intValue, threads: m["threads"]?.intValue,
                       kvMemoryBudgetBytes: m["kv_memory_budget"]?.intValue, maxSequences: m["max_sequences"]?.intValue ?? 8,
                       kvType: m["kv_type"]?.stringValue ?? "f16", device: Model.Device(rawValue: m["device"]?.stringValue ?? "cpu") ?? .cpu,

@@ -347,6 +347,15 @@ struct LoadState {
                                               message: "'\(text)' is not an http:// or https:// URL", allowed: ConfigType.url.allowed))
                 }
             }
+            if let variable = m["api_key_env"]?.stringValue {
+                if m["api_key"] != nil {
+                    issues.append(ConfigIssue(.error, .conflict, key: "\(key).api_key_env", origin: origins["\(key).api_key_env"] ?? where_,
+                                              message: "give either api_key or api_key_env, not both"))
+                } else if (environment[variable] ?? "").isEmpty {
+                    issues.append(ConfigIssue(.error, .missingKey, key: "\(key).api_key_env", origin: origins["\(key).api_key_env"] ?? where_,
+                                              message: "the environment variable \(variable) is not set (or empty): export it with the upstream's API key"))
+                }
+            }
             if let fallback = m["fallback"]?.stringValue {
                 let names = models.compactMap { $0.objectValue?["name"]?.stringValue }
                 if fallback == m["name"]?.stringValue || !names.contains(fallback) {
