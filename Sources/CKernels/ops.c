@@ -88,6 +88,7 @@ typedef struct {
     int block_size, heads, kv_heads, head_dim;
     float scale;
     const int64_t *tile_start;  // tiles + 1 token indices
+    int64_t tiles;
     int isa;
 } attention_job;
 
@@ -487,8 +488,7 @@ AT2 static void values_avx2(const attention_rows *rows, const float *vf, int64_t
 static void attention_task(void *raw, int64_t index, int thread) {
     (void)thread;
     const attention_job *job = raw;
-    const int64_t tiles = job->tile_start[-1];
-    const int64_t tile = tiles - 1 - index / job->kv_heads;  // the last (longest) tiles first: less idle time at the end
+    const int64_t tile = job->tiles - 1 - index / job->kv_heads;  // the last (longest) tiles first: less idle time at the end
     const int kvh = (int)(index % job->kv_heads);
     const int group = job->heads / job->kv_heads, hd = job->head_dim, bs = job->block_size;
     const int64_t t0 = job->tile_start[tile], t1 = job->tile_start[tile + 1];
@@ -571,15 +571,11 @@ static void attention_task(void *raw, int64_t index, int thread) {
 int ag_kv_store_strided(int kv_type, const float *src, void *dst, int64_t n, int64_t stride) {
     if (stride == 1) return ag_kv_store(kv_type, src, dst, n);
     const size_t eb = kv_element_bytes(kv_type);
-    uint16_t buffer[256];
-    float wide[64];
+    uint16_t buffer[64];
     for (int64_t i0 = 0; i0 < n; i0 += 64) {
         const int64_t m = n - i0 < 64 ? n - i0 : 64;
-        const void *converted;
-        if (kv_type == AG_TYPE_F32) {
-            memcpy(wide, src + i0, (size_t)m * sizeof(float));
-            converted = wide;
-        } else {
+        const void *converted = src + i0;  // float32: scattered as is
+        if (kv_type != AG_TYPE_F32) {
             if (ag_kv_store(kv_type, src + i0, buffer, m) != 0) return -1;
             converted = buffer;
         }
@@ -620,18 +616,16 @@ int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, in
     // Tiles: runs of consecutive tokens of one sequence (same block table), at most 64 query rows each.
     const int group = heads / kv_heads;
     const int64_t per_tile = AG_ATTENTION_MAX_ROWS / group;
-    int64_t *storage = malloc((size_t)(tokens + 2) * sizeof(int64_t));
-    if (!storage) return -1;
-    int64_t *tile_start = storage + 1;  // tile_start[-1]: the number of tiles
+    int64_t *tile_start = malloc((size_t)(tokens + 1) * sizeof(int64_t));
+    if (!tile_start) return -1;
     int64_t tiles = 0;
     for (int64_t t = 0; t < tokens; t++) {
         if (t == 0 || table_offsets[t] != table_offsets[t - 1] || t - tile_start[tiles - 1] >= per_tile) tile_start[tiles++] = t;
     }
     tile_start[tiles] = tokens;
-    tile_start[-1] = tiles;
     attention_job job = {q, q_stride, out, out_stride, positions, block_tables, table_offsets,
-                         kv_type, k_arena, v_arena, block_size, heads, kv_heads, head_dim, scale, tile_start, ag_isa_active()};
+                         kv_type, k_arena, v_arena, block_size, heads, kv_heads, head_dim, scale, tile_start, tiles, ag_isa_active()};
     ag_pool_run(pool, attention_task, &job, tiles * kv_heads);
-    free(storage);
+    free(tile_start);
     return 0;
 }

@@ -1,27 +1,16 @@
 import Foundation
 @testable import Server
+import TestSupport
 import Testing
 
 /// The endpoint order of each balancing strategy (`UpstreamPool.preference`), without a network.
 @Suite("Upstream load balancing")
 struct UpstreamBalanceTests {
-    /// A seeded generator so the random choices of power-of-two are repeatable.
-    struct Seeded: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let keys = (0 ..< 5).map { "http://gpu-\($0):8000/v1" }
 
     static func order(_ balance: UpstreamBalance, available: [Bool] = Array(repeating: true, count: 5), inFlight: [Int] = [0, 0, 0, 0, 0],
                       tried: Set<Int> = [], start: Int = 0, affinity: String? = nil, seed: UInt64 = 1) -> [Int] {
-        var random = Seeded(state: seed)
+        var random = SeededRandom(seed: seed)
         return UpstreamPool.preference(available: available, inFlight: inFlight, keys: keys, tried: tried, balance: balance,
                                        start: start, affinity: affinity, random: &random)
     }
