@@ -153,8 +153,6 @@ public struct ServerRoutes: Sendable {
         return router
     }
 
-    /// Sends a generation request to its model: the local engine, or the upstream pool (and, when no
-    /// endpoint of that pool can take it, to its configured fallback model).
     /// The key consistent-hash balancing keeps on one endpoint: the X-Session-Id header, else the bearer
     /// API key (the body's `user`, when present, is preferred in `dispatch`).
     static func affinity(_ request: Request) -> String? {
@@ -163,6 +161,8 @@ public struct ServerRoutes: Sendable {
         return nil
     }
 
+    /// Sends a generation request to its model: the local engine, or the upstream pool (and, when no
+    /// endpoint of that pool can take it, to its configured fallback model).
     static func dispatch(_ body: JSON, path: String, registry: ModelRegistry, affinity: String? = nil, context: ServerContext,
                          job: (JSON) throws(APIError) -> CompletionsAPI.Job,
                          local: (CompletionsAPI.Job) async throws -> Response) async throws -> Response {
