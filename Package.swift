@@ -35,6 +35,9 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])],
             linkerSettings: [.linkedLibrary("pthread")]
         ),
+        // The serving vocabulary and the model-free scheduling policy: generation requests and events,
+        // the backend protocol the server talks to, the KV block manager. No model, no HTTP.
+        .target(name: "Serving", dependencies: ["InferenceCore"], swiftSettings: swiftSettings),
         .target(name: "GGUF", swiftSettings: swiftSettings),
         // Hugging Face safetensors files and model directories (mmap'd like GGUF).
         .target(name: "SafeTensors", dependencies: ["GGUF"], swiftSettings: swiftSettings),
@@ -45,11 +48,11 @@ let package = Package(
             dependencies: ["InferenceCore", "GGUF", "Kernels", "SafeTensors"],
             swiftSettings: swiftSettings
         ),
-        // Drives a model for one user: generation sessions, stop strings, perplexity. (The server's
-        // scheduler loop joins it later.)
+        // Drives the engine: the serving engine loop (Scheduler), the output processor, the local
+        // backend and its assembly, generation sessions for the CLI, stop strings, perplexity.
         .target(
             name: "Runtime",
-            dependencies: ["Engine", "Tokenizer", "InferenceCore", "GGUF", "SafeTensors", "Kernels"],
+            dependencies: ["Engine", "Tokenizer", "InferenceCore", "GGUF", "SafeTensors", "Kernels", "Serving"],
             swiftSettings: swiftSettings
         ),
         // Operations tools: memory planner, configuration, doctor, model store. The CLI only parses.
@@ -58,12 +61,12 @@ let package = Package(
             dependencies: ["GGUF", "InferenceCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
-        // The HTTP server: OpenAI-compatible routes over Hummingbird, the continuous-batching scheduler
-        // loop, metrics and lifecycle.
+        // The HTTP server: OpenAI-compatible routes over Hummingbird, the upstream gateway, metrics and
+        // lifecycle. It sees local models only through Serving's `InferenceBackend`: no engine import.
         .target(
             name: "Server",
             dependencies: [
-                "Runtime", "Engine", "Tokenizer", "GGUF", "InferenceCore", "Ops",
+                "Serving", "InferenceCore", "Ops",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -98,12 +101,13 @@ let package = Package(
         .target(name: "TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "GGUF", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Engine", "Tokenizer", "GGUF", "SafeTensors", "Kernels", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Serving", "Engine", "Tokenizer", "GGUF", "SafeTensors", "Kernels", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "Server", "Runtime", "Engine", "Tokenizer", "InferenceCore", "TestSupport",
+                "Server", "Serving", "Runtime", "Engine", "Tokenizer", "InferenceCore", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

@@ -75,10 +75,11 @@ struct ServeCommand: AsyncParsableCommand {
         // --upstream without --model (or a models list): serve the upstreams only, not the implicit default model.
         if !flagUpstreams.isEmpty && loaded.document["models"] == nil { config.models = [] }
 
+        let logging = config.logging
         LoggingSystem.bootstrap { label in
-            var handler: any LogHandler = config.logging.format == "json"
+            var handler: any LogHandler = logging.format == "json"
                 ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
-            handler.logLevel = Logger.Level(rawValue: config.logging.level) ?? .info
+            handler.logLevel = Logger.Level(rawValue: logging.level) ?? .info
             return handler
         }
         let logger = Logger(label: "autoglm")
@@ -106,28 +107,19 @@ struct ServeCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var served: [ServedModel] = []
         var metrics: [String: ServerMetrics] = [:]
-        var upstreamModels: [UpstreamModel] = []
         for model in config.models {
-            guard let path = model.path else {
-                let urls = (model.url.map { [$0] } ?? []) + model.urls
-                upstreamModels.append(UpstreamModel(name: model.name, upstreamName: model.upstreamModel,
-                                                    endpoints: urls.map { UpstreamModel.Endpoint(baseURL: $0, apiKey: model.apiKey) },
-                                                    fallback: model.fallback, contextLength: model.contextLength))
-                continue
-            }
+            guard let path = model.path else { continue }
             let m = try load(model, path: path, config: config, registry: registry, logger: logger)
             served.append(m.0)
             metrics[m.0.name] = m.1
         }
-        for (name, url) in flagUpstreams {
-            if let i = upstreamModels.firstIndex(where: { $0.name == name }) {
-                upstreamModels[i].endpoints.append(UpstreamModel.Endpoint(baseURL: url))
-            } else if served.contains(where: { $0.name == name }) {
-                printError("error: --upstream \(name)=... names a local model; give the upstream another name.")
-                throw ExitCode(1)
-            } else {
-                upstreamModels.append(UpstreamModel(name: name, endpoints: [UpstreamModel.Endpoint(baseURL: url)]))
-            }
+        let upstreamModels: [UpstreamModel]
+        do throws(UpstreamNameClash) {
+            upstreamModels = try UpstreamModel.assemble(configured: config.models, flags: flagUpstreams.map { ($0.0, $0.1) },
+                                                        localNames: Set(served.map(\.name)))
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
         }
         guard !served.isEmpty || !upstreamModels.isEmpty else {
             printError("error: no model to serve. Give --model PATH|NAME, --upstream NAME=URL, or models[] in the configuration.")
@@ -135,12 +127,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var gateway: UpstreamGateway?
         if !upstreamModels.isEmpty {
-            let u = config.upstream
-            let settings = UpstreamSettings(
-                connectSeconds: u.connectSeconds, firstByteSeconds: u.firstByteSeconds, readSeconds: u.readSeconds, retries: u.retries,
-                breaker: CircuitBreaker.Settings(failureThreshold: u.failureThreshold, openSeconds: u.openSeconds),
-                healthIntervalSeconds: u.healthIntervalSeconds, balance: UpstreamBalance(rawValue: u.balance) ?? .leastOutstanding)
-            gateway = UpstreamGateway(models: upstreamModels, settings: settings, registry: registry)
+            gateway = UpstreamGateway(models: upstreamModels, settings: UpstreamSettings(configuration: config.upstream), registry: registry)
             for m in upstreamModels {
                 logger.info("upstream model", metadata: [
                     "model": .string(m.name), "upstream_model": .string(m.upstreamName ?? m.name),
@@ -149,14 +136,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
         }
         let order = config.models.map(\.name) + flagUpstreams.map(\.0)
-        var serverOptions = ServerOptions(
-            host: config.server.host, port: config.server.port, apiKeys: config.server.apiKeys,
-            requestTimeoutSeconds: config.server.timeouts.requestSeconds > 0 ? config.server.timeouts.requestSeconds : nil,
-            drainSeconds: config.server.drainSeconds, idleTimeoutSeconds: config.server.timeouts.idleSeconds,
-            metricsPath: config.metrics.enabled ? (config.metrics.path.isEmpty ? "/metrics" : config.metrics.path) : nil,
-            firstTokenTimeoutSeconds: config.server.timeouts.firstTokenSeconds > 0 ? config.server.timeouts.firstTokenSeconds : nil,
-            maxConcurrentRequests: config.limits.maxConcurrentRequests, requestsPerMinute: config.limits.requestsPerMinute)
-        serverOptions.tls = tls
+        let serverOptions = ServerOptions(configuration: config, tls: tls)
         let scheme = tls == nil ? "http" : "https"
         do {
             let names = (served.map(\.name) + upstreamModels.map(\.name)).joined(separator: ",")
@@ -190,38 +170,27 @@ struct ServeCommand: AsyncParsableCommand {
         if let report = loaded.conversion {
             logger.info("converted a Hugging Face directory in memory", metadata: ["summary": .string(report.summary)])
         }
-        let engine = loaded.model
-        let tokenizer = loaded.tokenizer
-        let contextLength = min(context ?? model.contextLength ?? engine.configuration.contextLength, engine.configuration.contextLength)
-        let sequences = maxSequences ?? model.maxSequences
-        let kvCacheType = try ModelOptions.kvCacheType(kvType, fallback: model.kvType)
-        let bytesPerToken = PagedKVCache.bytesPerToken(engine.configuration, elementType: kvCacheType)
-        let budgetBytes: Int
+        var settings = LocalServingSettings(
+            contextLength: context ?? model.contextLength, maxSequences: maxSequences ?? model.maxSequences,
+            maxBatchTokens: maxBatchTokens, maxQueue: config.limits.maxQueue,
+            kvType: try ModelOptions.kvCacheType(kvType, fallback: model.kvType), kvMemoryBytes: model.kvMemoryBudgetBytes,
+            prefixCaching: !noPrefixCaching)
         if let kvMemory {
             guard let bytes = Self.parseSize(kvMemory) else { throw ValidationError("--kv-memory: '\(kvMemory)' is not a size (e.g. 512MiB, 2GB).") }
-            budgetBytes = bytes
-        } else if let configured = model.kvMemoryBudgetBytes {
-            budgetBytes = configured
-        } else {
-            budgetBytes = min(contextLength * sequences * bytesPerToken, 1 << 30)
+            settings.kvMemoryBytes = bytes
         }
-        let cacheTokens = max(contextLength > 0 ? min(contextLength, 256) : 256, budgetBytes / bytesPerToken)
         let metrics = ServerMetrics(registry: registry, model: model.name)
-        let scheduler = Scheduler(
-            model: engine, tokenizer: tokenizer,
-            configuration: SchedulerConfiguration(maxSequences: sequences, maxBatchTokens: maxBatchTokens,
-                                                  maxQueue: config.limits.maxQueue, cacheTokens: cacheTokens, prefixCaching: !noPrefixCaching,
-                                                  kvType: kvCacheType),
-            contextLength: contextLength, observer: metrics)
-        let served = ServedModel(name: model.name, scheduler: scheduler, maxTokensLimit: config.limits.maxTokens,
+        let backend = LocalBackend(model: loaded.model, tokenizer: loaded.tokenizer, settings: settings, observer: metrics)
+        let served = ServedModel(name: model.name, backend: backend, maxTokensLimit: config.limits.maxTokens,
                                  maxPromptTokens: config.limits.maxPromptTokens)
+        let scheduler = backend.scheduler
         logger.info("model loaded", metadata: [
-            "model": .string(model.name), "path": .string(path), "architecture": .string(engine.configuration.architecture),
-            "threads": .stringConvertible(threadCount), "context": .stringConvertible(contextLength),
-            "max_sequences": .stringConvertible(sequences), "kv_cache_tokens": .stringConvertible(scheduler.cacheTokenCapacity),
+            "model": .string(model.name), "path": .string(path), "architecture": .string(loaded.model.configuration.architecture),
+            "threads": .stringConvertible(threadCount), "context": .stringConvertible(scheduler.contextLength),
+            "max_sequences": .stringConvertible(settings.maxSequences), "kv_cache_tokens": .stringConvertible(scheduler.cacheTokenCapacity),
             "kv_cache_mib": .string(String(format: "%.0f", Double(scheduler.cacheBytes) / 1048576)),
-            "kv_type": .string(kvCacheType.rawValue),
-            "chat_template": .string(served.formatter.fallbackReason ?? "the model's own"),
+            "kv_type": .string(settings.kvType.rawValue),
+            "chat_template": .string(backend.formatter.fallbackReason ?? "the model's own"),
         ])
         return (served, metrics)
     }

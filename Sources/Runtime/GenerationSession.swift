@@ -1,6 +1,7 @@
 public import Engine
 public import Kernels
 public import InferenceCore
+import Serving
 public import Tokenizer
 
 /// What one generation did, with the timings the CLI and benchmarks report.
@@ -81,36 +82,29 @@ public final class GenerationSession {
         var logits = try run(pending)
         summary.prefillSeconds = (clock.now - prefillStart).seconds
 
-        var sampler = Sampler(sampling)
-        var detokenizer = IncrementalDetokenizer(tokenizer: tokenizer, renderSpecial: false)
-        var stopMatcher = StopStringMatcher(stop.stopStrings)
-        let endOfGeneration = tokenizer.endOfGenerationIDs.union(stop.stopTokens)
-        let promptHistory = Array(tokens[..<tokens.count])
+        var output = OutputProcessor(tokenizer: tokenizer, sampling: sampling, stop: stop, prompt: tokens,
+                                     room: capacity - tokens.count)
         let decodeStart = clock.now
-        var generated: [Int] = []
         summary.finishReason = .length
-        while generated.count < stop.maxTokens {
-            let next = sampler.sample(logits, prompt: promptHistory, generated: generated)
-            generated.append(next.id)
-            tokens.append(next.id)
-            let mayStop = generated.count > stop.minTokens
-            if endOfGeneration.contains(next.id) && !stop.ignoreEOS && mayStop {
-                summary.finishReason = .stop
-                break
+        generation: while stop.maxTokens > 0 {
+            switch output.next(logits) {
+            case .end(let reason):
+                tokens.append(output.generated.last!)
+                summary.finishReason = reason
+                break generation
+            case .token(let token, let finish):
+                tokens.append(token.id)
+                if !token.text.isEmpty { onText(token.text) }
+                if let finish {
+                    summary.finishReason = finish
+                    break generation
+                }
+                logits = try run([token.id])
             }
-            let text = stopMatcher.feed(detokenizer.append(next.id))
-            if !text.isEmpty { onText(text) }
-            if stopMatcher.isStopped && mayStop {
-                summary.finishReason = .stop
-                break
-            }
-            if generated.count == stop.maxTokens || tokens.count >= capacity { break }
-            logits = try run([next.id])
         }
-        let tail = stopMatcher.feed(detokenizer.finish())
+        let tail = output.finish(summary.finishReason)
         if !tail.isEmpty { onText(tail) }
-        let rest = stopMatcher.flush()
-        if !rest.isEmpty { onText(rest) }
+        let generated = output.generated
         summary.decodeSeconds = (clock.now - decodeStart).seconds
         summary.generatedTokens = generated.count
         summary.generatedIDs = generated

@@ -1,8 +1,6 @@
-import Engine
 import Foundation
 import InferenceCore
-import Runtime
-import Tokenizer
+import Serving
 
 /// The generation endpoints: chat completions, completions and the native /generate, each in
 /// one-shot JSON or as server-sent events.
@@ -64,11 +62,11 @@ struct CompletionsAPI: Sendable {
         let addGenerationPrompt = try r.bool("add_generation_prompt") ?? true
         let text: String
         do {
-            text = try model.formatter.render(messageValues: messages, extra: extra, addGenerationPrompt: addGenerationPrompt)
+            text = try model.backend.renderChat(messages, extra: extra, addGenerationPrompt: addGenerationPrompt)
         } catch {
             throw .invalidRequest("The chat template of '\(model.name)' rejected these messages: \(error)", param: "messages")
         }
-        let tokens = model.formatter.tokens(forRendered: text)
+        let tokens = model.backend.tokens(forRenderedChat: text)
         let logprobs = try r.bool("logprobs") ?? false
         let top = try r.integer("top_logprobs", in: 0 ... 20) ?? 0
         if top > 0 && !logprobs { throw .invalidRequest("'top_logprobs' needs 'logprobs': true.", param: "top_logprobs") }
@@ -142,8 +140,8 @@ struct CompletionsAPI: Sendable {
         func ids(_ items: [JSON]) throws(APIError) -> [Int] {
             var out: [Int] = []
             for item in items {
-                guard case .number(let d) = item, d == d.rounded(), d >= 0, d < Double(model.scheduler.model.configuration.vocabularySize) else {
-                    throw .invalidRequest("'prompt' token ids must be integers in 0..<\(model.scheduler.model.configuration.vocabularySize).", param: "prompt")
+                guard case .number(let d) = item, d == d.rounded(), d >= 0, d < Double(model.backend.vocabularySize) else {
+                    throw .invalidRequest("'prompt' token ids must be integers in 0..<\(model.backend.vocabularySize).", param: "prompt")
                 }
                 out.append(Int(d))
             }
@@ -151,18 +149,18 @@ struct CompletionsAPI: Sendable {
         }
         switch promptValue {
         case .string(let s):
-            prompts = [Prompt(tokens: model.tokenizer.encode(s, addSpecial: addSpecial, parseSpecial: true), text: s)]
+            prompts = [Prompt(tokens: model.backend.encode(s, addSpecial: addSpecial), text: s)]
         case .array(let items) where items.allSatisfy({ if case .number = $0 { return true } else { return false } }):
             let t = try ids(items)
-            prompts = [Prompt(tokens: t, text: model.tokenizer.decode(t))]
+            prompts = [Prompt(tokens: t, text: model.backend.decode(t))]
         case .array(let items):
             for item in items {
                 switch item {
                 case .string(let s):
-                    prompts.append(Prompt(tokens: model.tokenizer.encode(s, addSpecial: addSpecial, parseSpecial: true), text: s))
+                    prompts.append(Prompt(tokens: model.backend.encode(s, addSpecial: addSpecial), text: s))
                 case .array(let inner):
                     let t = try ids(inner)
-                    prompts.append(Prompt(tokens: t, text: model.tokenizer.decode(t)))
+                    prompts.append(Prompt(tokens: t, text: model.backend.decode(t)))
                 default:
                     throw .invalidRequest("'prompt' must be a string, a list of strings, a list of token ids, or a list of such lists.", param: "prompt")
                 }
@@ -222,10 +220,10 @@ struct CompletionsAPI: Sendable {
                     topLogprobs: job.topLogprobs, deadline: deadline, firstTokenDeadline: firstTokenDeadline,
                     promptLogprobs: promptLogprobs, choice: index)
                 do {
-                    let events = try job.model.scheduler.submit(request)
+                    let events = try job.model.backend.submit(request)
                     choices.append(Choice(index: index, prompt: prompt, requestID: requestID, events: events))
                 } catch {
-                    for c in choices { job.model.scheduler.cancel(c.requestID) }
+                    for c in choices { job.model.backend.cancel(c.requestID) }
                     throw Self.apiError(error)
                 }
             }

@@ -1,5 +1,5 @@
 import InferenceCore
-import Runtime
+import Serving
 
 /// The sampling and stopping fields shared by chat, completions and /generate, read and checked.
 ///

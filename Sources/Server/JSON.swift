@@ -1,6 +1,5 @@
 import Foundation
 import InferenceCore
-import Tokenizer
 
 /// A JSON document as the API reads and writes it. Objects keep their keys in order so that the
 /// responses look like OpenAI's (id, object, created, model, choices, usage) and tests can compare text.

@@ -1,11 +1,10 @@
-import Engine
 import Foundation
 public import Hummingbird
 import Logging
 import NIOCore
 public import Prometheus
-import Runtime
-import Tokenizer
+import InferenceCore
+import Serving
 
 /// The models this server answers for: local engines and upstream pools. The first named in the
 /// configuration is the default when a request names none.
@@ -50,7 +49,7 @@ public struct ModelRegistry: Sendable {
     /// Whether every model can take requests: local schedulers admitting, each upstream model with an
     /// available endpoint.
     var isReady: Bool {
-        models.allSatisfy { $0.scheduler.isAcceptingRequests }
+        models.allSatisfy { $0.backend.isAcceptingRequests }
             && (upstreams.map { g in g.isAcceptingRequests && g.pools.allSatisfy(\.hasAvailableEndpoint) } ?? true)
     }
 }
@@ -94,13 +93,13 @@ public struct ServerRoutes: Sendable {
         router.get("/health") { _, _ in Self.json(.object([("status", .string("ok"))])) }
         router.get("/ready") { _, _ in
             if registry.isReady { return Self.json(.object([("status", .string("ready")), ("models", .array(registry.names.map { .string($0) }))])) }
-            let draining = !registry.models.allSatisfy { $0.scheduler.isAcceptingRequests } || !(registry.upstreams?.isAcceptingRequests ?? true)
+            let draining = !registry.models.allSatisfy { $0.backend.isAcceptingRequests } || !(registry.upstreams?.isAcceptingRequests ?? true)
             if draining { return APIError.unavailable("The server is shutting down.", retryAfter: 5).response() }
             let down = registry.upstreams?.pools.filter { !$0.hasAvailableEndpoint }.map { "\($0.model.name): \($0.unavailableReasons)" } ?? []
             return APIError.unavailable("Not ready: no endpoint available for \(down.joined(separator: "; ")).", retryAfter: 5).response()
         }
         if let metricsPath { router.get(RouterPath(metricsPath)) { _, _ in
-            for model in registry.models { metrics[model.name]?.update(model.scheduler.currentStatistics) }
+            for model in registry.models { metrics[model.name]?.update(model.backend.statistics) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: prometheus.emitToBuffer())))
         } }
@@ -201,7 +200,7 @@ public struct ServerRoutes: Sendable {
         return try await withTaskCancellationHandler {
             json(try await api.complete(job, choices: choices))
         } onCancel: {
-            for c in choices { job.model.scheduler.cancel(c.requestID) }
+            for c in choices { job.model.backend.cancel(c.requestID) }
         }
     }
 
@@ -231,20 +230,20 @@ public struct ServerRoutes: Sendable {
             for (i, m) in list.enumerated() { values.append(try CompletionsAPI.chatMessage(m, index: i)) }
             let text: String
             do {
-                text = try model.formatter.render(messageValues: values, addGenerationPrompt: try r.bool("add_generation_prompt") ?? true)
+                text = try model.backend.renderChat(values, extra: [:], addGenerationPrompt: try r.bool("add_generation_prompt") ?? true)
             } catch {
                 throw .invalidRequest("The chat template rejected these messages: \(error)", param: "messages")
             }
-            tokens = model.formatter.tokens(forRendered: text)
+            tokens = model.backend.tokens(forRenderedChat: text)
         } else if let text = try Self.firstString(r, "prompt", "content") {
-            tokens = model.tokenizer.encode(text, addSpecial: try r.bool("add_special_tokens") ?? true, parseSpecial: true)
+            tokens = model.backend.encode(text, addSpecial: try r.bool("add_special_tokens") ?? true)
         } else {
             throw .invalidRequest("Give 'prompt' (text) or 'messages' to tokenize.", param: "prompt")
         }
         var fields: [(String, JSON)] = [("tokens", .array(tokens.map { .int($0) })), ("count", .int(tokens.count)),
                                         ("max_model_len", .int(model.contextLength))]
         if try r.bool("return_token_strs") ?? false {
-            fields.append(("token_strs", .array(tokens.map { .string(model.tokenizer.token(for: $0) ?? "") })))
+            fields.append(("token_strs", .array(tokens.map { .string(model.backend.piece(of: $0) ?? "") })))
         }
         return .object(fields)
     }
@@ -260,7 +259,7 @@ public struct ServerRoutes: Sendable {
         guard case .array(let items)? = r.value("tokens") else {
             throw .invalidRequest("'tokens' is required: a list of token ids.", param: "tokens")
         }
-        let size = model.scheduler.model.configuration.vocabularySize
+        let size = model.backend.vocabularySize
         var ids: [Int] = []
         for item in items {
             guard case .number(let d) = item, d == d.rounded(), d >= 0, d < Double(size) else {
@@ -268,7 +267,7 @@ public struct ServerRoutes: Sendable {
             }
             ids.append(Int(d))
         }
-        let text = model.tokenizer.decode(ids)
+        let text = model.backend.decode(ids)
         return .object([("prompt", .string(text)), ("content", .string(text))])
     }
 }

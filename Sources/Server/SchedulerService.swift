@@ -1,26 +1,26 @@
-public import Runtime
+public import Serving
 public import ServiceLifecycle
 
-/// Runs the models' schedulers for the service group. On graceful shutdown (SIGTERM) it stops
+/// Runs the local models' backends for the service group. On graceful shutdown (SIGTERM) it stops
 /// admitting (readiness turns 503, new requests get 503) and waits for every accepted request to
 /// finish before the HTTP server closes; the group's drain timeout bounds the wait.
 public struct SchedulerService: Service {
-    public let schedulers: [Scheduler]
+    public let backends: [any InferenceBackend]
 
-    public init(schedulers: [Scheduler]) {
-        self.schedulers = schedulers
+    public init(backends: [any InferenceBackend]) {
+        self.backends = backends
     }
 
     public func run() async throws {
-        for s in schedulers { s.start() }
+        for b in backends { b.start() }
         // Wait for the shutdown signal (or cancellation), then drain.
         try? await gracefulShutdown()
-        for s in schedulers { s.beginDraining() }
+        for b in backends { b.beginDraining() }
         await withTaskCancellationHandler {
-            for s in schedulers { await s.waitUntilIdle() }
+            for b in backends { await b.waitUntilIdle() }
         } onCancel: {
-            for s in schedulers { s.shutdown() }
+            for b in backends { b.shutdown() }
         }
-        for s in schedulers { s.shutdown() }
+        for b in backends { b.shutdown() }
     }
 }

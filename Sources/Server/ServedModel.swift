@@ -1,32 +1,25 @@
-public import Engine
 import Foundation
-import InferenceCore
-public import Runtime
-public import Tokenizer
+public import Serving
 
-/// A model the server answers for: its engine behind a scheduler, its tokenizer and chat template.
+/// A model the server answers for: a name, a backend (autoglm's engine) and the server's limits.
 public final class ServedModel: Sendable {
     public let name: String
-    public let scheduler: Scheduler
-    public let tokenizer: Tokenizer
-    public let formatter: ChatPromptFormatter
+    public let backend: any InferenceBackend
     /// Most tokens one request may generate (limits.max_tokens).
     public let maxTokensLimit: Int
     /// Longest prompt accepted (limits.max_prompt_tokens, else the context).
     public let maxPromptTokens: Int
     public let created: Int
 
-    public init(name: String, scheduler: Scheduler, maxTokensLimit: Int, maxPromptTokens: Int? = nil) {
+    public init(name: String, backend: any InferenceBackend, maxTokensLimit: Int, maxPromptTokens: Int? = nil) {
         self.name = name
-        self.scheduler = scheduler
-        tokenizer = scheduler.tokenizer
-        formatter = ChatPromptFormatter(tokenizer: scheduler.tokenizer)
+        self.backend = backend
         self.maxTokensLimit = max(1, maxTokensLimit)
-        self.maxPromptTokens = min(maxPromptTokens ?? scheduler.contextLength, scheduler.contextLength)
+        self.maxPromptTokens = min(maxPromptTokens ?? backend.contextLength, backend.contextLength)
         created = Int(Date().timeIntervalSince1970)
     }
 
-    public var contextLength: Int { scheduler.contextLength }
+    public var contextLength: Int { backend.contextLength }
 
     /// max_tokens for a request: what the client asked for (checked against the context, with the
     /// numbers in the error), else as much as the context leaves, capped by the server's limit.
@@ -54,5 +47,5 @@ public final class ServedModel: Sendable {
     }
 
     /// Token text for logprobs: the piece as the client will see it.
-    func tokenText(_ id: Int) -> String { tokenizer.decode([id]) }
+    func tokenText(_ id: Int) -> String { backend.decode([id]) }
 }

@@ -6,8 +6,8 @@ public import Logging
 import NIOCore
 import NIOSSL
 import Prometheus
-public import Runtime
-public import ServiceLifecycle
+import Serving
+import ServiceLifecycle
 import UnixSignals
 
 /// How the HTTP side runs: address, keys, timeouts.
@@ -86,7 +86,7 @@ public enum AutoGLMServer {
         // requests finish), then the HTTP server closes its listener and connections.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: app),
-            .init(service: SchedulerService(schedulers: models.map(\.scheduler))),
+            .init(service: SchedulerService(backends: models.map(\.backend))),
         ]
         if let upstreams { services.append(.init(service: UpstreamService(gateway: upstreams, logger: logger))) }
         var configuration = ServiceGroupConfiguration(

@@ -1,6 +1,6 @@
 import Foundation
 public import Prometheus
-public import Runtime
+public import Serving
 
 /// The server's Prometheus metrics, named as vLLM names them (`vllm:` becomes `autoglm:`) so that
 /// existing dashboards and alerts carry over; labelled by `model_name`. Counters carry the

@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 import InferenceCore
 import NIOCore
-import Runtime
+import Serving
 
 extension CompletionsAPI {
     /// The response body of a streamed job: server-sent events in OpenAI's chunk shapes, ending in
@@ -79,7 +79,7 @@ extension CompletionsAPI {
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                 try await writer.finish(nil)
             } catch {
-                for c in choices { job.model.scheduler.cancel(c.requestID) }
+                for c in choices { job.model.backend.cancel(c.requestID) }
                 throw error
             }
         }

@@ -3,6 +3,7 @@ import Foundation
 import GGUF
 import InferenceCore
 import Runtime
+import Serving
 import TestSupport
 import Testing
 import Tokenizer

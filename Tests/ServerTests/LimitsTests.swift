@@ -6,6 +6,7 @@ import NIOCore
 import Runtime
 @testable import Server
 import TestSupport
+import Serving
 import Testing
 
 /// limits.max_concurrent_requests, limits.requests_per_minute, server.timeouts.first_token and
@@ -66,16 +67,16 @@ extension ServerTests {
     @Test("through the router: a second request in flight gets 429 while the first holds the only slot; metrics can be off")
     func routerLimits() async throws {
         let h = try ServerTests.harness(start: false, options: ServerOptions(metricsPath: nil, maxConcurrentRequests: 1))
-        defer { h.model.scheduler.shutdown() }
+        defer { h.model.backend.shutdown() }
         try await h.app.test(.router) { client in
             async let first = ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":2}"#)
             // The first request waits in the (stopped) scheduler's queue, holding the slot.
-            try await ServerTests.waitUntil("the first request is queued") { h.model.scheduler.currentStatistics.waiting == 1 }
+            try await ServerTests.waitUntil("the first request is queued") { h.model.backend.statistics.waiting == 1 }
             let second = try await ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":2}"#)
             #expect(second.status == .tooManyRequests)
             #expect(second.headers[.retryAfter] == "1")
             #expect(try ServerTests.errorBody(second).string("code") == "too_many_concurrent_requests")
-            h.model.scheduler.start()
+            h.model.backend.start()
             #expect(try await first.status == .ok)
             let third = try await ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":2}"#)
             #expect(third.status == .ok)
@@ -87,15 +88,15 @@ extension ServerTests {
     @Test("first-token timeout: a request still queued when it passes is aborted")
     func firstTokenTimeout() async throws {
         let h = try ServerTests.harness(start: false, options: ServerOptions(firstTokenTimeoutSeconds: 1))
-        defer { h.model.scheduler.shutdown() }
+        defer { h.model.backend.shutdown() }
         try await h.app.test(.router) { client in
             async let response = ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":4}"#)
             // Its deadline runs from when it is queued (a loaded machine may take a while to get there):
             // wait until it is, then past the deadline (sleeping at least 1.5 s guarantees that), then
             // start the engine.
-            try await ServerTests.waitUntil("the request is queued") { h.model.scheduler.currentStatistics.waiting == 1 }
+            try await ServerTests.waitUntil("the request is queued") { h.model.backend.statistics.waiting == 1 }
             try await Task.sleep(for: .milliseconds(1500))
-            h.model.scheduler.start()
+            h.model.backend.start()
             let r = try await response
             #expect(r.status == .ok)
             let choice = try #require((try ServerTests.json(r)["choices"] as? [[String: Any]])?.first)
@@ -110,7 +111,7 @@ extension ServerTests {
     @Test("first-token timeout: a request that gets its first token in time runs to its end")
     func firstTokenTimeoutSparesStartedRequests() async throws {
         let h = try ServerTests.harness(options: ServerOptions(firstTokenTimeoutSeconds: 600))
-        defer { h.model.scheduler.shutdown() }
+        defer { h.model.backend.shutdown() }
         try await h.app.test(.router) { client in
             let ok = try await ServerTests.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":4,"ignore_eos":true}"#)
             let okChoice = try #require((try ServerTests.json(ok)["choices"] as? [[String: Any]])?.first)

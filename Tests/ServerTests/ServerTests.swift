@@ -10,6 +10,7 @@ import NIOCore
 import Prometheus
 import Runtime
 import Server
+import Serving
 import TestSupport
 import Testing
 import Tokenizer
@@ -26,6 +27,7 @@ struct ServerTests {
 
     struct Harness {
         let model: ServedModel
+        let tokenizer: Tokenizer
         let metrics: ServerMetrics
         let registry: PrometheusCollectorRegistry
         let app: any ApplicationProtocol
@@ -40,14 +42,14 @@ struct ServerTests {
                                   configuration: SchedulerConfiguration(maxSequences: 4, maxQueue: maxQueue, cacheTokens: 2048),
                                   contextLength: 512, observer: metrics)
         if start { scheduler.start() }
-        let served = ServedModel(name: "smol", scheduler: scheduler, maxTokensLimit: maxTokens)
+        let served = ServedModel(name: "smol", backend: LocalBackend(scheduler: scheduler), maxTokensLimit: maxTokens)
         var logger = Logger(label: "test")
         logger.logLevel = .error
         var serverOptions = options
         if !apiKeys.isEmpty { serverOptions.apiKeys = apiKeys }
         let app = try AutoGLMServer.application(models: [served], metrics: ["smol": metrics], registry: registry,
                                             options: serverOptions, logger: logger)
-        return Harness(model: served, metrics: metrics, registry: registry, app: app)
+        return Harness(model: served, tokenizer: tokenizer, metrics: metrics, registry: registry, app: app)
     }
 
     static func json(_ response: TestResponse) throws -> [String: Any] {
@@ -75,7 +77,7 @@ struct ServerTests {
     @Test("health, readiness and the model list")
     func probes() async throws {
         let h = try Self.harness()
-        defer { h.model.scheduler.shutdown() }
+        defer { h.model.backend.shutdown() }
         try await h.app.test(.router) { client in
             let health = try await client.execute(uri: "/health", method: .get)
             #expect(health.status == .ok)
@@ -94,7 +96,7 @@ struct ServerTests {
     @Test("chat completion: OpenAI's shape, usage, greedy output equal to the same request streamed")
     func chat() async throws {
         let h = try Self.harness()
-        defer { h.model.scheduler.shutdown() }
+        defer { h.model.backend.shutdown() }
         try await h.app.test(.router) { client in
             let body = #"{"model":"smol","messages":[{"role":"system","content":"You are brief."},{"role":"user","content":"What is the capital of France?"}],"max_tokens":16,"temperature":0}"#
             let response = try await Self.post(client, "/v1/chat/completions", body, headers: [HTTPField.Name("X-Request-Id")!: "abc-123"])
@@ -148,8 +150,8 @@ struct ServerTests {
     @Test("completions: string and token prompts, echo, logprobs, n choices")
     func completions() async throws {
         let h = try Self.harness()
-        defer { h.model.scheduler.shutdown() }
-        let tokenizer = h.model.tokenizer
+        defer { h.model.backend.shutdown() }
+        let tokenizer = h.tokenizer
         try await h.app.test(.router) { client in
             let j = try Self.json(try await Self.post(client, "/v1/completions",
                 #"{"prompt":"The capital of France is","max_tokens":8,"temperature":0,"logprobs":3,"echo":true}"#))
@@ -185,9 +187,9 @@ struct ServerTests {
     @Test("completions echo + logprobs: the prompt's tokens lead, the first with null, then the generated ones")
     func echoPromptLogprobs() async throws {
         let h = try Self.harness()
-        defer { h.model.scheduler.shutdown() }
+        defer { h.model.backend.shutdown() }
         let promptText = "The capital of France is"
-        let promptTokens = h.model.tokenizer.encode(promptText)
+        let promptTokens = h.tokenizer.encode(promptText)
         try await h.app.test(.router) { client in
             let r = try await Self.post(client, "/v1/completions",
                                         #"{"prompt":"The capital of France is","max_tokens":2,"echo":true,"logprobs":2,"temperature":0}"#)
@@ -235,7 +237,7 @@ struct ServerTests {
     @Test("native /generate, /tokenize and /detokenize")
     func nativeRoutes() async throws {
         let h = try Self.harness()
-        defer { h.model.scheduler.shutdown() }
+        defer { h.model.backend.shutdown() }
         try await h.app.test(.router) { client in
             let g = try Self.json(try await Self.post(client, "/generate", #"{"prompt":"1, 2, 3,","max_tokens":6}"#))
             #expect(!(g.string("text") ?? "").isEmpty)
@@ -244,7 +246,7 @@ struct ServerTests {
 
             let t = try Self.json(try await Self.post(client, "/tokenize", #"{"prompt":"Hello world"}"#))
             let tokens = t.ints("tokens")
-            #expect(tokens == h.model.tokenizer.encode("Hello world"))
+            #expect(tokens == h.tokenizer.encode("Hello world"))
             #expect(t.int("count") == tokens.count)
             let d = try Self.json(try await Self.post(client, "/detokenize", #"{"tokens":\#(tokens)}"#))
             #expect(d.string("prompt") == "Hello world")
@@ -254,7 +256,7 @@ struct ServerTests {
     @Test("bad input gets OpenAI-shaped 4xx errors naming the field, never a 500")
     func errors() async throws {
         let h = try Self.harness(maxTokens: 100)
-        defer { h.model.scheduler.shutdown() }
+        defer { h.model.backend.shutdown() }
         try await h.app.test(.router) { client in
             func check(_ body: String, _ status: HTTPResponse.Status, param: String?, contains: String, uri: String = "/v1/chat/completions") async throws {
                 let r = try await Self.post(client, uri, body)
@@ -287,22 +289,22 @@ struct ServerTests {
     func overloadAndDrain() async throws {
         // The scheduler is not started: the queue fills and stays full.
         let h = try Self.harness(maxQueue: 1, start: false)
-        let prompt = h.model.tokenizer.encode("Hello")
-        let queued = try h.model.scheduler.submit(GenerationRequest(id: "direct", promptTokens: prompt, stop: StopCondition(maxTokens: 2)))
+        let prompt = h.tokenizer.encode("Hello")
+        let queued = try h.model.backend.submit(GenerationRequest(id: "direct", promptTokens: prompt, stop: StopCondition(maxTokens: 2)))
         try await h.app.test(.router) { client in
             let r = try await Self.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":2}"#)
             #expect(r.status == .tooManyRequests)
             #expect(Int(r.headers[.retryAfter] ?? "") ?? 0 >= 1)
             #expect(try Self.errorBody(r).string("code") == "queue_full")
 
-            h.model.scheduler.start()
+            h.model.backend.start()
             var finished = false
             for await event in queued { if case .finished = event { finished = true } }
             #expect(finished)
             let status2 = try await Self.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":2}"#).status
             #expect(status2 == .ok)
 
-            h.model.scheduler.beginDraining()
+            h.model.backend.beginDraining()
             let draining = try await Self.post(client, "/v1/completions", #"{"prompt":"hi","max_tokens":2}"#)
             #expect(draining.status == .serviceUnavailable)
             #expect(draining.headers[.retryAfter] != nil)
@@ -311,13 +313,13 @@ struct ServerTests {
             let status4 = try await client.execute(uri: "/health", method: .get).status
             #expect(status4 == .ok)
         }
-        h.model.scheduler.shutdown()
+        h.model.backend.shutdown()
     }
 
     @Test("metrics: vLLM's names under autoglm:, prefix-cache hits, requests by route and status")
     func metrics() async throws {
         let h = try Self.harness()
-        defer { h.model.scheduler.shutdown() }
+        defer { h.model.backend.shutdown() }
         try await h.app.test(.router) { client in
             let system = String(repeating: "You are a helpful assistant who answers in one short sentence. ", count: 4)
             for question in ["Name a color.", "Name a fruit."] {
@@ -347,7 +349,7 @@ struct ServerTests {
     @Test("API keys: a missing or wrong key is 401; probes stay open")
     func auth() async throws {
         let h = try Self.harness(apiKeys: ["sk-test"])
-        defer { h.model.scheduler.shutdown() }
+        defer { h.model.backend.shutdown() }
         try await h.app.test(.router) { client in
             let status6 = try await client.execute(uri: "/v1/models", method: .get).status
             #expect(status6 == .unauthorized)

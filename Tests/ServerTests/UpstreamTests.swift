@@ -8,6 +8,7 @@ import NIOCore
 import NIOHTTP1
 import Prometheus
 import Server
+import Serving
 import Synchronization
 import Testing
 

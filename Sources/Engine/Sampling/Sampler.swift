@@ -1,11 +1,5 @@
 public import InferenceCore
 
-/// A chosen token with its log-probability under the model's unmodified distribution.
-public struct SampledToken: Sendable, Equatable {
-    public var id: Int
-    public var logprob: Float
-}
-
 /// Picks the next token from logits.
 ///
 /// Order (vLLM's, which OpenAI clients expect): penalties on the raw logits, then temperature, then

@@ -1,21 +1,20 @@
 public import Engine
 import Foundation
-public import InferenceCore
+import InferenceCore
+public import Serving
 public import Tokenizer
 
-/// Continuous batching over one model: every running sequence advances in each engine step, new
-/// requests join between steps, long prompts are prefilled in chunks under a per-step token budget.
+/// The engine loop of continuous batching over one model: every running sequence advances in each
+/// engine step, new requests join between steps, long prompts are prefilled in chunks under a
+/// per-step token budget.
 ///
 /// Requests come in through `submit` from any thread and wait in a bounded queue. One dedicated
 /// engine thread (not a Swift concurrency thread: a forward pass blocks for milliseconds) runs the
-/// loop: take cancellations and new requests, plan a step (vLLM's order: running sequences first,
-/// then admissions while the token budget, the sequence limit and the KV blocks allow), run the
-/// batched forward pass, sample, and send each request its tokens through its `AsyncStream`.
-///
-/// KV blocks come from a `BlockManager` over one `PagedKVCache` arena; full blocks are shared by
-/// prefix (a repeated system prompt is computed once). When a running sequence needs a block and
-/// none is free, the most recently admitted sequence is preempted: its blocks are released (they
-/// stay cached by prefix) and it goes back to the front of the queue, to be recomputed on return.
+/// loop: take cancellations and new requests, ask the `SchedulingPolicy` for a step plan (which
+/// sequences run how many tokens, who is preempted), run the batched forward pass over one
+/// `PagedKVCache`, hand each finished position's logits to the request's `OutputProcessor`, and
+/// send the request its tokens through its `AsyncStream`. The decisions live in the policy (tested
+/// without a model); this class owns the thread, the cache, the forward pass and the events.
 public final class Scheduler: @unchecked Sendable {
     public let model: any LanguageModel
     public let tokenizer: Tokenizer
@@ -37,9 +36,9 @@ public final class Scheduler: @unchecked Sendable {
 
     // Engine thread only.
     private let cache: PagedKVCache
-    private let blocks: BlockManager
-    private var waiting: [Sequence] = []
-    private var running: [Sequence] = []
+    private let policy: SchedulingPolicy
+    /// Requests in the policy's queues, by sequence identity.
+    private var active: [ObjectIdentifier: Sequence] = [:]
     private var statistics = SchedulerStatistics()
     private let clock = ContinuousClock()
 
@@ -58,7 +57,10 @@ public final class Scheduler: @unchecked Sendable {
         self.observer = observer
         cache = PagedKVCache(configuration: model.configuration, tokens: configuration.cacheTokens, blockSize: configuration.blockSize,
                              elementType: configuration.kvType)
-        blocks = BlockManager(blockCount: cache.blockCount, blockSize: cache.blockSize)
+        policy = SchedulingPolicy(
+            limits: SchedulingLimits(maxSequences: configuration.maxSequences, maxBatchTokens: configuration.maxBatchTokens,
+                                     prefixCaching: configuration.prefixCaching),
+            blockCount: cache.blockCount, blockSize: cache.blockSize)
         statistics.kvBlocksTotal = cache.blockCount
         published = statistics
     }
@@ -180,47 +182,37 @@ public final class Scheduler: @unchecked Sendable {
 
     // MARK: - Engine thread
 
+    /// A request in flight: its place in the policy, its output state, its stream and timings.
     private final class Sequence {
         let request: GenerationRequest
+        let scheduled: ScheduledSequence
         let continuation: AsyncStream<GenerationEvent>.Continuation
         let arrival: ContinuousClock.Instant
-        let promptCount: Int
-        /// Prompt followed by the tokens generated so far.
-        var tokens: [Int]
-        /// Positions 0..<computed hold this sequence's keys and values.
-        var computed = 0
-        var blockTable: [Int32] = []
-        /// Chain hashes of the leading full blocks registered in the prefix cache.
-        var hashes: [UInt64] = []
-        var generated: [Int] = []
-        var sampler: Sampler
-        var detokenizer: IncrementalDetokenizer
-        var stopMatcher: StopStringMatcher
-        var cachedPromptTokens = 0
-        var prefixCounted = false
-        var preemptions = 0
+        var output: OutputProcessor
         var admitted: ContinuousClock.Instant?
         /// Filled during prefill when the request asks for prompt log-probabilities.
         var promptLogprobs: [PromptTokenLogprob] = []
         var firstToken: ContinuousClock.Instant?
         var lastToken: ContinuousClock.Instant?
 
-        init(_ pending: Pending, tokenizer: Tokenizer) {
+        init(_ pending: Pending, tokenizer: Tokenizer, contextLength: Int) {
             request = pending.request
             continuation = pending.continuation
             arrival = pending.arrival
-            promptCount = request.promptTokens.count
-            tokens = request.promptTokens
-            sampler = Sampler(request.sampling)
-            detokenizer = IncrementalDetokenizer(tokenizer: tokenizer, renderSpecial: false)
-            stopMatcher = StopStringMatcher(request.stop.stopStrings)
+            scheduled = ScheduledSequence(id: request.id, promptTokens: request.promptTokens,
+                                          needsPromptLogits: request.promptLogprobs != nil)
+            output = OutputProcessor(tokenizer: tokenizer, sampling: request.sampling, stop: request.stop,
+                                     prompt: request.promptTokens, room: contextLength - request.promptTokens.count,
+                                     wantsLogprobs: request.wantsLogprobs, topLogprobs: request.topLogprobs)
         }
     }
+
+    private func sequence(_ scheduled: ScheduledSequence) -> Sequence { active[ObjectIdentifier(scheduled)]! }
 
     private func loop() {
         while true {
             condition.lock()
-            while inbox.isEmpty && cancelled.isEmpty && running.isEmpty && waiting.isEmpty && !isStopped {
+            while inbox.isEmpty && cancelled.isEmpty && policy.isIdle && !isStopped {
                 condition.wait()
             }
             let arrivals = inbox
@@ -230,9 +222,14 @@ public final class Scheduler: @unchecked Sendable {
             let stopping = isStopped
             condition.unlock()
 
-            for pending in arrivals { waiting.append(Sequence(pending, tokenizer: tokenizer)) }
+            for pending in arrivals {
+                let sequence = Sequence(pending, tokenizer: tokenizer, contextLength: contextLength)
+                active[ObjectIdentifier(sequence.scheduled)] = sequence
+                policy.enqueue(sequence.scheduled)
+            }
             let now = clock.now
-            for sequence in running + waiting {
+            for scheduled in policy.running + policy.waiting {
+                let sequence = sequence(scheduled)
                 if cancellations.contains(sequence.request.id) || stopping {
                     finish(sequence, reason: .cancelled)
                 } else if let deadline = sequence.request.deadline, now >= deadline {
@@ -247,20 +244,20 @@ public final class Scheduler: @unchecked Sendable {
                 publish()
                 return
             }
-            if !running.isEmpty || !waiting.isEmpty { step() }
+            if !policy.isIdle { step() }
             publish()
         }
     }
 
     private func publish() {
-        statistics.running = running.count
-        statistics.kvBlocksUsed = blocks.usedCount
+        statistics.running = policy.running.count
+        statistics.kvBlocksUsed = policy.blocks.usedCount
         condition.lock()
-        let accepted = waiting.count + inbox.count
+        let accepted = policy.waiting.count + inbox.count
         waitingCount = accepted
         published = statistics
         var resumed: [CheckedContinuation<Void, Never>] = []
-        if running.isEmpty && accepted == 0 {
+        if policy.running.isEmpty && accepted == 0 {
             resumed = idleContinuations
             idleContinuations.removeAll()
         }
@@ -270,161 +267,68 @@ public final class Scheduler: @unchecked Sendable {
 
     /// Plans and runs one engine step.
     private func step() {
-        var budget = configuration.maxBatchTokens
-        var scheduled: [(sequence: Sequence, count: Int)] = []
-        var preemptedThisStep = false
-
-        // 1. Running sequences, oldest first: each decodes one token or continues its prefill.
-        var index = 0
-        while index < running.count && budget > 0 {
-            let sequence = running[index]
-            let count = min(sequence.tokens.count - sequence.computed, budget)
-            var fits = reserve(sequence, upTo: sequence.computed + count)
-            while !fits, let victim = running.last, victim !== sequence {
-                preempt(victim)
-                preemptedThisStep = true
-                fits = reserve(sequence, upTo: sequence.computed + count)
-            }
-            if !fits {
-                if running.count == 1 {
-                    // Alone and still out of blocks: the cache cannot hold this sequence any longer.
-                    finish(sequence, reason: .length)
-                } else {
-                    preempt(sequence)
-                    preemptedThisStep = true
-                }
-                break
-            }
-            scheduled.append((sequence, count))
-            budget -= count
-            index += 1
+        let plan = policy.plan()
+        for scheduled in plan.exhausted { finish(sequence(scheduled), reason: .length) }
+        for scheduled in plan.preempted {
+            sequence(scheduled).promptLogprobs = []
+            statistics.preemptions += 1
+            observer?.preempted()
         }
-
-        // 2. Admissions from the queue, in arrival order, while there is room.
-        while !preemptedThisStep && budget > 0 && running.count < configuration.maxSequences, let sequence = waiting.first {
-            if sequence.blockTable.isEmpty {
-                if configuration.prefixCaching && sequence.request.promptLogprobs == nil {
-                    let hit = blocks.acquirePrefix(of: sequence.tokens)
-                    sequence.blockTable = hit.blocks
-                    sequence.hashes = hit.hashes
-                    sequence.computed = hit.blocks.count * blocks.blockSize
-                }
-                if !sequence.prefixCounted {
-                    sequence.prefixCounted = true
-                    sequence.cachedPromptTokens = sequence.computed
-                    statistics.prefixQueriedTokens += sequence.promptCount
-                    statistics.prefixHitTokens += sequence.computed
-                    observer?.prefixCacheLookup(queriedTokens: sequence.promptCount, hitTokens: sequence.computed)
-                }
-            }
-            let count = min(sequence.tokens.count - sequence.computed, budget)
-            // Keep a small reserve of blocks for the running sequences' next tokens.
-            let reserveBlocks = running.isEmpty ? 0 : min(running.count, max(1, blocks.blockCount / 100))
-            let needed = blocksNeeded(sequence, upTo: sequence.computed + count)
-            guard needed + reserveBlocks <= blocks.availableCount, reserve(sequence, upTo: sequence.computed + count) else {
-                // Wait for running sequences to free blocks; the prefix blocks stay cached meanwhile.
-                blocks.release(sequence.blockTable)
-                sequence.blockTable = []
-                sequence.hashes = []
-                sequence.computed = 0
-                break
-            }
-            waiting.removeFirst()
-            if sequence.admitted == nil { sequence.admitted = clock.now }
-            running.append(sequence)
-            scheduled.append((sequence, count))
-            budget -= count
+        let now = clock.now
+        for scheduled in plan.admitted { sequence(scheduled).admitted = now }
+        for lookup in plan.prefixLookups {
+            statistics.prefixQueriedTokens += lookup.queried
+            statistics.prefixHitTokens += lookup.hit
+            observer?.prefixCacheLookup(queriedTokens: lookup.queried, hitTokens: lookup.hit)
         }
+        guard !plan.isEmpty else { return }
 
-        guard !scheduled.isEmpty else { return }
-        let entries = scheduled.map { item in
-            let end = item.sequence.computed + item.count
-            let wantsPrompt = item.sequence.request.promptLogprobs != nil && item.sequence.computed < item.sequence.promptCount - 1
-            return BatchEntry(tokens: Array(item.sequence.tokens[item.sequence.computed ..< end]),
-                              startPosition: item.sequence.computed, blockTable: item.sequence.blockTable,
-                              logits: wantsPrompt ? .all : end == item.sequence.tokens.count ? .last : .none)
+        let entries = plan.entries.map { entry in
+            BatchEntry(tokens: Array(entry.tokens), startPosition: entry.start, blockTable: entry.sequence.blockTable,
+                       logits: entry.logits == .all ? .all : entry.logits == .last ? .last : .none)
         }
         let output: LogitsBatch
         do {
             output = try model.forward(entries, cache: cache)
         } catch {
-            for item in scheduled { fail(item.sequence, .engine(error.description)) }
+            for entry in plan.entries { fail(sequence(entry.sequence), .engine(error.description)) }
             return
         }
         statistics.steps += 1
-        let now = clock.now
-        var batchTokens = 0
-        for (e, item) in scheduled.enumerated() {
-            let sequence = item.sequence
-            batchTokens += item.count
-            if sequence.computed < sequence.promptCount {
-                statistics.promptTokens += min(item.count, sequence.promptCount - sequence.computed)
+        for (e, entry) in plan.entries.enumerated() {
+            let scheduled = entry.sequence
+            if entry.start < scheduled.promptCount {
+                statistics.promptTokens += min(entry.count, scheduled.promptCount - entry.start)
             }
-            if entries[e].logits == .all { recordPromptLogprobs(sequence, rows: output.rowsPerEntry[e], of: output, count: item.count) }
-            sequence.computed += item.count
-            registerFullBlocks(sequence)
-            guard sequence.computed == sequence.tokens.count else { continue }
-            emitNextToken(sequence, logits: output.last(of: e), now: now)
+            if entry.logits == .all {
+                recordPromptLogprobs(sequence(scheduled), entry: entry, rows: output.rowsPerEntry[e], of: output)
+            }
         }
-        observer?.stepCompleted(batchTokens: batchTokens, batchSequences: scheduled.count, statistics: statistics)
+        let ready = Set(policy.complete(plan).map { ObjectIdentifier($0.sequence) })
+        let finished = clock.now
+        for (e, entry) in plan.entries.enumerated() where ready.contains(ObjectIdentifier(entry.sequence)) {
+            emitNextToken(sequence(entry.sequence), logits: output.last(of: e), now: finished)
+        }
+        observer?.stepCompleted(batchTokens: plan.tokenCount, batchSequences: plan.entries.count, statistics: statistics)
     }
 
-    /// Row j of the chunk (position computed + j) predicts the token at position computed + j + 1.
-    private func recordPromptLogprobs(_ sequence: Sequence, rows: Range<Int>, of output: LogitsBatch, count: Int) {
+    /// Row j of the chunk (position start + j) predicts the token at position start + j + 1.
+    private func recordPromptLogprobs(_ sequence: Sequence, entry: StepPlan.Entry, rows: Range<Int>, of output: LogitsBatch) {
         let top = sequence.request.promptLogprobs ?? 0
-        for j in 0 ..< count {
-            let target = sequence.computed + j + 1
-            guard target < sequence.promptCount else { break }
+        let tokens = entry.sequence.tokens
+        for j in 0 ..< entry.count {
+            let target = entry.start + j + 1
+            guard target < entry.sequence.promptCount else { break }
             let logits = output.row(rows.lowerBound + j)
-            let id = sequence.tokens[target]
+            let id = tokens[target]
             sequence.promptLogprobs.append(PromptTokenLogprob(
                 id: id, logprob: Sampler.logSoftmax(logits, at: id),
                 topLogprobs: top > 0 ? Sampler.topLogprobs(logits, count: top) : []))
         }
     }
 
-    private func blocksNeeded(_ sequence: Sequence, upTo positions: Int) -> Int {
-        max(0, (positions + blocks.blockSize - 1) / blocks.blockSize - sequence.blockTable.count)
-    }
-
-    /// Gives `sequence` blocks for positions up to `positions`; false when there are not enough.
-    private func reserve(_ sequence: Sequence, upTo positions: Int) -> Bool {
-        let needed = blocksNeeded(sequence, upTo: positions)
-        guard needed <= blocks.availableCount else { return false }
-        for _ in 0 ..< needed { sequence.blockTable.append(blocks.allocate()!) }
-        return true
-    }
-
-    private func registerFullBlocks(_ sequence: Sequence) {
-        guard configuration.prefixCaching else { return }
-        let size = blocks.blockSize
-        while (sequence.hashes.count + 1) * size <= sequence.computed {
-            let b = sequence.hashes.count
-            let slice = sequence.tokens[b * size ..< (b + 1) * size]
-            let hash = BlockManager.chainHash(parent: sequence.hashes.last ?? 0, tokens: slice)
-            blocks.register(sequence.blockTable[b], hash: hash, tokens: slice)
-            sequence.hashes.append(hash)
-        }
-    }
-
-    private func preempt(_ sequence: Sequence) {
-        running.removeAll { $0 === sequence }
-        blocks.release(sequence.blockTable)
-        sequence.blockTable = []
-        sequence.hashes = []
-        sequence.computed = 0
-        sequence.promptLogprobs = []
-        sequence.preemptions += 1
-        statistics.preemptions += 1
-        observer?.preempted()
-        waiting.insert(sequence, at: 0)
-    }
-
     private func emitNextToken(_ sequence: Sequence, logits: ArraySlice<Float>, now: ContinuousClock.Instant) {
-        let request = sequence.request
-        let next = sequence.sampler.sample(logits, prompt: Array(sequence.tokens[..<sequence.promptCount]), generated: sequence.generated)
-        sequence.generated.append(next.id)
-        sequence.tokens.append(next.id)
+        let step = sequence.output.next(logits)
         statistics.generatedTokens += 1
         if let last = sequence.lastToken {
             observer?.interTokenLatency(seconds: (now - last).seconds)
@@ -433,57 +337,47 @@ public final class Scheduler: @unchecked Sendable {
             observer?.firstToken(afterSeconds: (now - sequence.arrival).seconds)
         }
         sequence.lastToken = now
-
-        let mayStop = sequence.generated.count > request.stop.minTokens
-        let isEnd = (tokenizer.endOfGenerationIDs.contains(next.id) || request.stop.stopTokens.contains(next.id))
-        if isEnd && !request.stop.ignoreEOS && mayStop {
-            finish(sequence, reason: .stop)
-            return
-        }
-        let text = sequence.stopMatcher.feed(sequence.detokenizer.append(next.id))
-        let top = request.topLogprobs > 0 ? Sampler.topLogprobs(logits, count: request.topLogprobs) : []
-        sequence.continuation.yield(.token(GeneratedToken(
-            id: next.id, text: text, logprob: request.wantsLogprobs || request.topLogprobs > 0 ? next.logprob : nil,
-            topLogprobs: top,
-            promptLogprobs: request.promptLogprobs != nil && sequence.generated.count == 1 ? sequence.promptLogprobs : nil)))
-        if sequence.stopMatcher.isStopped && mayStop {
-            finish(sequence, reason: .stop)
-        } else if sequence.generated.count >= request.stop.maxTokens || sequence.tokens.count >= contextLength {
-            finish(sequence, reason: .length)
+        switch step {
+        case .end(let reason):
+            finish(sequence, reason: reason)
+        case .token(var token, let reason):
+            if sequence.request.promptLogprobs != nil && sequence.output.generated.count == 1 {
+                token.promptLogprobs = sequence.promptLogprobs
+            }
+            sequence.continuation.yield(.token(token))
+            if let reason {
+                finish(sequence, reason: reason)
+            } else {
+                policy.append(token.id, to: sequence.scheduled)
+            }
         }
     }
 
     private func finish(_ sequence: Sequence, reason: FinishReason) {
-        running.removeAll { $0 === sequence }
-        waiting.removeAll { $0 === sequence }
-        blocks.release(sequence.blockTable)
-        sequence.blockTable = []
-        var trailing = ""
-        if reason != .cancelled {
-            trailing = sequence.stopMatcher.feed(sequence.detokenizer.finish())
-            trailing += sequence.stopMatcher.flush()
-        }
+        policy.remove(sequence.scheduled)
+        active[ObjectIdentifier(sequence.scheduled)] = nil
+        let trailing = sequence.output.finish(reason)
         let now = clock.now
         let admitted = sequence.admitted ?? now
         let outcome = GenerationOutcome(
-            finishReason: reason, promptTokens: sequence.promptCount, completionTokens: sequence.generated.count,
-            cachedPromptTokens: sequence.cachedPromptTokens, trailingText: trailing,
+            finishReason: reason, promptTokens: sequence.scheduled.promptCount,
+            completionTokens: sequence.output.generated.count,
+            cachedPromptTokens: sequence.scheduled.cachedPromptTokens, trailingText: trailing,
             queueSeconds: (admitted - sequence.arrival).seconds,
             prefillSeconds: ((sequence.firstToken ?? now) - admitted).seconds,
             decodeSeconds: sequence.firstToken.map { (now - $0).seconds } ?? 0,
             totalSeconds: (now - sequence.arrival).seconds,
             timeToFirstTokenSeconds: sequence.firstToken.map { ($0 - sequence.arrival).seconds },
-            preemptions: sequence.preemptions, promptLogprobs: sequence.promptLogprobs)
+            preemptions: sequence.scheduled.preemptions, promptLogprobs: sequence.promptLogprobs)
         observer?.requestFinished(outcome)
         sequence.continuation.yield(.finished(outcome))
         sequence.continuation.finish()
     }
 
     private func fail(_ sequence: Sequence, _ error: SchedulerError) {
-        running.removeAll { $0 === sequence }
-        waiting.removeAll { $0 === sequence }
-        blocks.release(sequence.blockTable)
-        sequence.blockTable = []
+        guard active[ObjectIdentifier(sequence.scheduled)] != nil else { return }
+        policy.remove(sequence.scheduled)
+        active[ObjectIdentifier(sequence.scheduled)] = nil
         sequence.continuation.yield(.failed(error))
         sequence.continuation.finish()
     }

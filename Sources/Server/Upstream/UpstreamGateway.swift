@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import HTTPTypes
-public import Hummingbird
+import Hummingbird
 public import Logging
 import NIOCore
 import NIOHTTP1

@@ -1,3 +1,5 @@
+import InferenceCore
+
 /// The syntax tree of a template. Every node carries where it starts, for error messages.
 indirect enum JinjaExpression: Sendable {
     case literal(JinjaValue, SourcePosition)

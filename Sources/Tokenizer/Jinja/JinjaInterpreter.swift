@@ -1,3 +1,5 @@
+import InferenceCore
+
 /// Walks the syntax tree and writes the output. One interpreter per render; nothing is shared.
 final class JinjaInterpreter {
     private var output = ""

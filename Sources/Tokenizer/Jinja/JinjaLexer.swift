@@ -1,3 +1,5 @@
+import InferenceCore
+
 /// Splits template text into tokens the way Hugging Face's Jinja environment does:
 /// `trim_blocks` and `lstrip_blocks` on, `{%-`/`-%}` (and `{{-`, `{#-`...) strip whitespace, `{%+` keeps it.
 struct JinjaToken: Sendable, Equatable {

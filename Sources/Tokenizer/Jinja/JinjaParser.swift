@@ -1,3 +1,5 @@
+import InferenceCore
+
 /// Recursive-descent parser from tokens to `JinjaNode`s, with Jinja's operator precedence:
 /// `x if c else y` < `or` < `and` < `not` < comparisons/`in` < `+ -` < `~` < `* / // %` < `**`
 /// < unary `-` < postfix (`.a`, `[i]`, `[a:b]`, calls) with filters `|f` and tests `is t`.

@@ -1,3 +1,5 @@
+import InferenceCore
+
 /// A value while a template renders: JSON-like data plus Jinja's own kinds (undefined, namespace, callables).
 /// Printing, truthiness and equality follow Python, because Hugging Face renders templates with Python's jinja2.
 enum RuntimeValue {

@@ -52,9 +52,3 @@ public enum ChatTemplateError: Error, Equatable, CustomStringConvertible {
         }
     }
 }
-
-/// A position in the template text.
-struct SourcePosition: Sendable, Equatable {
-    var line: Int
-    var column: Int
-}

@@ -1,5 +1,3 @@
-public import Engine
-public import Kernels
 public import InferenceCore
 
 /// One generation request as the scheduler sees it: tokens in, tokens out.
@@ -48,6 +46,15 @@ public struct GeneratedToken: Sendable {
     /// On the first generated token of a request with `promptLogprobs`: the prompt's log-probabilities
     /// (so that a stream can send them with the echoed prompt before any generated text).
     public var promptLogprobs: [PromptTokenLogprob]? = nil
+
+    public init(id: Int, text: String, logprob: Float? = nil, topLogprobs: [SampledToken] = [],
+                promptLogprobs: [PromptTokenLogprob]? = nil) {
+        self.id = id
+        self.text = text
+        self.logprob = logprob
+        self.topLogprobs = topLogprobs
+        self.promptLogprobs = promptLogprobs
+    }
 }
 
 /// A prompt token's log-probability given the tokens before it, under the model's unmodified distribution.
@@ -56,6 +63,12 @@ public struct PromptTokenLogprob: Sendable, Equatable {
     public var logprob: Float
     /// The most likely tokens at this position, best first (as many as asked for).
     public var topLogprobs: [SampledToken]
+
+    public init(id: Int, logprob: Float, topLogprobs: [SampledToken] = []) {
+        self.id = id
+        self.logprob = logprob
+        self.topLogprobs = topLogprobs
+    }
 }
 
 /// How a request went, with the timings the metrics and `usage` report.
@@ -76,6 +89,24 @@ public struct GenerationOutcome: Sendable {
     /// For prompt tokens 1..<promptTokens when `GenerationRequest.promptLogprobs` was set (the first
     /// token has nothing before it); empty otherwise.
     public var promptLogprobs: [PromptTokenLogprob] = []
+
+    public init(finishReason: FinishReason, promptTokens: Int, completionTokens: Int, cachedPromptTokens: Int = 0,
+                trailingText: String = "", queueSeconds: Double = 0, prefillSeconds: Double = 0, decodeSeconds: Double = 0,
+                totalSeconds: Double = 0, timeToFirstTokenSeconds: Double? = nil, preemptions: Int = 0,
+                promptLogprobs: [PromptTokenLogprob] = []) {
+        self.finishReason = finishReason
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.cachedPromptTokens = cachedPromptTokens
+        self.trailingText = trailingText
+        self.queueSeconds = queueSeconds
+        self.prefillSeconds = prefillSeconds
+        self.decodeSeconds = decodeSeconds
+        self.totalSeconds = totalSeconds
+        self.timeToFirstTokenSeconds = timeToFirstTokenSeconds
+        self.preemptions = preemptions
+        self.promptLogprobs = promptLogprobs
+    }
 }
 
 /// What the scheduler sends back for one request, in order: tokens, then one `finished` or `failed`.
@@ -120,36 +151,10 @@ public enum SchedulerError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 }
 
-/// Limits of the scheduler, from the configuration.
-public struct SchedulerConfiguration: Sendable {
-    /// Sequences decoded together at most.
-    public var maxSequences: Int
-    /// Tokens (prefill chunks plus one per decoding sequence) per engine step at most.
-    public var maxBatchTokens: Int
-    /// Requests allowed to wait for a slot; beyond it `submit` refuses with `queueFull`.
-    public var maxQueue: Int
-    /// KV cache size in tokens (rounded up to whole blocks).
-    public var cacheTokens: Int
-    public var blockSize: Int
-    /// Whether full blocks are shared between requests with the same prefix.
-    public var prefixCaching: Bool
-    /// How the KV cache stores keys and values.
-    public var kvType: KVCacheType
-
-    public init(maxSequences: Int = 8, maxBatchTokens: Int = 512, maxQueue: Int = 256, cacheTokens: Int = 16384,
-                blockSize: Int = 16, prefixCaching: Bool = true, kvType: KVCacheType = .engineDefault) {
-        self.maxSequences = max(1, maxSequences)
-        self.maxBatchTokens = max(1, maxBatchTokens)
-        self.maxQueue = max(0, maxQueue)
-        self.cacheTokens = max(blockSize, cacheTokens)
-        self.blockSize = blockSize
-        self.prefixCaching = prefixCaching
-        self.kvType = kvType
-    }
-}
-
 /// A snapshot of the scheduler for metrics and readiness.
 public struct SchedulerStatistics: Sendable {
+    public init() {}
+
     public var running = 0
     public var waiting = 0
     public var kvBlocksUsed = 0

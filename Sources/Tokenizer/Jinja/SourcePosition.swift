@@ -1,0 +1,5 @@
+/// A position in the template text.
+struct SourcePosition: Sendable, Equatable {
+    var line: Int
+    var column: Int
+}
