@@ -40,6 +40,18 @@ public final class PagedKVCache: @unchecked Sendable {
         2 * configuration.layerCount * configuration.kvWidth * elementType.bytesPerElement
     }
 
+    /// Copies every layer's keys and values of block `source` into block `destination` (copy on write
+    /// of a cached block that a new sequence starts from).
+    public func copyBlock(_ source: Int32, to destination: Int32) {
+        precondition(source >= 0 && Int(source) < blockCount && destination >= 0 && Int(destination) < blockCount)
+        guard source != destination else { return }
+        let length = blockSize * kvWidth
+        for layer in 0 ..< layerCount {
+            keys[layer].copyElements(from: Int(source) * length, to: Int(destination) * length, length: length)
+            values[layer].copyElements(from: Int(source) * length, to: Int(destination) * length, length: length)
+        }
+    }
+
     /// The key (or value) stored for a token slot of a layer, as float32 (tests and tools).
     public func storedKey(layer: Int, block: Int32, slot: Int) -> [Float] {
         keys[layer].floats(keyOffset(block: block, slot: slot), kvWidth, stride: blockSize)

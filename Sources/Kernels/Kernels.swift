@@ -145,6 +145,13 @@ public final class KVArena: @unchecked Sendable {
                                 Int64(length), Int64(stride))
     }
 
+    /// Copies elements `source ..< source + length` over `destination ..< destination + length`, as stored.
+    public func copyElements(from source: Int, to destination: Int, length: Int) {
+        precondition(source >= 0 && destination >= 0 && length >= 0 && source + length <= count && destination + length <= count)
+        let size = type.bytesPerElement
+        memmove(base + destination * size, base + source * size, length * size)
+    }
+
     /// Elements `offset`, `offset + stride`, ... (`length` of them) as float32 (for tests and tools).
     public func floats(_ offset: Int, _ length: Int, stride: Int = 1) -> [Float] {
         precondition(offset >= 0 && length >= 0 && stride >= 1 && (length == 0 || offset + (length - 1) * stride < count))

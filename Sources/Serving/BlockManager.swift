@@ -1,21 +1,38 @@
 /// Owns the blocks of one `PagedKVCache` for the scheduler: reference counts, a free list, and a
-/// prefix cache that lets a new sequence reuse full blocks another sequence already computed.
+/// prefix cache that lets a new sequence reuse keys and values another sequence already computed.
 ///
 /// A full block is identified by a chain hash of its tokens and the hash of the block before it
 /// (vLLM's automatic prefix caching), so a hit on block i implies the whole prefix up to i matches.
 /// The tokens are stored beside the hash and compared on every hit, so a hash collision can never
-/// hand a sequence someone else's keys. Blocks nobody references keep their contents and their hash
-/// until the space is needed: they are evicted least recently released first.
+/// hand a sequence someone else's keys. Full blocks are shared (referenced) by every sequence that
+/// hits them.
+///
+/// Past the shared full blocks, a sequence can still reuse the start of one more block: a full
+/// block that begins like its next tokens, or the partly filled last block a finished or preempted
+/// sequence left behind. Such a block is never shared (the new sequence writes into it): its
+/// contents are copied into a fresh block (copy on write), so a repeated prompt recomputes only its
+/// last token instead of up to a whole block.
+///
+/// Blocks nobody references keep their contents and their registration until the space is needed:
+/// they are evicted least recently released first.
 ///
 /// Not thread-safe: the scheduler's engine thread is its only user.
 public final class BlockManager {
     public let blockSize: Int
     public let blockCount: Int
 
+    /// What a registered block holds: full blocks have a chain hash, partial ones do not.
+    private struct Entry {
+        var hash: UInt64?
+        var parent: UInt64
+        var tokens: [Int]
+    }
+
     private var references: [Int32]
-    /// Chain hash and tokens of each registered (full, computed) block.
-    private var registered: [(hash: UInt64, tokens: [Int])?]
+    private var registered: [Entry?]
     private var blockForHash: [UInt64: Int32] = [:]
+    /// Registered blocks (full or partial) by the chain hash of the block before them (0: first block).
+    private var children: [UInt64: [Int32]] = [:]
     /// Blocks never registered or whose registration was dropped, ready to hand out.
     private var free: [Int32]
     // Registered blocks with no references, least recently released first (a doubly linked list
@@ -25,6 +42,9 @@ public final class BlockManager {
     private var head: Int32 = -1
     private var tail: Int32 = -1
     public private(set) var evictableCount = 0
+
+    /// The most candidates examined for a partial reuse after a given block (newest first).
+    static let candidateLimit = 32
 
     public init(blockCount: Int, blockSize: Int) {
         precondition(blockCount > 0 && blockSize > 0)
@@ -58,24 +78,52 @@ public final class BlockManager {
         return h ^ (h >> 31)
     }
 
-    /// The longest run of cached full blocks that starts `tokens`, taken (referenced) for the caller,
-    /// with their chain hashes. Never covers the last token: a sequence must compute at least one
-    /// position to get logits.
-    public func acquirePrefix(of tokens: [Int]) -> (blocks: [Int32], hashes: [UInt64]) {
+    /// What the prefix cache holds for the start of a prompt.
+    public struct PrefixHit {
+        /// Shared full blocks, taken (referenced) for the caller, and their chain hashes.
+        public var blocks: [Int32] = []
+        public var hashes: [UInt64] = []
+        /// A block whose first `count` positions continue the prefix: the caller copies them into a
+        /// block of its own and must then `release([source])`.
+        public var copy: (source: Int32, count: Int)?
+
+        /// Prompt positions covered (shared blocks plus the copied part).
+        public func tokens(blockSize: Int) -> Int { blocks.count * blockSize + (copy?.count ?? 0) }
+    }
+
+    /// The longest cached start of `tokens`: whole shared blocks, then at most one block to copy.
+    /// Never covers the last token: a sequence must compute at least one position to get logits.
+    public func acquirePrefix(of tokens: [Int]) -> PrefixHit {
+        var hit = PrefixHit()
+        guard tokens.count > 1 else { return hit }
         let maximumBlocks = (tokens.count - 1) / blockSize
-        var blocks: [Int32] = []
-        var hashes: [UInt64] = []
         var parent: UInt64 = 0
-        for b in 0 ..< max(0, maximumBlocks) {
+        for b in 0 ..< maximumBlocks {
             let slice = tokens[b * blockSize ..< (b + 1) * blockSize]
             let h = Self.chainHash(parent: parent, tokens: slice)
             guard let block = blockForHash[h], let entry = registered[Int(block)], entry.tokens.elementsEqual(slice) else { break }
             retain(block)
-            blocks.append(block)
-            hashes.append(h)
+            hit.blocks.append(block)
+            hit.hashes.append(h)
             parent = h
         }
-        return (blocks, hashes)
+        // The next block's start: the tokens after the shared ones, leaving the last one to compute.
+        let start = hit.blocks.count * blockSize
+        let wanted = tokens[start ..< min(start + blockSize, tokens.count - 1)]
+        guard !wanted.isEmpty, let candidates = children[parent] else { return hit }
+        var best: (block: Int32, count: Int)?
+        for block in candidates.suffix(Self.candidateLimit).reversed() {
+            guard let entry = registered[Int(block)] else { continue }
+            var n = 0
+            while n < wanted.count && n < entry.tokens.count && entry.tokens[n] == wanted[wanted.startIndex + n] { n += 1 }
+            if n > (best?.count ?? 0) { best = (block, n) }
+            if n == wanted.count { break }
+        }
+        if let best {
+            retain(best.block)
+            hit.copy = (best.block, best.count)
+        }
+        return hit
     }
 
     /// A block for new keys and values, or nil when every block is referenced.
@@ -86,10 +134,7 @@ public final class BlockManager {
         } else if head >= 0 {
             block = head
             unlink(block)
-            if let entry = registered[Int(block)] {
-                if blockForHash[entry.hash] == block { blockForHash[entry.hash] = nil }
-                registered[Int(block)] = nil
-            }
+            unregister(block)
         } else {
             return nil
         }
@@ -98,11 +143,21 @@ public final class BlockManager {
     }
 
     /// Records that `block` now holds the computed keys and values of `tokens` (a full block) whose
-    /// chain hash is `hash`, so later sequences may reuse it.
-    public func register(_ block: Int32, hash: UInt64, tokens: ArraySlice<Int>) {
+    /// chain hash is `hash`, following the block whose hash is `parent`, so later sequences may reuse it.
+    public func register(_ block: Int32, parent: UInt64, hash: UInt64, tokens: ArraySlice<Int>) {
         guard registered[Int(block)] == nil else { return }
-        registered[Int(block)] = (hash, Array(tokens))
+        registered[Int(block)] = Entry(hash: hash, parent: parent, tokens: Array(tokens))
         if blockForHash[hash] == nil { blockForHash[hash] = block }
+        children[parent, default: []].append(block)
+    }
+
+    /// Records that the first `tokens.count` positions of `block` (a sequence's last, partly filled
+    /// block, about to be released) hold computed keys and values, after the block hashed `parent`.
+    /// A later sequence may copy them; the block itself is never shared.
+    public func registerPartial(_ block: Int32, parent: UInt64, tokens: ArraySlice<Int>) {
+        guard registered[Int(block)] == nil, !tokens.isEmpty, tokens.count < blockSize else { return }
+        registered[Int(block)] = Entry(hash: nil, parent: parent, tokens: Array(tokens))
+        children[parent, default: []].append(block)
     }
 
     /// Drops one reference to each block; unreferenced registered blocks stay cached until evicted.
@@ -112,13 +167,23 @@ public final class BlockManager {
             precondition(references[i] > 0, "block \(block) released more often than taken")
             references[i] -= 1
             guard references[i] == 0 else { continue }
-            if let entry = registered[i], blockForHash[entry.hash] == block {
+            if let entry = registered[i], entry.hash.map({ blockForHash[$0] == block }) ?? true {
                 append(block)
             } else {
-                registered[i] = nil
+                unregister(block)
                 free.append(block)
             }
         }
+    }
+
+    private func unregister(_ block: Int32) {
+        guard let entry = registered[Int(block)] else { return }
+        if let hash = entry.hash, blockForHash[hash] == block { blockForHash[hash] = nil }
+        if var siblings = children[entry.parent] {
+            siblings.removeAll { $0 == block }
+            children[entry.parent] = siblings.isEmpty ? nil : siblings
+        }
+        registered[Int(block)] = nil
     }
 
     private func retain(_ block: Int32) {

@@ -66,6 +66,9 @@ public struct StepPlan {
     public internal(set) var admitted: [ScheduledSequence] = []
     /// Prefix-cache lookups made in this step: prompt tokens asked for, tokens found.
     public internal(set) var prefixLookups: [(queried: Int, hit: Int)] = []
+    /// Block copies made for this step (copy on write of a cached block's start), already done
+    /// through the policy's `copyBlock`.
+    public internal(set) var copies: [(source: Int32, destination: Int32)] = []
 
     public var tokenCount: Int { entries.reduce(0) { $0 + $1.count } }
     public var isEmpty: Bool { entries.isEmpty }
@@ -105,9 +108,15 @@ public final class SchedulingPolicy {
     public private(set) var waiting: [ScheduledSequence] = []
     public private(set) var running: [ScheduledSequence] = []
 
-    public init(limits: SchedulingLimits, blockCount: Int, blockSize: Int) {
+    /// Copies the keys and values of one block into another (the engine's cache does it). Called
+    /// during `plan()` when a new sequence starts from part of a cached block.
+    private let copyBlock: (_ source: Int32, _ destination: Int32) -> Void
+
+    public init(limits: SchedulingLimits, blockCount: Int, blockSize: Int,
+                copyBlock: @escaping (_ source: Int32, _ destination: Int32) -> Void) {
         self.limits = limits
         blocks = BlockManager(blockCount: blockCount, blockSize: blockSize)
+        self.copyBlock = copyBlock
     }
 
     public var isIdle: Bool { waiting.isEmpty && running.isEmpty }
@@ -124,8 +133,21 @@ public final class SchedulingPolicy {
         running.removeAll { $0 === sequence }
         waiting.removeAll { $0 === sequence }
         sequence.isActive = false
+        releaseBlocks(sequence)
+    }
+
+    /// Gives a sequence's blocks back, first offering its partly filled last block to the prefix
+    /// cache (a repeated prompt, or this sequence after a preemption, copies it instead of recomputing).
+    private func releaseBlocks(_ sequence: ScheduledSequence) {
+        let size = blocks.blockSize
+        let full = sequence.computed / size
+        if limits.prefixCaching && sequence.computed % size != 0 && sequence.hashes.count == full && full < sequence.blockTable.count {
+            blocks.registerPartial(sequence.blockTable[full], parent: sequence.hashes.last ?? 0,
+                                   tokens: sequence.tokens[full * size ..< sequence.computed])
+        }
         blocks.release(sequence.blockTable)
         sequence.blockTable = []
+        sequence.hashes = []
     }
 
     /// Decides the next step. Sequences it preempts or exhausts are already moved when it returns.
@@ -174,6 +196,16 @@ public final class SchedulingPolicy {
                     sequence.blockTable = hit.blocks
                     sequence.hashes = hit.hashes
                     sequence.computed = hit.blocks.count * blocks.blockSize
+                    if let copy = hit.copy {
+                        // Copy on write: the cached block's start goes into a block of its own.
+                        if let own = blocks.allocate() {
+                            copyBlock(copy.source, own)
+                            sequence.blockTable.append(own)
+                            sequence.computed += copy.count
+                            plan.copies.append((copy.source, own))
+                        }
+                        blocks.release([copy.source])
+                    }
                 }
                 if !sequence.prefixCounted {
                     sequence.prefixCounted = true
@@ -186,9 +218,7 @@ public final class SchedulingPolicy {
             let needed = blocksNeeded(sequence, upTo: sequence.computed + count)
             guard needed + reserveBlocks <= blocks.availableCount, reserve(sequence, upTo: sequence.computed + count) else {
                 // Wait for running sequences to free blocks; the prefix blocks stay cached meanwhile.
-                blocks.release(sequence.blockTable)
-                sequence.blockTable = []
-                sequence.hashes = []
+                releaseBlocks(sequence)
                 sequence.computed = 0
                 break
             }
@@ -250,16 +280,14 @@ public final class SchedulingPolicy {
             let b = sequence.hashes.count
             let slice = sequence.tokens[b * size ..< (b + 1) * size]
             let hash = BlockManager.chainHash(parent: sequence.hashes.last ?? 0, tokens: slice)
-            blocks.register(sequence.blockTable[b], hash: hash, tokens: slice)
+            blocks.register(sequence.blockTable[b], parent: sequence.hashes.last ?? 0, hash: hash, tokens: slice)
             sequence.hashes.append(hash)
         }
     }
 
     private func preempt(_ sequence: ScheduledSequence) {
         running.removeAll { $0 === sequence }
-        blocks.release(sequence.blockTable)
-        sequence.blockTable = []
-        sequence.hashes = []
+        releaseBlocks(sequence)
         sequence.computed = 0
         sequence.preemptions += 1
         waiting.insert(sequence, at: 0)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Engine
+import InferenceCore
 import GGUF
 import TestSupport
 

@@ -8,64 +8,6 @@ import TestSupport
 import Testing
 import Tokenizer
 
-@Suite("Block manager")
-struct BlockManagerTests {
-    @Test("a registered full block is found by a later sequence with the same prefix, and only then")
-    func prefixHit() {
-        let m = BlockManager(blockCount: 8, blockSize: 4)
-        let tokens = Array(1 ... 10)
-        let b0 = m.allocate()!, b1 = m.allocate()!, b2 = m.allocate()!
-        let h0 = BlockManager.chainHash(parent: 0, tokens: tokens[0 ..< 4])
-        let h1 = BlockManager.chainHash(parent: h0, tokens: tokens[4 ..< 8])
-        m.register(b0, hash: h0, tokens: tokens[0 ..< 4])
-        m.register(b1, hash: h1, tokens: tokens[4 ..< 8])
-        #expect(m.usedCount == 3)
-
-        let same = m.acquirePrefix(of: tokens)
-        #expect(same.blocks == [b0, b1])
-        #expect(same.hashes == [h0, h1])
-        // A different second block stops the match after the first; a different first block finds nothing.
-        #expect(m.acquirePrefix(of: [1, 2, 3, 4, 5, 6, 7, 99, 9]).blocks == [b0])
-        #expect(m.acquirePrefix(of: [9, 2, 3, 4, 5, 6, 7, 8, 9]).blocks.isEmpty)
-        // Never the whole prompt: 8 tokens are two full blocks, but the last token must be computed.
-        #expect(m.acquirePrefix(of: Array(1 ... 8)).blocks == [b0])
-        m.release(same.blocks)
-        m.release([b0, b0])  // the two single-block hits above
-        m.release([b0, b1, b2])
-        #expect(m.usedCount == 0)
-        #expect(m.evictableCount == 2)
-        // Released blocks stay cached until their space is needed.
-        #expect(m.acquirePrefix(of: tokens).blocks == [b0, b1])
-    }
-
-    @Test("eviction takes the least recently released cached block, and forgets its hash")
-    func eviction() {
-        let m = BlockManager(blockCount: 2, blockSize: 2)
-        let a = m.allocate()!, b = m.allocate()!
-        let ha = BlockManager.chainHash(parent: 0, tokens: [1, 2])
-        let hb = BlockManager.chainHash(parent: 0, tokens: [3, 4])
-        m.register(a, hash: ha, tokens: [1, 2])
-        m.register(b, hash: hb, tokens: [3, 4])
-        #expect(m.allocate() == nil)
-        m.release([a])
-        m.release([b])
-        #expect(m.availableCount == 2)
-        let first = m.allocate()
-        #expect(first == a)
-        #expect(m.acquirePrefix(of: [1, 2, 9]).blocks.isEmpty)
-        #expect(m.acquirePrefix(of: [3, 4, 9]).blocks == [b])
-    }
-
-    @Test("a hash collision with different tokens is not a hit")
-    func collisionIsChecked() {
-        let m = BlockManager(blockCount: 2, blockSize: 2)
-        let a = m.allocate()!
-        // Register block a under the hash [1, 2] would have, but holding other tokens.
-        m.register(a, hash: BlockManager.chainHash(parent: 0, tokens: [1, 2]), tokens: [7, 8])
-        #expect(m.acquirePrefix(of: [1, 2, 3]).blocks.isEmpty)
-    }
-}
-
 /// The continuous-batching scheduler on the default model: batching, prefix reuse, preemption,
 /// cancellation and the bounded queue, each checked against the same requests run alone.
 @Suite("Scheduler on the default model", .serialized)
@@ -179,6 +121,29 @@ struct SchedulerTests {
         #expect(second.cached >= (systemTokens / 16 - 1) * 16 && second.cached > 0, "cached \(second.cached) of \(systemTokens)")
         #expect(stats.prefixHitTokens == second.cached)
         #expect([first.tokens, second.tokens] == alone.map(\.tokens))
+    }
+
+    @Test("a repeated prompt copies the cached start of its last block and computes only its last token, with the same output")
+    func repeatedPromptComputesOneToken() async throws {
+        let tokenizer = try #require(Self.shared).1
+        // 40 tokens or so: two full blocks and a partial third; then exactly 48 (three full blocks).
+        let texts = ["The quick brown fox jumps over the lazy dog while the farmer watches from the porch and the sun sets.",
+                     String(repeating: "one two three four ", count: 12)]
+        for text in texts {
+            var prompt = tokenizer.encode(text)
+            if prompt.count > 48 { prompt = Array(prompt.prefix(48)) }
+            let requests = [Self.request(0, prompt), Self.request(1, prompt)]
+            let alone = try await Self.solo([requests[0]])
+            let s = try Self.scheduler(SchedulerConfiguration(maxSequences: 4, cacheTokens: 1024))
+            s.start()
+            let first = await Self.run(try s.submit(requests[0]))
+            let second = await Self.run(try s.submit(requests[1]))
+            await s.waitUntilIdle()
+            s.shutdown()
+            #expect(first.cached == 0)
+            #expect(second.cached == prompt.count - 1, "\(prompt.count) prompt tokens")
+            #expect(first.tokens == alone[0].tokens && second.tokens == alone[0].tokens)
+        }
     }
 
     @Test("prompt log-probabilities: one per prompt token after the first, as a plain forward pass gives, chunked or not, cached or not")

@@ -8,7 +8,7 @@ struct SchedulingPolicyTests {
     static func policy(sequences: Int = 8, budget: Int = 512, blocks: Int = 64, blockSize: Int = 16,
                        prefixCaching: Bool = true) -> SchedulingPolicy {
         SchedulingPolicy(limits: SchedulingLimits(maxSequences: sequences, maxBatchTokens: budget, prefixCaching: prefixCaching),
-                         blockCount: blocks, blockSize: blockSize)
+                         blockCount: blocks, blockSize: blockSize, copyBlock: { _, _ in })
     }
 
     static func request(_ id: String, _ count: Int, first: Int = 0, promptLogits: Bool = false) -> ScheduledSequence {
@@ -74,16 +74,52 @@ struct SchedulingPolicyTests {
         #expect(b.cachedPromptTokens == 32)
         Self.run(p, plan)
 
-        // Exactly two full blocks of the same tokens: only the first may come from the cache.
+        // Exactly two full blocks of the same tokens: the first is shared, 15 positions of the second
+        // are copied, the last token is computed.
         let c = Self.request("c", 32)
         p.enqueue(c)
         let cPlan = p.plan()
-        #expect(cPlan.entries.last.map(Self.shapeOf) == "c:16+16L")
+        #expect(cPlan.entries.last.map(Self.shapeOf) == "c:31+1L")
 
         // A differing first token means no hit at all.
         let d = ScheduledSequence(id: "d", promptTokens: [5] + Array(1 ..< 40))
         p.enqueue(d)
         #expect(p.plan().prefixLookups.map(\.hit) == [0])
+    }
+
+    @Test("a repeated prompt starts from a copy of the cached start of its last block and computes one token")
+    func repeatedPrompt() {
+        final class Copies { var made: [(Int32, Int32)] = [] }
+        let copies = Copies()
+        let p = SchedulingPolicy(limits: SchedulingLimits(maxSequences: 4, maxBatchTokens: 512, prefixCaching: true),
+                                 blockCount: 16, blockSize: 16, copyBlock: { copies.made.append(($0, $1)) })
+        let a = Self.request("a", 40)
+        p.enqueue(a)
+        Self.run(p, p.plan())
+        Self.run(p, p.plan())  // a holds 42 tokens, 41 computed: blocks 0, 1 full, block 2 partial (9 positions)
+        p.remove(a)
+
+        let b = Self.request("b", 40)
+        p.enqueue(b)
+        let plan = p.plan()
+        #expect(Self.shape(plan) == ["b:39+1L"])
+        #expect(plan.prefixLookups.map(\.hit) == [39])
+        #expect(plan.copies.count == 1 && copies.made.count == 1)
+        #expect(copies.made.first?.0 != copies.made.first?.1)
+        #expect(b.blockTable.count == 3 && b.blockTable.last == copies.made.first?.1)
+        Self.run(p, plan)
+        p.remove(b)
+        #expect(p.blocks.usedCount == 0)
+
+        // A sequence that ended inside a block leaves that block's start for the next one.
+        let c = Self.request("c", 20, first: 500)
+        p.enqueue(c)
+        Self.run(p, p.plan())
+        p.remove(c)
+        let again = ScheduledSequence(id: "c2", promptTokens: Array(500 ..< 520) + [7, 8])
+        p.enqueue(again)
+        // c computed positions 0...19 (its sampled 21st token never ran): 16 shared, 4 copied.
+        #expect(Self.shape(p.plan()) == ["c2:20+2L"])
     }
 
     static func shapeOf(_ e: StepPlan.Entry) -> String { "\(e.sequence.id):\(e.start)+\(e.count)\(e.logits == .last ? "L" : "")" }

@@ -55,12 +55,14 @@ public final class Scheduler: @unchecked Sendable {
         self.configuration = configuration
         self.contextLength = min(contextLength ?? model.configuration.contextLength, model.configuration.contextLength)
         self.observer = observer
-        cache = PagedKVCache(configuration: model.configuration, tokens: configuration.cacheTokens, blockSize: configuration.blockSize,
-                             elementType: configuration.kvType)
+        let cache = PagedKVCache(configuration: model.configuration, tokens: configuration.cacheTokens, blockSize: configuration.blockSize,
+                                 elementType: configuration.kvType)
+        self.cache = cache
         policy = SchedulingPolicy(
             limits: SchedulingLimits(maxSequences: configuration.maxSequences, maxBatchTokens: configuration.maxBatchTokens,
                                      prefixCaching: configuration.prefixCaching),
-            blockCount: cache.blockCount, blockSize: cache.blockSize)
+            blockCount: cache.blockCount, blockSize: cache.blockSize,
+            copyBlock: { [cache] source, destination in cache.copyBlock(source, to: destination) })
         statistics.kvBlocksTotal = cache.blockCount
         published = statistics
     }
