@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Serving", "InferenceCore", "Ops",
+                "Serving", "InferenceCore", "Ops", "OpenAIAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -80,10 +80,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // OpenAI's request and response bodies as Codable types, shared by the server, the load
+        // generator and their tests. Foundation only.
+        .target(name: "OpenAIAPI", swiftSettings: swiftSettings),
         // Load generator against any OpenAI-compatible server (`autoglm bench`).
         .target(
             name: "Bench",
             dependencies: [
+                "OpenAIAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -102,6 +106,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "GGUF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: swiftSettings),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Serving", "Engine", "Tokenizer", "GGUF", "SafeTensors", "Kernels", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
@@ -116,7 +121,7 @@ let package = Package(
         .testTarget(
             name: "BenchTests",
             dependencies: [
-                "Bench",
+                "Bench", "OpenAIAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -1,4 +1,5 @@
-import Foundation
+public import Foundation
+import OpenAIAPI
 
 /// The two OpenAI-compatible generation routes.
 public enum Endpoint: String, Sendable, Codable, CaseIterable {
@@ -28,36 +29,25 @@ public struct ServerURLs: Sendable, Equatable {
 
 /// Builds the JSON body of one streaming request.
 public enum RequestBody {
-    public static func make(prompt: BenchPrompt, endpoint: Endpoint, model: String) throws(BenchError) -> [String: JSONValue] {
-        var body: [String: JSONValue] = [
-            "model": .string(model),
-            "stream": .bool(true),
-            "stream_options": .object(["include_usage": .bool(true)]),
-        ]
+    public static func make(prompt: BenchPrompt, endpoint: Endpoint, model: String) throws(BenchError) -> Data {
+        var fields = GenerationFields(maxTokens: prompt.maxTokens, stream: true, streamOptions: StreamOptions(includeUsage: true))
+        if prompt.exactLength, let maxTokens = prompt.maxTokens {
+            fields.minTokens = maxTokens
+            fields.ignoreEOS = true
+        }
         switch (endpoint, prompt.input) {
         case (.chat, .text(let text)):
-            body["messages"] = .array([.object(["role": .string("user"), "content": .string(text)])])
+            return encode(ChatCompletionRequest(model: model, messages: [ChatCompletionRequest.user(text)], fields: fields))
         case (.chat, .messages(let messages)):
-            body["messages"] = .array(messages)
+            return encode(ChatCompletionRequest(model: model, messages: messages, fields: fields))
         case (.completions, .text(let text)):
-            body["prompt"] = .string(text)
+            return encode(CompletionRequest(model: model, prompt: text, fields: fields))
         case (.completions, .messages):
             throw .messagesNeedChatEndpoint
         }
-        if let maxTokens = prompt.maxTokens {
-            body["max_tokens"] = .number(Double(maxTokens))
-            if prompt.exactLength {
-                body["min_tokens"] = .number(Double(maxTokens))
-                body["ignore_eos"] = .bool(true)
-            }
-        }
-        return body
     }
 
-    public static func encode(_ body: [String: JSONValue]) -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        // Encoding a tree of strings, numbers and booleans cannot fail.
-        return (try? encoder.encode(body)) ?? Data("{}".utf8)
+    static func encode(_ body: some Encodable) -> Data {
+        Data(OpenAIJSON.text(body).utf8)
     }
 }

@@ -1,3 +1,4 @@
+public import OpenAIAPI
 /// Why a request did not complete. The raw value is the key in reports ("http_429", "timeout", ...).
 public enum RequestFailure: Hashable, Sendable, CustomStringConvertible {
     /// Could not connect (refused, unreachable, DNS, TLS handshake).
@@ -39,14 +40,14 @@ public struct RequestTiming: Sendable, Equatable {
     /// The request failed on a pooled connection the server had already closed, before any response.
     public var staleConnection = false
     /// `usage` from the final chunk (`stream_options.include_usage`).
-    public var usage: StreamChunk.Usage?
+    public var usage: Usage?
     /// Set when the request failed; such a request contributes only to the error counts.
     public var failure: RequestFailure?
     /// What the transport said when it failed (the error's description), for the report's samples.
     public var failureDetail: String?
 
     public init(choiceChunkTimes: [Double] = [], lastDataTime: Double? = nil, contentChunks: Int = 0,
-                usage: StreamChunk.Usage? = nil, failure: RequestFailure? = nil) {
+                usage: Usage? = nil, failure: RequestFailure? = nil) {
         self.choiceChunkTimes = choiceChunkTimes
         self.lastDataTime = lastDataTime
         self.contentChunks = contentChunks
@@ -55,7 +56,7 @@ public struct RequestTiming: Sendable, Equatable {
     }
 
     /// Records one decoded `data:` chunk received at `time`.
-    public mutating func record(_ chunk: StreamChunk, at time: Double) {
+    public mutating func record(_ chunk: StreamEvent, at time: Double) {
         lastDataTime = time
         if chunk.hasChoices { choiceChunkTimes.append(time) }
         if chunk.hasContent { contentChunks += 1 }
@@ -112,7 +113,7 @@ public struct StreamTimingRecorder: Sendable {
                 done = true
                 return
             case .data(let payload):
-                guard let chunk = StreamChunk.decode(payload) else {
+                guard let chunk = StreamEvent.decode(payload) else {
                     timing.failure = .malformedStream
                     return
                 }
@@ -129,7 +130,7 @@ public struct StreamTimingRecorder: Sendable {
     /// choices chunk is malformed.
     public mutating func finish(at time: Double) -> RequestTiming {
         if !done, !failed, let last = splitter.finish(), case .data(let payload) = SSELine(last),
-           let chunk = StreamChunk.decode(payload) {
+           let chunk = StreamEvent.decode(payload) {
             timing.record(chunk, at: time)
         }
         if !failed, timing.choiceChunkTimes.isEmpty { timing.failure = .malformedStream }

@@ -139,7 +139,7 @@ public struct BenchRunner: Sendable {
         let url = config.urls.url(for: config.endpoint)
         var bodies: [Data] = []
         for prompt in config.prompts {
-            bodies.append(RequestBody.encode(try RequestBody.make(prompt: prompt, endpoint: config.endpoint, model: model)))
+            bodies.append(try RequestBody.make(prompt: prompt, endpoint: config.endpoint, model: model))
         }
         let sender = RequestSender(client: client, url: url, timeout: config.requestTimeout)
 

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import OpenAIAPI
 
 /// An error as the API returns it: OpenAI's shape `{"error": {"message", "type", "param", "code"}}`
 /// with the HTTP status that says whose fault it is. Bad input is always a 4xx, never a 500.
@@ -47,16 +48,12 @@ struct APIError: Error, Sendable {
         APIError(status: .internalServerError, message: message, type: "server_error", param: nil, code: nil)
     }
 
-    var body: JSON {
-        .object([("error", .object([
-            ("message", .string(message)), ("type", .string(type)), ("param", .optional(param)), ("code", .optional(code)),
-        ]))])
-    }
+    var body: ErrorResponse { ErrorResponse(message: message, type: type, param: param, code: code) }
 
     func response() -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body.text)))
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAIJSON.text(body))))
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import InferenceCore
+import OpenAIAPI
 import Serving
 
 /// The generation endpoints: chat completions, completions and the native /generate, each in
@@ -268,7 +269,7 @@ struct CompletionsAPI: Sendable {
     }
 
     /// Runs every choice to the end and builds the one-shot body.
-    func complete(_ job: Job, choices: [Choice]) async throws(APIError) -> JSON {
+    func complete(_ job: Job, choices: [Choice]) async throws(APIError) -> any Encodable & Sendable {
         let results = await withTaskGroup(of: (Int, ChoiceResult).self) { group in
             for (slot, choice) in choices.enumerated() {
                 group.addTask { (slot, await self.collect(choice)) }
@@ -282,7 +283,8 @@ struct CompletionsAPI: Sendable {
         var completionTokens = 0
         var cached = 0
         var seenPrompts = Set<Int>()
-        var choiceBodies: [JSON] = []
+        var chatChoices: [ChatCompletion.Choice] = []
+        var textChoices: [OpenAIAPI.Completion.Choice] = []
         for (slot, r) in results.enumerated() {
             let choice = choices[slot]
             let outcome = r.outcome
@@ -292,42 +294,32 @@ struct CompletionsAPI: Sendable {
                 cached += outcome?.cachedPromptTokens ?? 0
             }
             completionTokens += outcome?.completionTokens ?? 0
-            let finish = JSON.string(Self.finishReason(outcome?.finishReason ?? .cancelled))
+            let finish = Self.finishReason(outcome?.finishReason ?? .cancelled)
             switch job.kind {
             case .chat:
-                choiceBodies.append(.object([
-                    ("index", .int(choice.index)),
-                    ("message", .object([("role", .string("assistant")), ("content", .string(r.text))])),
-                    ("logprobs", job.logprobs ? chatLogprobs(r.tokens, model: job.model) : .null),
-                    ("finish_reason", finish),
-                ]))
+                chatChoices.append(ChatCompletion.Choice(
+                    index: choice.index, message: .init(content: r.text),
+                    logprobs: job.logprobs ? chatLogprobs(r.tokens, model: job.model) : nil, finishReason: finish))
             case .completion:
                 let text = (job.echo ? choice.prompt.text : "") + r.text
-                choiceBodies.append(.object([
-                    ("index", .int(choice.index)), ("text", .string(text)),
-                    ("logprobs", job.logprobs ? completionLogprobs(r.tokens, model: job.model, offset: job.echo ? choice.prompt.text.utf8.count : 0,
-                                                                   prompt: job.echo ? (choice.prompt.tokens, outcome?.promptLogprobs ?? []) : nil) : .null),
-                    ("finish_reason", finish),
-                ]))
+                let logprobs = job.logprobs
+                    ? completionLogprobs(r.tokens, model: job.model, offset: job.echo ? choice.prompt.text.utf8.count : 0,
+                                         prompt: job.echo ? (choice.prompt.tokens, outcome?.promptLogprobs ?? []) : nil)
+                    : nil
+                textChoices.append(.init(index: choice.index, text: text, logprobs: logprobs, finishReason: finish))
             case .native:
-                choiceBodies.append(.object([("index", .int(choice.index)), ("text", .string(r.text)), ("finish_reason", finish)]))
+                textChoices.append(.init(index: choice.index, text: r.text, finishReason: finish))
             }
         }
-        let usage = Self.usage(prompt: promptTokens, completion: completionTokens, cached: cached)
+        let usage = Usage(promptTokens: promptTokens, completionTokens: completionTokens, cachedTokens: cached)
         switch job.kind {
         case .native:
-            let first = choiceBodies.first
-            return .object([
-                ("id", .string(job.id)), ("model", .string(job.model.name)),
-                ("text", first?["text"] ?? .string("")), ("finish_reason", first?["finish_reason"] ?? .null),
-                ("choices", .array(choiceBodies)), ("usage", usage),
-            ])
-        case .chat, .completion:
-            return .object([
-                ("id", .string(job.id)), ("object", .string(job.kind == .chat ? "chat.completion" : "text_completion")),
-                ("created", .int(job.created)), ("model", .string(job.model.name)),
-                ("choices", .array(choiceBodies)), ("usage", usage),
-            ])
+            return NativeGeneration(id: job.id, model: job.model.name, text: textChoices.first?.text ?? "",
+                                    finishReason: textChoices.first?.finishReason, choices: textChoices, usage: usage)
+        case .chat:
+            return ChatCompletion(id: job.id, created: job.created, model: job.model.name, choices: chatChoices, usage: usage)
+        case .completion:
+            return OpenAIAPI.Completion(id: job.id, created: job.created, model: job.model.name, choices: textChoices, usage: usage)
         }
     }
 
@@ -339,54 +331,56 @@ struct CompletionsAPI: Sendable {
         }
     }
 
-    static func usage(prompt: Int, completion: Int, cached: Int) -> JSON {
-        .object([
-            ("prompt_tokens", .int(prompt)), ("completion_tokens", .int(completion)), ("total_tokens", .int(prompt + completion)),
-            ("prompt_tokens_details", .object([("cached_tokens", .int(cached))])),
-        ])
-    }
-
-    func logprobEntry(_ id: Int, _ logprob: Float, model: ServedModel) -> [(String, JSON)] {
-        let text = model.tokenText(id)
-        return [("token", .string(text)), ("logprob", .number(Double(logprob))), ("bytes", .array(text.utf8.map { .int(Int($0)) }))]
-    }
-
-    func chatLogprobs(_ tokens: [GeneratedToken], model: ServedModel) -> JSON {
-        .object([("content", .array(tokens.map { t in
-            .object(logprobEntry(t.id, t.logprob ?? 0, model: model) + [
-                ("top_logprobs", .array(t.topLogprobs.map { .object(logprobEntry($0.id, $0.logprob, model: model)) })),
-            ])
-        }))])
+    func chatLogprobs(_ tokens: [GeneratedToken], model: ServedModel) -> ChatLogprobs {
+        ChatLogprobs(content: tokens.map { t in
+            ChatLogprobs.Entry(token: model.tokenText(t.id), logprob: t.logprob ?? 0,
+                               topLogprobs: t.topLogprobs.map { .init(token: model.tokenText($0.id), logprob: $0.logprob) })
+        })
     }
 
     /// OpenAI's completions logprobs. With `prompt` (echo), the prompt's tokens come first: the first
     /// has no log-probability (null), each later one its log-probability given the ones before it.
     func completionLogprobs(_ tokens: [GeneratedToken], model: ServedModel, offset: Int,
-                            prompt: (tokens: [Int], logprobs: [PromptTokenLogprob])? = nil) -> JSON {
-        var names: [JSON] = [], values: [JSON] = [], tops: [JSON] = [], offsets: [JSON] = []
-        func top(_ alternatives: [SampledToken]) -> JSON {
-            .object(alternatives.map { (model.tokenText($0.id), JSON.number(Double($0.logprob))) })
-        }
+                            prompt: (tokens: [Int], logprobs: [PromptTokenLogprob])? = nil) -> CompletionLogprobs {
+        var out = CompletionLogprobs()
+        func top(_ alternatives: [SampledToken]) -> [(String, Float)] { alternatives.map { (model.tokenText($0.id), $0.logprob) } }
         if let prompt {
             var position = 0
             for (i, id) in prompt.tokens.enumerated() {
                 let entry = i > 0 && i - 1 < prompt.logprobs.count ? prompt.logprobs[i - 1] : nil
-                names.append(.string(model.tokenText(id)))
-                values.append(entry.map { .number(Double($0.logprob)) } ?? .null)
-                tops.append(entry.map { top($0.topLogprobs) } ?? .null)
-                offsets.append(.int(position))
-                position += model.tokenText(id).utf8.count
+                let text = model.tokenText(id)
+                out.append(token: text, logprob: entry?.logprob, top: entry.map { top($0.topLogprobs) }, offset: position)
+                position += text.utf8.count
             }
         }
         var position = offset
         for t in tokens {
-            names.append(.string(model.tokenText(t.id)))
-            values.append(.number(Double(t.logprob ?? 0)))
-            tops.append(top(t.topLogprobs))
-            offsets.append(.int(position))
+            out.append(token: model.tokenText(t.id), logprob: t.logprob ?? 0, top: top(t.topLogprobs), offset: position)
             position += t.text.utf8.count
         }
-        return .object([("tokens", .array(names)), ("token_logprobs", .array(values)), ("top_logprobs", .array(tops)),
-                        ("text_offset", .array(offsets))])
+        return out
+    }
+}
+
+/// The native `/generate` body: the first choice's text and finish reason at the top, every choice,
+/// and usage.
+struct NativeGeneration: Encodable, Sendable {
+    var id: String
+    var model: String
+    var text: String
+    var finishReason: String?
+    var choices: [OpenAIAPI.Completion.Choice]
+    var usage: Usage
+
+    enum CodingKeys: String, CodingKey { case id, model, text, finishReason = "finish_reason", choices, usage }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(model, forKey: .model)
+        try c.encode(text, forKey: .text)
+        try c.encode(finishReason, forKey: .finishReason)
+        try c.encode(choices, forKey: .choices)
+        try c.encode(usage, forKey: .usage)
     }
 }

@@ -24,7 +24,6 @@ enum JSON: Sendable, Equatable {
     }
 
     static func int(_ v: Int) -> JSON { .number(Double(v)) }
-    static func optional(_ s: String?) -> JSON { s.map(JSON.string) ?? .null }
 
     subscript(key: String) -> JSON? {
         guard case .object(let pairs) = self else { return nil }

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 public import Prometheus
 import InferenceCore
+import OpenAIAPI
 import Serving
 
 /// The models this server answers for: local engines and upstream pools. The first named in the
@@ -105,15 +106,13 @@ public struct ServerRoutes: Sendable {
         } }
         let started = Int(Date().timeIntervalSince1970)
         router.get("/v1/models") { _, _ in
-            Self.json(.object([("object", .string("list")), ("data", .array(registry.names.map { name in
+            Self.json(ModelList(data: registry.names.map { name in
                 if let m = registry.models.first(where: { $0.name == name }) {
-                    return .object([("id", .string(m.name)), ("object", .string("model")), ("created", .int(m.created)),
-                                    ("owned_by", .string("autoglm")), ("max_model_len", .int(m.contextLength))])
+                    return ModelList.Model(id: m.name, created: m.created, ownedBy: "autoglm", maxModelLen: m.contextLength)
                 }
                 let pool = registry.upstreams?.pool(named: name)
-                return .object([("id", .string(name)), ("object", .string("model")), ("created", .int(started)),
-                                ("owned_by", .string("upstream")), ("max_model_len", pool?.model.contextLength.map { .int($0) } ?? .null)])
-            }))]))
+                return ModelList.Model(id: name, created: started, ownedBy: "upstream", maxModelLen: pool?.model.contextLength)
+            }))
         }
         let api = CompletionsAPI(models: registry, requestTimeout: requestTimeout, firstTokenTimeout: firstTokenTimeout)
         router.post("/v1/chat/completions") { request, context in
@@ -206,6 +205,10 @@ public struct ServerRoutes: Sendable {
 
     static func json(_ value: JSON, status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: value.text)))
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAIJSON.text(value))))
     }
 
     static func body(_ request: Request, context: ServerContext, limit: Int) async throws -> JSON {

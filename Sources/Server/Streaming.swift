@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import InferenceCore
 import NIOCore
+import OpenAIAPI
 import Serving
 
 extension CompletionsAPI {
@@ -22,18 +23,16 @@ extension CompletionsAPI {
             // prompt's log-probabilities; plain echo goes first.
             let echoWithLogprobs = job.kind == .completion && job.echo && job.logprobs
             var echoed = Set<Int>()
-            func echo(_ choice: Choice, _ promptLogprobs: [PromptTokenLogprob]) -> JSON {
-                .object(header(job) + [("choices", .array([.object([
-                    ("index", .int(choice.index)), ("text", .string(choice.prompt.text)),
-                    ("logprobs", completionLogprobs([], model: job.model, offset: 0, prompt: (choice.prompt.tokens, promptLogprobs))),
-                    ("finish_reason", .null),
-                ])]))])
+            func echo(_ choice: Choice, _ promptLogprobs: [PromptTokenLogprob]) -> OpenAIAPI.Completion {
+                OpenAIAPI.Completion(id: job.id, created: job.created, model: job.model.name, choices: [.init(
+                    index: choice.index, text: choice.prompt.text,
+                    logprobs: completionLogprobs([], model: job.model, offset: 0, prompt: (choice.prompt.tokens, promptLogprobs)))])
             }
             do {
                 // Opening chunks: the assistant role (chat) or the echoed prompt (completions).
                 for choice in choices {
                     if job.kind == .chat {
-                        try await writer.write(Self.event(chunk(job, choice: choice.index, delta: .object([("role", .string("assistant")), ("content", .string(""))]))))
+                        try await writer.write(Self.event(chatChunk(job, choice: choice.index, delta: .init(role: "assistant", content: ""))))
                     } else if job.kind == .completion && job.echo && !echoWithLogprobs {
                         try await writer.write(Self.event(chunk(job, choice: choice.index, text: choice.prompt.text)))
                     }
@@ -70,11 +69,18 @@ extension CompletionsAPI {
                         try await writer.write(Self.event(Self.apiError(error).body))
                     }
                 }
-                let usage = Self.usage(prompt: promptTokens, completion: completionTokens, cached: cached)
-                if job.kind == .native {
-                    try await writer.write(Self.event(.object([("id", .string(job.id)), ("usage", usage)])))
-                } else if job.parameters.includeUsage {
-                    try await writer.write(Self.event(.object(header(job) + [("choices", .array([])), ("usage", usage)])))
+                let usage = Usage(promptTokens: promptTokens, completionTokens: completionTokens, cachedTokens: cached)
+                switch job.kind {
+                case .native:
+                    try await writer.write(Self.event(NativeUsage(id: job.id, usage: usage)))
+                case .chat where job.parameters.includeUsage:
+                    try await writer.write(Self.event(ChatCompletionChunk(id: job.id, created: job.created, model: job.model.name,
+                                                                          choices: [], usage: usage)))
+                case .completion where job.parameters.includeUsage:
+                    try await writer.write(Self.event(OpenAIAPI.Completion(id: job.id, created: job.created, model: job.model.name,
+                                                                           choices: [], usage: usage)))
+                default:
+                    break
                 }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                 try await writer.finish(nil)
@@ -86,39 +92,32 @@ extension CompletionsAPI {
         return Response(status: .ok, headers: headers, body: body)
     }
 
-    static func event(_ json: JSON) -> ByteBuffer {
-        ByteBuffer(string: "data: " + json.text + "\n\n")
-    }
-
-    func header(_ job: Job) -> [(String, JSON)] {
-        let object = job.kind == .chat ? "chat.completion.chunk" : "text_completion"
-        return [("id", .string(job.id)), ("object", .string(object)), ("created", .int(job.created)), ("model", .string(job.model.name))]
+    static func event(_ value: some Encodable) -> ByteBuffer {
+        ByteBuffer(string: "data: " + OpenAIJSON.text(value) + "\n\n")
     }
 
     /// A chunk for one choice: new text (or none), its token's logprobs, or the finish reason.
-    func chunk(_ job: Job, choice: Int, text: String?, token: GeneratedToken? = nil, finish: FinishReason? = nil) -> JSON {
-        let finishJSON: JSON = finish.map { .string(Self.finishReason($0)) } ?? .null
+    func chunk(_ job: Job, choice: Int, text: String?, token: GeneratedToken? = nil, finish: FinishReason? = nil) -> any Encodable & Sendable {
+        let finishReason = finish.map(Self.finishReason)
         switch job.kind {
         case .chat:
-            let delta: JSON = text.map { .object([("content", .string($0))]) } ?? .object([])
-            var logprobs: JSON = .null
+            var logprobs: ChatLogprobs?
             if job.logprobs, let token { logprobs = chatLogprobs([token], model: job.model) }
-            return chunk(job, choice: choice, delta: delta, logprobs: logprobs, finish: finishJSON)
+            return chatChunk(job, choice: choice, delta: .init(content: text), logprobs: logprobs, finish: finishReason)
         case .completion:
-            var logprobs: JSON = .null
+            var logprobs: CompletionLogprobs?
             if job.logprobs, let token { logprobs = completionLogprobs([token], model: job.model, offset: 0) }
-            return .object(header(job) + [("choices", .array([.object([
-                ("index", .int(choice)), ("text", .string(text ?? "")), ("logprobs", logprobs), ("finish_reason", finishJSON),
-            ])]))])
+            return OpenAIAPI.Completion(id: job.id, created: job.created, model: job.model.name, choices: [.init(
+                index: choice, text: text ?? "", logprobs: logprobs, finishReason: finishReason)])
         case .native:
-            return .object([("index", .int(choice)), ("text", .string(text ?? "")), ("finish_reason", finishJSON)])
+            return NativeChunk(index: choice, text: text ?? "", finishReason: finishReason)
         }
     }
 
-    func chunk(_ job: Job, choice: Int, delta: JSON, logprobs: JSON = .null, finish: JSON = .null) -> JSON {
-        .object(header(job) + [("choices", .array([.object([
-            ("index", .int(choice)), ("delta", delta), ("logprobs", logprobs), ("finish_reason", finish),
-        ])]))])
+    func chatChunk(_ job: Job, choice: Int, delta: ChatCompletionChunk.Delta, logprobs: ChatLogprobs? = nil,
+                   finish: String? = nil) -> ChatCompletionChunk {
+        ChatCompletionChunk(id: job.id, created: job.created, model: job.model.name, choices: [.init(
+            index: choice, delta: delta, logprobs: logprobs, finishReason: finish)])
     }
 
     /// The events of all choices as one sequence, tagged with the choice's position.
@@ -147,4 +146,24 @@ extension CompletionsAPI {
             continuation.onTermination = { _ in task.cancel() }
         }
     }
+}
+
+/// A streamed event of the native `/generate`: one choice's new text, or its finish reason.
+struct NativeChunk: Encodable, Sendable {
+    var index: Int
+    var text: String
+    var finishReason: String?
+    enum CodingKeys: String, CodingKey { case index, text, finishReason = "finish_reason" }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(index, forKey: .index)
+        try c.encode(text, forKey: .text)
+        try c.encode(finishReason, forKey: .finishReason)
+    }
+}
+
+/// The last event of a streamed `/generate`: the request's usage.
+struct NativeUsage: Encodable, Sendable {
+    var id: String
+    var usage: Usage
 }

@@ -1,4 +1,5 @@
 import Bench
+import OpenAIAPI
 import Foundation
 import NIOCore
 import Testing
@@ -6,7 +7,7 @@ import Testing
 @Suite struct MetricsTests {
     /// Choices chunks at 0.2, 0.3, 0.45, 0.5 s and the usage chunk at 0.6 s; 5 output tokens by usage.
     static let timing = RequestTiming(choiceChunkTimes: [0.2, 0.3, 0.45, 0.5], lastDataTime: 0.6, contentChunks: 4,
-                                      usage: StreamChunk.Usage(promptTokens: 10, completionTokens: 5))
+                                      usage: Usage(promptTokens: 10, completionTokens: 5))
 
     @Test func vllmDefinitions() throws {
         let m = try #require(RequestMetrics(Self.timing))
@@ -30,16 +31,16 @@ import Testing
 
     @Test func oneTokenHasNoTPOT() throws {
         let t = RequestTiming(choiceChunkTimes: [0.1], lastDataTime: 0.1, contentChunks: 1,
-                              usage: StreamChunk.Usage(promptTokens: 3, completionTokens: 1))
+                              usage: Usage(promptTokens: 3, completionTokens: 1))
         let m = try #require(RequestMetrics(t))
         #expect(m.tpot == nil && m.itls.isEmpty)
     }
 
     @Test func recordingChunks() throws {
         var t = RequestTiming()
-        t.record(try #require(StreamChunk.decode(#"{"choices":[{"delta":{"role":"assistant"}}]}"#)), at: 0.1)
-        t.record(try #require(StreamChunk.decode(#"{"choices":[{"delta":{"content":"a"}}]}"#)), at: 0.2)
-        t.record(try #require(StreamChunk.decode(#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#)), at: 0.3)
+        t.record(try #require(StreamEvent.decode(#"{"choices":[{"delta":{"role":"assistant"}}]}"#)), at: 0.1)
+        t.record(try #require(StreamEvent.decode(#"{"choices":[{"delta":{"content":"a"}}]}"#)), at: 0.2)
+        t.record(try #require(StreamEvent.decode(#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#)), at: 0.3)
         #expect(t.choiceChunkTimes == [0.1, 0.2])
         #expect(t.lastDataTime == 0.3)
         #expect(t.contentChunks == 1)
@@ -55,7 +56,7 @@ import Testing
         // Request A: TTFT 0.2, TPOT 0.1, E2EL 0.6. Request B: TTFT 1.0, E2EL 1.3, 4 tokens -> TPOT 0.1.
         let a = Self.timing
         let b = RequestTiming(choiceChunkTimes: [1.0, 1.1, 1.2, 1.3], lastDataTime: 1.3, contentChunks: 4,
-                              usage: StreamChunk.Usage(promptTokens: 20, completionTokens: 4))
+                              usage: Usage(promptTokens: 20, completionTokens: 4))
         let failures = [RequestTiming(failure: .httpStatus(429)), RequestTiming(failure: .httpStatus(429)),
                         RequestTiming(failure: .timeout), RequestTiming(choiceChunkTimes: [], lastDataTime: 0.2)]
         let slo = try GoodputSLO(parsing: ["ttft:500", "tpot:150"])

@@ -1,4 +1,5 @@
 import Bench
+import OpenAIAPI
 import Foundation
 import Testing
 
@@ -44,17 +45,17 @@ import Testing
     }
 
     @Test func chunkDecoding() throws {
-        let chat = try #require(StreamChunk.decode(#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#))
+        let chat = try #require(StreamEvent.decode(#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#))
         #expect(chat.hasChoices && chat.hasContent)
-        let role = try #require(StreamChunk.decode(#"{"choices":[{"index":0,"delta":{"role":"assistant"}}]}"#))
+        let role = try #require(StreamEvent.decode(#"{"choices":[{"index":0,"delta":{"role":"assistant"}}]}"#))
         #expect(role.hasChoices && !role.hasContent)
-        let text = try #require(StreamChunk.decode(#"{"choices":[{"index":0,"text":" the"}]}"#))
+        let text = try #require(StreamEvent.decode(#"{"choices":[{"index":0,"text":" the"}]}"#))
         #expect(text.hasContent)
-        let usage = try #require(StreamChunk.decode(#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#))
+        let usage = try #require(StreamEvent.decode(#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#))
         #expect(!usage.hasChoices)
-        #expect(usage.usage == StreamChunk.Usage(promptTokens: 7, completionTokens: 3))
-        #expect(StreamChunk.decode(#"{"error":{"message":"boom"}}"#)?.isError == true)
-        #expect(StreamChunk.decode("not json") == nil)
+        #expect(usage.usage == Usage(promptTokens: 7, completionTokens: 3))
+        #expect(StreamEvent.decode(#"{"error":{"message":"boom"}}"#)?.isError == true)
+        #expect(StreamEvent.decode("not json") == nil)
     }
 }
 
@@ -94,17 +95,28 @@ import Testing
         }
     }
 
+    static func object(_ body: Data) throws -> [String: JSONValue] {
+        guard case .object(let o) = try JSONDecoder().decode(JSONValue.self, from: body) else { throw BenchError.messagesNeedChatEndpoint }
+        return o
+    }
+
     @Test func requestBodies() throws {
         let synthetic = BenchPrompt(input: .text("a b"), maxTokens: 4, exactLength: true)
-        let chat = try RequestBody.make(prompt: synthetic, endpoint: .chat, model: "m")
+        let chatBody = try RequestBody.make(prompt: synthetic, endpoint: .chat, model: "m")
+        let chat = try Self.object(chatBody)
+        #expect(chat["model"] == .string("m"))
         #expect(chat["messages"] == .array([.object(["role": .string("user"), "content": .string("a b")])]))
         #expect(chat["stream"] == .bool(true))
         #expect(chat["stream_options"] == .object(["include_usage": .bool(true)]))
         #expect(chat["max_tokens"] == .number(4) && chat["min_tokens"] == .number(4) && chat["ignore_eos"] == .bool(true))
-        let completion = try RequestBody.make(prompt: BenchPrompt(input: .text("p"), maxTokens: nil), endpoint: .completions, model: "m")
+        // The same body decodes as the typed request.
+        let typed = try JSONDecoder().decode(ChatCompletionRequest.self, from: chatBody)
+        #expect(typed.fields.maxTokens == 4 && typed.fields.ignoreEOS == true && typed.messages.count == 1)
+        let completionBody = try RequestBody.make(prompt: BenchPrompt(input: .text("p"), maxTokens: nil), endpoint: .completions, model: "m")
+        let completion = try Self.object(completionBody)
         #expect(completion["prompt"] == .string("p"))
-        #expect(completion["max_tokens"] == nil && completion["ignore_eos"] == nil)
-        #expect(String(decoding: RequestBody.encode(["max_tokens": .number(4)]), as: UTF8.self) == #"{"max_tokens":4}"#)
+        #expect(completion["max_tokens"] == nil && completion["ignore_eos"] == nil && completion["temperature"] == nil)
+        #expect(try JSONDecoder().decode(CompletionRequest.self, from: completionBody).prompt == "p")
         #expect(throws: BenchError.messagesNeedChatEndpoint) {
             try RequestBody.make(prompt: BenchPrompt(input: .messages([]), maxTokens: nil), endpoint: .completions, model: "m")
         }

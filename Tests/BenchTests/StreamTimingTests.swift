@@ -1,4 +1,5 @@
 import Bench
+import OpenAIAPI
 import Testing
 
 /// The bench's timing of a stream, from recorded arrival times: the same bytes the end-to-end test's
@@ -20,7 +21,7 @@ import Testing
         #expect(timing.choiceChunkTimes == [0.2, 0.25, 0.3])
         #expect(timing.lastDataTime == 0.3)
         #expect(timing.contentChunks == 3)
-        #expect(timing.usage == StreamChunk.Usage(promptTokens: 5, completionTokens: 3))
+        #expect(timing.usage == Usage(promptTokens: 5, completionTokens: 3))
         #expect(timing.failure == nil)
         let m = try #require(RequestMetrics(timing))
         #expect(m.ttft == 0.2)

@@ -5,6 +5,7 @@ import Hummingbird
 public import Logging
 import NIOCore
 import NIOHTTP1
+import OpenAIAPI
 public import Prometheus
 public import ServiceLifecycle
 import Synchronization
@@ -175,7 +176,7 @@ public final class UpstreamGateway: Sendable {
                         "model": .string(pool.model.name), "endpoint": .string(label), "error": .string(Self.describe(error))])
                     let event = APIError(status: .badGateway, message: "The upstream \(label) broke off the stream: \(Self.describe(error)).",
                                          type: "upstream_error", param: nil, code: "upstream_stream_broken").body
-                    try await writer.write(ByteBuffer(string: "data: \(event.text)\n\n"))
+                    try await writer.write(ByteBuffer(string: "data: \(OpenAIJSON.text(event))\n\n"))
                     break
                 }
                 guard let chunk else { break }
