@@ -52,7 +52,7 @@ let package = Package(
         // backend and its assembly, generation sessions for the CLI, stop strings, perplexity.
         .target(
             name: "Runtime",
-            dependencies: ["Engine", "Tokenizer", "InferenceCore", "GGUF", "SafeTensors", "Kernels", "Serving"],
+            dependencies: ["Engine", "Tokenizer", "InferenceCore", "GGUF", "SafeTensors", "Kernels", "Serving", "Ops"],
             swiftSettings: swiftSettings
         ),
         // Operations tools: memory planner, configuration, doctor, model store. The CLI only parses.

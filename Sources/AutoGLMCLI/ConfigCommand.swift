@@ -7,8 +7,8 @@ struct ConfigOverrideOptions: ParsableArguments {
     @Option(name: .customLong("config"), help: "Configuration file (default: $AUTOGLM_CONFIG, else none).")
     var configFile: String?
 
-    @Option(help: "Model to use: a configured name, a local model name, a .gguf path or an upstream URL.")
-    var model: String?
+    @Option(help: "Model to use: a configured name, a local model name, a .gguf path or an upstream URL. `serve` takes it more than once: each is served, the first is the default.")
+    var model: [String] = []
 
     @Option(help: "Address to listen on (server.host).")
     var host: String?
@@ -20,7 +20,7 @@ struct ConfigOverrideOptions: ParsableArguments {
         var list: [ConfigOverride] = []
         if let host { list.append(ConfigOverride(key: "server.host", value: host, flag: "--host")) }
         if let port { list.append(ConfigOverride(key: "server.port", value: port, flag: "--port")) }
-        if let model { list.append(ConfigOverride(key: "model", value: model, flag: "--model")) }
+        for m in model { list.append(ConfigOverride(key: "model", value: m, flag: "--model")) }
         return list
     }
 

@@ -105,14 +105,25 @@ struct ServeCommand: AsyncParsableCommand {
 
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        var served: [ServedModel] = []
+        var slots: [LocalModelSlot] = []
         var metrics: [String: ServerMetrics] = [:]
         for model in config.models {
             guard let path = model.path else { continue }
-            let m = try load(model, path: path, config: config, registry: registry, logger: logger)
-            served.append(m.0)
-            metrics[m.0.name] = m.1
+            let m = try spec(model, path: path, pinned: model.pinned ?? slots.isEmpty, config: config, registry: registry, logger: logger)
+            slots.append(LocalModelSlot(spec: m.0))
+            metrics[model.name] = m.1
         }
+        let locals = LocalModelPool(slots: slots, policy: LocalModelPolicy(
+            maxLoadedModels: config.server.maxLoadedModels,
+            keepAliveSeconds: config.server.keepAliveSeconds > 0 ? config.server.keepAliveSeconds : nil,
+            memoryBudgetBytes: config.server.modelsMemoryBudgetBytes), logger: logger)
+        do {
+            try await locals.preloadPinned()
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
+        let served = slots
         let upstreamModels: [UpstreamModel]
         do throws(UpstreamNameClash) {
             upstreamModels = try UpstreamModel.assemble(configured: config.models, flags: flagUpstreams.map { ($0.0, $0.1) },
@@ -141,7 +152,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             let names = (served.map(\.name) + upstreamModels.map(\.name)).joined(separator: ",")
             let host = config.server.host
-            try await AutoGLMServer.run(models: served, upstreams: gateway, modelOrder: order, metrics: metrics, registry: registry,
+            try await AutoGLMServer.run(locals: locals, upstreams: gateway, modelOrder: order, metrics: metrics, registry: registry,
                                         options: serverOptions, logger: logger) { port in
                 logger.info("listening", metadata: ["address": .string("\(scheme)://\(host):\(port)"),
                                                     "models": .string(names)])
@@ -153,23 +164,12 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info("stopped")
     }
 
-    private func load(_ model: AutoGLMConfig.Model, path: String, config: AutoGLMConfig, registry: PrometheusCollectorRegistry,
-                      logger: Logger) throws -> (ServedModel, ServerMetrics) {
+    /// A local model's plan (read from its header now: a missing or corrupt file stops serve here)
+    /// and its loader, which the pool runs at start for a pinned model, else on the first request.
+    private func spec(_ model: AutoGLMConfig.Model, path: String, pinned: Bool, config: AutoGLMConfig,
+                      registry: PrometheusCollectorRegistry, logger: Logger) throws -> (LocalModelSpec, ServerMetrics) {
         let threadCount = threads ?? model.threads ?? ProcessInfo.processInfo.activeProcessorCount
-        let loaded: LoadedModel
         let type = try quantizeType
-        do throws(ModelLoadError) {
-            loaded = try ModelLoader.load(path: path, options: ModelLoadOptions(threads: threadCount, quantize: type))
-        } catch {
-            if case .gguf(let g) = error, case .fileNotFound = g,
-               path == ModelStore.defaultModelPath(environment: ProcessInfo.processInfo.environment) {
-                throw CLIError("the default model is not installed at \(path). Fetch it with `scripts/setup-model.sh` (or `autoglm models pull \(ModelStore.defaultModelName)`), or pass --model PATH.")
-            }
-            throw CLIError("cannot load model '\(model.name)' from \(path): \(error.description)")
-        }
-        if let report = loaded.conversion {
-            logger.info("converted a Hugging Face directory in memory", metadata: ["summary": .string(report.summary)])
-        }
         var settings = LocalServingSettings(
             contextLength: context ?? model.contextLength, maxSequences: maxSequences ?? model.maxSequences,
             maxBatchTokens: maxBatchTokens, maxQueue: config.limits.maxQueue,
@@ -179,20 +179,47 @@ struct ServeCommand: AsyncParsableCommand {
             guard let bytes = Self.parseSize(kvMemory) else { throw ValidationError("--kv-memory: '\(kvMemory)' is not a size (e.g. 512MiB, 2GB).") }
             settings.kvMemoryBytes = bytes
         }
+        let plan: LocalModelPlan
+        do throws(ModelLoadError) {
+            plan = try settings.plan(path: path)
+        } catch {
+            if case .gguf(let g) = error, case .fileNotFound = g,
+               path == ModelStore.defaultModelPath(environment: ProcessInfo.processInfo.environment) {
+                throw CLIError("the default model is not installed at \(path). Fetch it with `scripts/setup-model.sh` (or `autoglm models pull \(ModelStore.defaultModelName)`), or pass --model PATH.")
+            }
+            throw CLIError("cannot load model '\(model.name)' from \(path): \(error.description)")
+        }
         let metrics = ServerMetrics(registry: registry, model: model.name)
-        let backend = LocalBackend(model: loaded.model, tokenizer: loaded.tokenizer, settings: settings, observer: metrics)
-        let served = ServedModel(name: model.name, backend: backend, maxTokensLimit: config.limits.maxTokens,
-                                 maxPromptTokens: config.limits.maxPromptTokens)
-        let scheduler = backend.scheduler
-        logger.info("model loaded", metadata: [
-            "model": .string(model.name), "path": .string(path), "architecture": .string(loaded.model.configuration.architecture),
-            "threads": .stringConvertible(threadCount), "context": .stringConvertible(scheduler.contextLength),
-            "max_sequences": .stringConvertible(settings.maxSequences), "kv_cache_tokens": .stringConvertible(scheduler.cacheTokenCapacity),
-            "kv_cache_mib": .string(String(format: "%.0f", Double(scheduler.cacheBytes) / 1048576)),
-            "kv_type": .string(settings.kvType.rawValue),
-            "chat_template": .string(backend.formatter.fallbackReason ?? "the model's own"),
-        ])
-        return (served, metrics)
+        let name = model.name
+        let limits = config.limits
+        let finalSettings = settings
+        let load: @Sendable () throws -> ServedModel = {
+            let loaded: LoadedModel
+            do throws(ModelLoadError) {
+                loaded = try ModelLoader.load(path: path, options: ModelLoadOptions(threads: threadCount, quantize: type))
+            } catch {
+                logger.error("cannot load a model", metadata: ["model": .string(name), "error": .string(error.description)])
+                throw CLIError("cannot load model '\(name)' from \(path): \(error.description)")
+            }
+            if let report = loaded.conversion {
+                logger.info("converted a Hugging Face directory in memory", metadata: ["summary": .string(report.summary)])
+            }
+            let backend = LocalBackend(model: loaded.model, tokenizer: loaded.tokenizer, settings: finalSettings, observer: metrics)
+            let scheduler = backend.scheduler
+            logger.info("model loaded", metadata: [
+                "model": .string(name), "path": .string(path), "architecture": .string(loaded.model.configuration.architecture),
+                "threads": .stringConvertible(threadCount), "context": .stringConvertible(scheduler.contextLength),
+                "max_sequences": .stringConvertible(finalSettings.maxSequences), "kv_cache_tokens": .stringConvertible(scheduler.cacheTokenCapacity),
+                "kv_cache_mib": .string(String(format: "%.0f", Double(scheduler.cacheBytes) / 1048576)),
+                "kv_type": .string(finalSettings.kvType.rawValue),
+                "chat_template": .string(backend.formatter.fallbackReason ?? "the model's own"),
+            ])
+            return ServedModel(name: name, backend: backend, maxTokensLimit: limits.maxTokens, maxPromptTokens: limits.maxPromptTokens)
+        }
+        logger.info(pinned ? "local model (pinned: loads now)" : "local model (loads on its first request)", metadata: [
+            "model": .string(name), "path": .string(path),
+            "planned_mib": .string(String(format: "%.0f", Double(plan.bytes) / 1048576)), "context": .stringConvertible(plan.context)])
+        return (LocalModelSpec(name: name, pinned: pinned, estimatedBytes: plan.bytes, contextLength: plan.context, load: load), metrics)
     }
 
     /// `--upstream NAME=URL` values, checked.

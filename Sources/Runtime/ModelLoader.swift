@@ -35,9 +35,12 @@ public enum ModelLoadError: Error, Sendable, CustomStringConvertible {
     case engine(EngineError)
     case tokenizer(path: String, TokenizerError)
     case quantizeNeedsDirectory(path: String)
+    /// The file or directory is not a model autoglm can plan or load.
+    case invalid(String)
 
     public var description: String {
         switch self {
+        case .invalid(let message): return message
         case .gguf(let e): return e.description
         case .engine(let e): return e.description
         case .tokenizer(let path, let e): return "cannot build the tokenizer of \(path): \(e.description)"

@@ -35,9 +35,8 @@ struct CompletionsAPI: Sendable {
 
     // MARK: reading requests
 
-    func chatJob(_ body: JSON) throws(APIError) -> Job {
+    func chatJob(_ body: JSON, model: ServedModel) throws(APIError) -> Job {
         let r = try FieldReader(body)
-        let model = try models.resolve(try r.string("model"))
         var parameters = try GenerationParameters(r)
         guard let messagesValue = r.value("messages") else {
             throw .invalidRequest("'messages' is required: a list of {\"role\", \"content\"} objects.", param: "messages")
@@ -129,9 +128,8 @@ struct CompletionsAPI: Sendable {
         }
     }
 
-    func completionJob(_ body: JSON, native: Bool = false) throws(APIError) -> Job {
+    func completionJob(_ body: JSON, model: ServedModel, native: Bool = false) throws(APIError) -> Job {
         let r = try FieldReader(body)
-        let model = try models.resolve(try r.string("model"))
         var parameters = try GenerationParameters(r, defaultTemperature: native ? 0 : 1)
         guard let promptValue = r.value("prompt") else {
             throw .invalidRequest("'prompt' is required: a string, a list of strings, or token ids.", param: "prompt")

@@ -133,3 +133,23 @@ struct BearerAuthMiddleware: RouterMiddleware {
         return found
     }
 }
+
+/// Guards the /admin routes: off (404) without server.admin_api_keys; otherwise only those keys pass.
+struct AdminAuthMiddleware: RouterMiddleware {
+    typealias Context = ServerContext
+    let keys: Set<String>
+
+    func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        guard !keys.isEmpty else {
+            throw APIError(status: .notFound, message: "The admin routes are off. Set server.admin_api_keys to use them.",
+                           type: "invalid_request_error", param: nil, code: "not_found")
+        }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+              BearerAuthMiddleware.contains(keys, String(header.dropFirst(7)))
+        else {
+            throw APIError(status: .forbidden, message: "The admin routes need 'Authorization: Bearer <key>' with a key from server.admin_api_keys.",
+                           type: "permission_error", param: nil, code: "admin_key_required")
+        }
+        return try await next(request, context)
+    }
+}

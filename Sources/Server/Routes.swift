@@ -7,50 +7,54 @@ import InferenceCore
 import OpenAIAPI
 import Serving
 
-/// The models this server answers for: local engines and upstream pools. The first named in the
-/// configuration is the default when a request names none.
+/// The models this server answers for: local engines (loaded on demand) and upstream pools. The
+/// first named in the configuration is the default when a request names none.
 public struct ModelRegistry: Sendable {
-    public let models: [ServedModel]
+    public let locals: LocalModelPool
     public let upstreams: UpstreamGateway?
     /// Every served name in configuration order.
     public let names: [String]
 
-    public init(_ models: [ServedModel], upstreams: UpstreamGateway? = nil, order: [String]? = nil) {
-        let all = models.map(\.name) + (upstreams?.pools.map(\.model.name) ?? [])
+    public init(_ locals: LocalModelPool, upstreams: UpstreamGateway? = nil, order: [String]? = nil) {
+        let all = locals.slots.map(\.name) + (upstreams?.pools.map(\.model.name) ?? [])
         precondition(!all.isEmpty, "a server needs at least one model")
         precondition(Set(all.map { $0.lowercased() }).count == all.count, "model names must be unique")
-        self.models = models
+        self.locals = locals
         self.upstreams = upstreams
         names = order.map { o in o.filter(all.contains) + all.filter { !o.contains($0) } } ?? all
     }
 
+    public init(_ models: [ServedModel], upstreams: UpstreamGateway? = nil, order: [String]? = nil) {
+        self.init(LocalModelPool(loaded: models), upstreams: upstreams, order: order)
+    }
+
     /// Where a request for `name` goes.
     enum Route {
-        case local(ServedModel)
+        case local(LocalModelSlot)
         case upstream(UpstreamPool)
     }
 
     func route(_ name: String?) throws(APIError) -> Route {
         let wanted = (name?.isEmpty ?? true) ? names[0] : name!
-        if let m = models.first(where: { $0.name == wanted }) { return .local(m) }
+        if let m = locals.slot(named: wanted) { return .local(m) }
         if let pool = upstreams?.pool(named: wanted) { return .upstream(pool) }
-        if let m = models.first(where: { $0.name.lowercased() == wanted.lowercased() }) { return .local(m) }
+        if let m = locals.slots.first(where: { $0.name.lowercased() == wanted.lowercased() }) { return .local(m) }
         throw .modelNotFound(wanted, available: names)
     }
 
     /// A local model by name (tokenizer routes and the native /generate).
-    func resolve(_ name: String?) throws(APIError) -> ServedModel {
+    func resolve(_ name: String?) throws(APIError) -> LocalModelSlot {
         switch try route(name) {
         case .local(let m): return m
         case .upstream(let pool):
-            throw .invalidRequest("'\(pool.model.name)' is served by an upstream engine; this route serves the local models (\(models.map(\.name).joined(separator: ", "))). Use /v1/chat/completions or /v1/completions.", param: "model")
+            throw .invalidRequest("'\(pool.model.name)' is served by an upstream engine; this route serves the local models (\(locals.slots.map(\.name).joined(separator: ", "))). Use /v1/chat/completions or /v1/completions.", param: "model")
         }
     }
 
-    /// Whether every model can take requests: local schedulers admitting, each upstream model with an
-    /// available endpoint.
+    /// Whether the server can take requests: every pinned local model loaded and admitting, each
+    /// upstream model with an available endpoint.
     var isReady: Bool {
-        models.allSatisfy { $0.backend.isAcceptingRequests }
+        locals.isAcceptingRequests && locals.pinnedReady
             && (upstreams.map { g in g.isAcceptingRequests && g.pools.allSatisfy(\.hasAvailableEndpoint) } ?? true)
     }
 }
@@ -67,6 +71,8 @@ public struct ServerRoutes: Sendable {
     /// limits.max_concurrent_requests (nil: none) and limits.requests_per_minute (0: none).
     public var maxConcurrentRequests: Int?
     public var requestsPerMinute = 0
+    /// server.admin_api_keys: the only keys the /admin routes take; empty: those routes are off.
+    public var adminAPIKeys: [String] = []
 
     public init(registry: ModelRegistry, metrics: [String: ServerMetrics], prometheus: PrometheusCollectorRegistry,
                 requestTimeout: Double?, maxBodyBytes: Int = 16 << 20) {
@@ -83,7 +89,9 @@ public struct ServerRoutes: Sendable {
         router.add(middleware: RequestIDMiddleware())
         router.add(middleware: APIErrorMiddleware(registry: prometheus, logRequests: true))
         if !apiKeys.isEmpty {
-            router.add(middleware: BearerAuthMiddleware(keys: Set(apiKeys), openPaths: Set(["/health", "/ready"] + (metricsPath.map { [$0] } ?? []))))
+            // An admin key works on the API too.
+            router.add(middleware: BearerAuthMiddleware(keys: Set(apiKeys + adminAPIKeys),
+                                                        openPaths: Set(["/health", "/ready"] + (metricsPath.map { [$0] } ?? []))))
         }
         if maxConcurrentRequests != nil || requestsPerMinute > 0 {
             router.add(middleware: AdmissionMiddleware(
@@ -94,21 +102,24 @@ public struct ServerRoutes: Sendable {
         router.get("/health") { _, _ in Self.json(.object([("status", .string("ok"))])) }
         router.get("/ready") { _, _ in
             if registry.isReady { return Self.json(.object([("status", .string("ready")), ("models", .array(registry.names.map { .string($0) }))])) }
-            let draining = !registry.models.allSatisfy { $0.backend.isAcceptingRequests } || !(registry.upstreams?.isAcceptingRequests ?? true)
+            let draining = !registry.locals.isAcceptingRequests || !(registry.upstreams?.isAcceptingRequests ?? true)
             if draining { return APIError.unavailable("The server is shutting down.", retryAfter: 5).response() }
             let down = registry.upstreams?.pools.filter { !$0.hasAvailableEndpoint }.map { "\($0.model.name): \($0.unavailableReasons)" } ?? []
-            return APIError.unavailable("Not ready: no endpoint available for \(down.joined(separator: "; ")).", retryAfter: 5).response()
+            if !down.isEmpty {
+                return APIError.unavailable("Not ready: no endpoint available for \(down.joined(separator: "; ")).", retryAfter: 5).response()
+            }
+            return APIError.unavailable("Not ready: a pinned model is still loading.", retryAfter: 5).response()
         }
         if let metricsPath { router.get(RouterPath(metricsPath)) { _, _ in
-            for model in registry.models { metrics[model.name]?.update(model.backend.statistics) }
+            for model in registry.locals.loaded { metrics[model.name]?.update(model.backend.statistics) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: prometheus.emitToBuffer())))
         } }
         let started = Int(Date().timeIntervalSince1970)
         router.get("/v1/models") { _, _ in
             Self.json(ModelList(data: registry.names.map { name in
-                if let m = registry.models.first(where: { $0.name == name }) {
-                    return ModelList.Model(id: m.name, created: m.created, ownedBy: "autoglm", maxModelLen: m.contextLength)
+                if let slot = registry.locals.slot(named: name) {
+                    return ModelList.Model(id: name, created: slot.created, ownedBy: "autoglm", maxModelLen: slot.spec.contextLength)
                 }
                 let pool = registry.upstreams?.pool(named: name)
                 return ModelList.Model(id: name, created: started, ownedBy: "upstream", maxModelLen: pool?.model.contextLength)
@@ -117,20 +128,23 @@ public struct ServerRoutes: Sendable {
         let api = CompletionsAPI(models: registry, requestTimeout: requestTimeout, firstTokenTimeout: firstTokenTimeout)
         router.post("/v1/chat/completions") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            return try await Self.dispatch(body, path: "/chat/completions", registry: registry, affinity: Self.affinity(request), context: context) { body throws(APIError) in
-                try api.chatJob(body)
+            return try await Self.dispatch(body, path: "/chat/completions", registry: registry, affinity: Self.affinity(request), context: context) { body, model throws(APIError) in
+                try api.chatJob(body, model: model)
             } local: { job in try await Self.run(api, job, context: context) }
         }
         router.post("/v1/completions") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            return try await Self.dispatch(body, path: "/completions", registry: registry, affinity: Self.affinity(request), context: context) { body throws(APIError) in
-                try api.completionJob(body)
+            return try await Self.dispatch(body, path: "/completions", registry: registry, affinity: Self.affinity(request), context: context) { body, model throws(APIError) in
+                try api.completionJob(body, model: model)
             } local: { job in try await Self.run(api, job, context: context) }
         }
         router.post("/generate") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            return try await Self.run(api, try api.completionJob(body, native: true), context: context)
+            let lease = try await registry.locals.acquire(try registry.resolve(try FieldReader(body).string("model")))
+            defer { lease.end() }
+            return try await Self.run(api, try api.completionJob(body, model: lease.model, native: true), context: context)
         }
+        addAdminRoutes(to: router)
         router.post("/tokenize") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
             if case .upstream(let pool) = try registry.route(try FieldReader(body).string("model")), let gateway = registry.upstreams {
@@ -142,13 +156,50 @@ public struct ServerRoutes: Sendable {
                     throw error.error
                 }
             }
-            return Self.json(try Self.tokenize(body, registry: registry))
+            let lease = try await registry.locals.acquire(try registry.resolve(try FieldReader(body).string("model")))
+            defer { lease.end() }
+            return Self.json(try Self.tokenize(body, model: lease.model))
         }
         router.post("/detokenize") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            return Self.json(try Self.detokenize(body, registry: registry))
+            let lease = try await registry.locals.acquire(try registry.resolve(try FieldReader(body).string("model")))
+            defer { lease.end() }
+            return Self.json(try Self.detokenize(body, model: lease.model))
         }
         return router
+    }
+
+    /// `GET /admin/models`, `POST /admin/models/{name}/load` and `/unload`, for `server.admin_api_keys` only.
+    func addAdminRoutes(to router: Router<ServerContext>) {
+        let registry = registry
+        let admin = router.group("admin").add(middleware: AdminAuthMiddleware(keys: Set(adminAPIKeys)))
+        admin.get("models") { _, _ in
+            Self.json(AdminModels(data: registry.locals.status().map(AdminModels.Model.init)
+                + (registry.upstreams?.pools.map { pool in
+                    AdminModels.Model(name: pool.model.name, kind: "upstream", state: pool.hasAvailableEndpoint ? "available" : "unavailable")
+                } ?? [])))
+        }
+        admin.post("models/{name}/load") { _, context in
+            let slot = try Self.adminSlot(context, registry: registry)
+            try await registry.locals.load(slot)
+            context.logger.notice("model loaded by an admin", metadata: ["model": .string(slot.name)])
+            return Self.json(AdminModels(data: registry.locals.status().filter { $0.name == slot.name }.map(AdminModels.Model.init)))
+        }
+        admin.post("models/{name}/unload") { _, context in
+            let slot = try Self.adminSlot(context, registry: registry)
+            try registry.locals.unload(slot)
+            context.logger.notice("model unloaded by an admin", metadata: ["model": .string(slot.name)])
+            return Self.json(AdminModels(data: registry.locals.status().filter { $0.name == slot.name }.map(AdminModels.Model.init)))
+        }
+    }
+
+    static func adminSlot(_ context: ServerContext, registry: ModelRegistry) throws(APIError) -> LocalModelSlot {
+        let name = context.parameters.get("name") ?? ""
+        switch try registry.route(name) {
+        case .local(let slot): return slot
+        case .upstream:
+            throw .invalidRequest("'\(name)' is served by an upstream engine; only local models are loaded and unloaded.", param: "name")
+        }
     }
 
     /// The key consistent-hash balancing keeps on one endpoint: the X-Session-Id header, else the bearer
@@ -162,15 +213,17 @@ public struct ServerRoutes: Sendable {
     /// Sends a generation request to its model: the local engine, or the upstream pool (and, when no
     /// endpoint of that pool can take it, to its configured fallback model).
     static func dispatch(_ body: JSON, path: String, registry: ModelRegistry, affinity: String? = nil, context: ServerContext,
-                         job: (JSON) throws(APIError) -> CompletionsAPI.Job,
+                         job: (JSON, ServedModel) throws(APIError) -> CompletionsAPI.Job,
                          local: (CompletionsAPI.Job) async throws -> Response) async throws -> Response {
         var body = body
         var visited: [String] = []
         while true {
             let reader = try FieldReader(body)
             switch try registry.route(try reader.string("model")) {
-            case .local:
-                return try await local(try job(body))
+            case .local(let slot):
+                let lease = try await registry.locals.acquire(slot)
+                defer { lease.end() }
+                return try await local(try job(body, lease.model))
             case .upstream(let pool):
                 guard let gateway = registry.upstreams else { throw APIError.internalError("no upstream gateway") }
                 context.note.setModel(pool.model.name)
@@ -223,9 +276,8 @@ public struct ServerRoutes: Sendable {
         return try JSON.parse(Array(buffer.readableBytesView))
     }
 
-    static func tokenize(_ body: JSON, registry: ModelRegistry) throws(APIError) -> JSON {
+    static func tokenize(_ body: JSON, model: ServedModel) throws(APIError) -> JSON {
         let r = try FieldReader(body)
-        let model = try registry.resolve(try r.string("model"))
         let tokens: [Int]
         if let messages = r.value("messages") {
             guard case .array(let list) = messages else { throw .invalidRequest("'messages' must be a list.", param: "messages") }
@@ -256,9 +308,8 @@ public struct ServerRoutes: Sendable {
         return nil
     }
 
-    static func detokenize(_ body: JSON, registry: ModelRegistry) throws(APIError) -> JSON {
+    static func detokenize(_ body: JSON, model: ServedModel) throws(APIError) -> JSON {
         let r = try FieldReader(body)
-        let model = try registry.resolve(try r.string("model"))
         guard case .array(let items)? = r.value("tokens") else {
             throw .invalidRequest("'tokens' is required: a list of token ids.", param: "tokens")
         }
@@ -273,4 +324,47 @@ public struct ServerRoutes: Sendable {
         let text = model.backend.decode(ids)
         return .object([("prompt", .string(text)), ("content", .string(text))])
     }
+}
+
+/// The body of the /admin/models routes.
+struct AdminModels: Encodable, Sendable {
+    struct Model: Encodable, Sendable {
+        var name: String
+        var kind: String
+        var state: String
+        var pinned = false
+        var estimatedBytes: Int?
+        var running = 0
+        var waiting = 0
+        var idleSeconds: Double?
+        var loads = 0
+        var lastError: String?
+
+        init(name: String, kind: String, state: String) {
+            self.name = name
+            self.kind = kind
+            self.state = state
+        }
+
+        init(_ s: LocalModelPool.Status) {
+            name = s.name
+            kind = "local"
+            state = s.state
+            pinned = s.pinned
+            estimatedBytes = s.estimatedBytes
+            running = s.running
+            waiting = s.waiting
+            idleSeconds = (s.idleSeconds * 10).rounded() / 10
+            loads = s.loads
+            lastError = s.lastError
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case name, kind, state, pinned, estimatedBytes = "estimated_bytes", running, waiting, idleSeconds = "idle_seconds", loads
+            case lastError = "last_error"
+        }
+    }
+
+    var object = "list"
+    var data: [Model]
 }

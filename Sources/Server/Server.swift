@@ -25,6 +25,8 @@ public struct ServerOptions: Sendable {
     public var requestsPerMinute: Int
     /// HTTPS with this certificate and key; nil: plain HTTP.
     public var tls: ServerTLS?
+    /// Bearer tokens for the /admin routes (server.admin_api_keys); empty: the admin routes are off.
+    public var adminAPIKeys: [String] = []
 
     public init(host: String = "127.0.0.1", port: Int = 8080, apiKeys: [String] = [], requestTimeoutSeconds: Double? = 600,
                 drainSeconds: Double = 30, idleTimeoutSeconds: Double? = 60, metricsPath: String? = "/metrics",
@@ -46,14 +48,25 @@ public struct ServerOptions: Sendable {
 /// gracefully on SIGTERM/SIGINT: stop admitting, finish in-flight requests (bounded by the drain
 /// time), close the listener, return.
 public enum AutoGLMServer {
-    /// The HTTP application for `models` (also used by the tests, on an ephemeral port).
+    /// The HTTP application for models already loaded (the tests use it, on an ephemeral port).
     public static func application(
         models: [ServedModel], upstreams: UpstreamGateway? = nil, modelOrder: [String]? = nil, metrics: [String: ServerMetrics],
         registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws(ServerStartError) -> some ApplicationProtocol {
-        var routes = ServerRoutes(registry: ModelRegistry(models, upstreams: upstreams, order: modelOrder), metrics: metrics, prometheus: registry,
+        try application(locals: LocalModelPool(loaded: models), upstreams: upstreams, modelOrder: modelOrder, metrics: metrics,
+                        registry: registry, options: options, logger: logger, onServerRunning: onServerRunning)
+    }
+
+    /// The HTTP application for local models (loaded on demand) and upstream ones.
+    public static func application(
+        locals: LocalModelPool, upstreams: UpstreamGateway? = nil, modelOrder: [String]? = nil, metrics: [String: ServerMetrics],
+        registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws(ServerStartError) -> some ApplicationProtocol {
+        var routes = ServerRoutes(registry: ModelRegistry(locals, upstreams: upstreams, order: modelOrder), metrics: metrics, prometheus: registry,
                                   requestTimeout: options.requestTimeoutSeconds)
+        routes.adminAPIKeys = options.adminAPIKeys
         routes.firstTokenTimeout = options.firstTokenTimeoutSeconds
         routes.maxConcurrentRequests = options.maxConcurrentRequests
         routes.requestsPerMinute = options.requestsPerMinute
@@ -76,17 +89,17 @@ public enum AutoGLMServer {
 
     /// Runs until a termination signal, then drains. Returns normally after a graceful shutdown.
     public static func run(
-        models: [ServedModel], upstreams: UpstreamGateway? = nil, modelOrder: [String]? = nil, metrics: [String: ServerMetrics],
+        locals: LocalModelPool, upstreams: UpstreamGateway? = nil, modelOrder: [String]? = nil, metrics: [String: ServerMetrics],
         registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
-        let app = try application(models: models, upstreams: upstreams, modelOrder: modelOrder, metrics: metrics, registry: registry,
+        let app = try application(locals: locals, upstreams: upstreams, modelOrder: modelOrder, metrics: metrics, registry: registry,
                                   options: options, logger: logger, onServerRunning: onServerRunning)
         // Shut down in reverse order: the schedulers and the upstream relays drain first (in-flight
         // requests finish), then the HTTP server closes its listener and connections.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: app),
-            .init(service: SchedulerService(backends: models.map(\.backend))),
+            .init(service: SchedulerService(locals: locals)),
         ]
         if let upstreams { services.append(.init(service: UpstreamService(gateway: upstreams, logger: logger))) }
         var configuration = ServiceGroupConfiguration(

@@ -12,6 +12,7 @@ extension ServerOptions {
             firstTokenTimeoutSeconds: timeouts.firstTokenSeconds > 0 ? timeouts.firstTokenSeconds : nil,
             maxConcurrentRequests: config.limits.maxConcurrentRequests, requestsPerMinute: config.limits.requestsPerMinute)
         self.tls = tls
+        adminAPIKeys = config.server.adminAPIKeys
     }
 }
 

@@ -46,6 +46,30 @@ struct ConfigTests {
         }
     }
 
+    @Test("--model given more than once serves each model, in order; the multi-model keys are read")
+    func severalModels() {
+        let yaml = """
+            server: {max_loaded_models: 2, keep_alive: 5m, admin_api_keys: [adm], models_memory_budget: 8GiB}
+            models:
+              - {name: a, path: /m/a.gguf}
+              - {name: b, path: /m/b.gguf, pinned: true}
+              - {name: c, url: "http://gpu:8000/v1"}
+            """
+        let flags = ["c", "/m/d.gguf", "a"].map { ConfigOverride(key: "model", value: $0, flag: "--model") }
+        let loaded = load(yaml, overrides: flags)
+        #expect(loaded.errors.isEmpty, "\(loaded.errors)")
+        #expect(loaded.config.models.map(\.name) == ["c", "d", "a"])
+        #expect(loaded.config.models[1].path == "/m/d.gguf")
+        let plain = load(yaml)
+        #expect(plain.config.models.map(\.pinned) == [nil, true, nil])
+        #expect(plain.config.server.maxLoadedModels == 2 && plain.config.server.keepAliveSeconds == 300)
+        #expect(plain.config.server.adminAPIKeys == ["adm"] && plain.config.server.modelsMemoryBudgetBytes == 8 << 30)
+        // One bad name among several is an error naming it; the others are not silently served alone.
+        let bad = load(yaml, overrides: [ConfigOverride(key: "model", value: "a", flag: "--model"),
+                                         ConfigOverride(key: "model", value: "nope", flag: "--model")])
+        #expect(bad.errors.contains { $0.message.contains("'nope'") })
+    }
+
     @Test("a typo is an error naming the key, file:line:column, a suggestion and the allowed keys")
     func typo() throws {
         let loaded = load("""
@@ -59,8 +83,8 @@ struct ConfigTests {
         #expect(issue.key == "server.prot")
         #expect(issue.origin == .file(path: "test.yaml", line: 3, column: 3))
         #expect(issue.message.contains("did you mean 'port'?"))
-        #expect(issue.allowed == "host, port, api_keys, tls, timeouts, drain")
-        #expect(issue.description == "test.yaml:3:3: error: server.prot: unknown key 'prot' in server; did you mean 'port'?; allowed: host, port, api_keys, tls, timeouts, drain")
+        #expect(issue.allowed == "host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget")
+        #expect(issue.description == "test.yaml:3:3: error: server.prot: unknown key 'prot' in server; did you mean 'port'?; allowed: host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget")
     }
 
     @Test("wrong types, out-of-range values and bad choices name the key, line and allowed values")

@@ -18,6 +18,11 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var tls: TLS?
         public var timeouts: Timeouts
         public var drainSeconds: Double
+        public var adminAPIKeys: [String] = []
+        public var maxLoadedModels = 0
+        /// 0: never unload idle models.
+        public var keepAliveSeconds = 0.0
+        public var modelsMemoryBudgetBytes: Int?
     }
 
     public struct Model: Sendable, Equatable {
@@ -44,6 +49,8 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var device: Device
         public var preset: String?
         public var precision: String?
+        /// nil: pinned when it is the first local model.
+        public var pinned: Bool?
 
         public init(name: String, path: String? = nil, url: String? = nil, apiKey: String? = nil, sha256: String? = nil,
                     contextLength: Int? = nil, threads: Int? = nil, kvMemoryBudgetBytes: Int? = nil, maxSequences: Int = 8,
@@ -122,7 +129,10 @@ extension AutoGLMConfig {
             apiKeys: value("server.api_keys")?.listValue?.compactMap(\.stringValue) ?? [], tls: tls,
             timeouts: Timeouts(requestSeconds: double("server.timeouts.request"), firstTokenSeconds: double("server.timeouts.first_token"),
                                idleSeconds: double("server.timeouts.idle")),
-            drainSeconds: double("server.drain"))
+            drainSeconds: double("server.drain"),
+            adminAPIKeys: value("server.admin_api_keys")?.listValue?.compactMap(\.stringValue) ?? [],
+            maxLoadedModels: int("server.max_loaded_models"), keepAliveSeconds: double("server.keep_alive"),
+            modelsMemoryBudgetBytes: value("server.models_memory_budget")?.intValue)
         let modelObjects = document["models"]?.listValue?.compactMap(\.objectValue) ?? []
         if modelObjects.isEmpty {
             models = [Model(name: ModelStore.defaultModelName, path: ModelStore.defaultModelPath(environment: environment))]
@@ -137,6 +147,7 @@ extension AutoGLMConfig {
                 model.urls = m["urls"]?.listValue?.compactMap(\.stringValue) ?? []
                 model.upstreamModel = m["upstream_model"]?.stringValue
                 model.fallback = m["fallback"]?.stringValue
+                model.pinned = m["pinned"]?.boolValue
                 return model
             }
         }

@@ -71,9 +71,23 @@ public struct ConfigLoader: Sendable {
         if let text { state.parseFile(text) }
         state.applyEnvironment()
         for o in overrides where o.key != "model" { state.applyOverride(o) }
-        // The model override: the flag wins over AUTOGLM_MODEL.
-        if let flag = overrides.last(where: { $0.key == "model" }) {
-            state.overrideModel(flag.value, origin: .flag(flag.flag))
+        // The model override: the flag wins over AUTOGLM_MODEL; the flag repeated serves each model given.
+        let modelFlags = overrides.filter { $0.key == "model" }
+        if !modelFlags.isEmpty {
+            let configured = state.document["models"]
+            var chosen: [ConfigValue] = []
+            for flag in modelFlags {
+                state.document["models"] = configured
+                let issues = state.issues.count
+                state.overrideModel(flag.value, origin: .flag(flag.flag))
+                if state.issues.count == issues, let one = state.document["models"]?.listValue?.first { chosen.append(one) }
+            }
+            if chosen.count > 1 {
+                state.document["models"] = .list(chosen)
+                for i in chosen.indices { state.origins["models[\(i)]"] = .flag(modelFlags[0].flag) }
+            } else if let only = chosen.first {
+                state.document["models"] = .list([only])
+            }
         } else if let env = environment["AUTOGLM_MODEL"], !env.isEmpty {
             state.overrideModel(env, origin: .environment("AUTOGLM_MODEL"))
         }

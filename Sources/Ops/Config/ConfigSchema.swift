@@ -94,6 +94,7 @@ public enum ConfigSchema {
         ConfigField("kv_type", .choice(["f16", "bf16", "f32"]), default: .string("f16"),
                     help: "How the built-in engine's KV cache stores keys and values (f16: half of f32's memory, perplexity within 0.1%)."),
         ConfigField("device", .choice(["cpu", "gpu"]), default: .string("cpu"), help: "Where the model runs: the CPU engine, or a GPU (an upstream on this host)."),
+        ConfigField("pinned", .boolean, help: "A local model loaded at start and never unloaded (default: true for the first local model, false for the others, which load on their first request)."),
         ConfigField("preset", .choice(ModelPresets.names), help: "Planner preset for models given by url (sizes the GPU check)."),
         ConfigField("precision", .choice(Precision.allCases.map(\.rawValue)), help: "Weight precision of a preset model (default bf16)."),
     ]
@@ -113,6 +114,10 @@ public enum ConfigSchema {
                 ConfigField("idle", .duration(1 ... 3600), default: .number(60), help: "Idle keep-alive connections close after this."),
             ]), help: "Time limits."),
             ConfigField("drain", .duration(0 ... 3600), default: .number(30), help: "On shutdown, finish in-flight requests for this long."),
+            ConfigField("admin_api_keys", .stringList, default: .list([]), secret: true, help: "Bearer tokens for GET /admin/models and POST /admin/models/{name}/load|unload; empty = those routes are off."),
+            ConfigField("max_loaded_models", .integer(0 ... 1024), default: .integer(0), help: "Local models loaded at once; loading another unloads the least recently used idle one (0 = no limit)."),
+            ConfigField("keep_alive", .duration(0 ... 604_800), default: .number(0), help: "A local model idle this long is unloaded (not pinned ones); 0 = never."),
+            ConfigField("models_memory_budget", .size(1 << 20 ... 1 << 50), help: "The loaded local models' planned memory together stays under this (default: only the machine's available memory is checked before a load)."),
         ]), help: "HTTP server."),
         ConfigField("models", .list(.object(modelFields)), help: "Models to serve (default: the default model)."),
         ConfigField("upstream", .object([

@@ -1,5 +1,8 @@
 public import Engine
+import Foundation
+import GGUF
 public import Kernels
+import Ops
 public import Serving
 public import Tokenizer
 
@@ -56,5 +59,57 @@ extension LocalBackend {
                 prefixCaching: settings.prefixCaching, kvType: settings.kvType),
             contextLength: context, observer: observer)
         self.init(scheduler: scheduler)
+    }
+}
+
+/// What a local model will take once loaded, planned from its file's header before any weight is read.
+public struct LocalModelPlan: Sendable, Equatable {
+    /// Weights (the file, mapped), KV cache, activations and overhead.
+    public var bytes: Int
+    /// The context it will be served with.
+    public var context: Int
+}
+
+extension LocalServingSettings {
+    /// Plans `path` (a GGUF file or a Hugging Face directory) served with these settings. Reads the
+    /// header only; a missing or corrupt file fails here, at start, not at the first request.
+    public func plan(path: String) throws(ModelLoadError) -> LocalModelPlan {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw .gguf(.fileNotFound(path: path))
+        }
+        let shape: ModelShape
+        let weightBytes: Int
+        if isDirectory.boolValue {
+            guard let data = FileManager.default.contents(atPath: path + "/config.json"),
+                  let parsed = try? ModelShape(huggingFaceConfig: data, path: path) else {
+                throw .invalid("\(path) is a directory without a readable config.json: not a Hugging Face model directory")
+            }
+            shape = parsed
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+            weightBytes = files.filter { $0.hasSuffix(".safetensors") }.reduce(0) { sum, name in
+                sum + ((try? FileManager.default.attributesOfItem(atPath: path + "/" + name)[.size] as? Int) ?? 0)
+            }
+        } else {
+            let file: GGUFFile
+            do {
+                file = try GGUFFile(path: path)
+            } catch {
+                throw .gguf(error)
+            }
+            do {
+                shape = try ModelShape(gguf: file)
+            } catch {
+                throw .invalid("\(path): \(error)")
+            }
+            weightBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        }
+        let context = servedContext(modelContext: shape.maxContext)
+        let elementBytes = kvType.bytesPerElement
+        let bytesPerToken = 2 * shape.layerCount * shape.kvHeadCount * shape.headDim * elementBytes
+        let kvBytes = cacheTokens(context: context, bytesPerToken: bytesPerToken) * bytesPerToken
+        let rest = MemoryPlanner.breakdown(PlanRequest(shape: shape, weights: .file(bytes: weightBytes, label: "file"),
+                                                       context: context, sequences: maxSequences))
+        return LocalModelPlan(bytes: weightBytes + kvBytes + rest.activationsBytes + rest.overheadBytes, context: context)
     }
 }
