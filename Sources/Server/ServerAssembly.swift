@@ -40,7 +40,9 @@ extension UpstreamModel {
         var models: [UpstreamModel] = configured.filter { $0.path == nil }.map { model in
             let urls = (model.url.map { [$0] } ?? []) + model.urls
             return UpstreamModel(name: model.name, upstreamName: model.upstreamModel,
-                                 endpoints: urls.map { Endpoint(baseURL: $0, apiKey: model.apiKey) },
+                                 endpoints: urls.enumerated().map { i, url in
+                                     Endpoint(baseURL: url, apiKey: model.apiKey, weight: i < model.weights.count ? model.weights[i] : 1)
+                                 },
                                  fallback: model.fallback, contextLength: model.contextLength)
         }
         for (name, url) in flags {

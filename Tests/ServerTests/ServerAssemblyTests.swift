@@ -45,13 +45,19 @@ struct ServerAssemblyTests {
         let c = try Self.config("""
             models:
               - {name: local, path: /models/a.gguf}
-              - {name: glm, url: "http://gpu-1:8000/v1", urls: ["http://gpu-2:8000/v1"], upstream_model: glm-4-9b, fallback: local}
+              - {name: glm, url: "http://gpu-1:8000/v1", urls: ["http://gpu-2:8000/v1"], weights: [3, 1], upstream_model: glm-4-9b, fallback: local}
             """)
         let models = try UpstreamModel.assemble(
             configured: c.models, flags: [("glm", "http://gpu-3:8000/v1"), ("other", "http://cpu:8080/v1")], localNames: ["local"])
         #expect(models.map(\.name) == ["glm", "other"])
         #expect(models[0].endpoints.map(\.baseURL) == ["http://gpu-1:8000/v1", "http://gpu-2:8000/v1", "http://gpu-3:8000/v1"])
         #expect(models[0].upstreamName == "glm-4-9b" && models[0].fallback == "local")
+        #expect(models[0].endpoints.map(\.weight) == [3, 1, 1])
+        let bad = ConfigLoader(environment: [:]).load(text: """
+            models:
+              - {name: glm, url: "http://gpu-1:8000/v1", urls: ["http://gpu-2:8000/v1"], weights: [3]}
+            """, path: "test.yaml")
+        #expect(bad.errors.contains { $0.key == "models[0].weights" && $0.message.contains("1 entries for 2 endpoints") })
         #expect(throws: UpstreamNameClash.self) {
             try UpstreamModel.assemble(configured: c.models, flags: [("local", "http://x:1/v1")], localNames: ["local"])
         }

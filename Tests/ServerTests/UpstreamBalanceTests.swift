@@ -62,4 +62,58 @@ struct UpstreamBalanceTests {
         #expect(Self.order(.consistentHash, inFlight: [3, 1, 0, 1, 2]) == [2, 1, 3, 4, 0])
         #expect(UpstreamPool.weight("user:1", Self.keys[0]) == UpstreamPool.weight("user:1", Self.keys[0]))
     }
+
+    @Test("weights: smooth weighted round robin spreads each endpoint's share over the cycle")
+    func weightedRoundRobin() {
+        #expect(UpstreamPool.smoothCycle([5, 1, 1]) == [0, 0, 1, 0, 2, 0, 0])
+        var firsts: [Int: Int] = [:]
+        for start in 0 ..< 700 {
+            var random = SeededRandom(seed: 1)
+            let order = UpstreamPool.preference(available: [true, true, true], inFlight: [0, 0, 0], keys: Array(Self.keys.prefix(3)),
+                                                tried: [], balance: .roundRobin, start: start, affinity: nil, weights: [5, 1, 1], random: &random)
+            #expect(Set(order) == [0, 1, 2])
+            firsts[order[0], default: 0] += 1
+        }
+        #expect(firsts == [0: 500, 1: 100, 2: 100])
+    }
+
+    @Test("weights: least outstanding compares requests in flight per unit of weight; power of two favours the heavier")
+    func weightedLeastOutstanding() {
+        var random = SeededRandom(seed: 1)
+        // 2 in flight on a weight-3 endpoint is lighter than 1 on a weight-1 one: 3/3 < 2/1.
+        let order = UpstreamPool.preference(available: [true, true], inFlight: [2, 1], keys: Array(Self.keys.prefix(2)), tried: [],
+                                            balance: .leastOutstanding, start: 0, affinity: nil, weights: [3, 1], random: &random)
+        #expect(order == [0, 1])
+        var firsts: [Int: Int] = [:]
+        for seed in 1 ... 2000 {
+            var r = SeededRandom(seed: UInt64(seed))
+            let o = UpstreamPool.preference(available: [true, true, true], inFlight: [0, 0, 0], keys: Array(Self.keys.prefix(3)), tried: [],
+                                            balance: .powerOfTwo, start: 0, affinity: nil, weights: [4, 1, 1], random: &r)
+            firsts[o[0], default: 0] += 1
+        }
+        // Endpoint 0 is drawn in most pairs and wins every tie on load against a lighter one.
+        #expect(firsts[0]! > 1500 && firsts[1]! > 0 && firsts[2]! > 0)
+    }
+
+    @Test("weights: consistent hashing gives each endpoint keys in proportion to its weight; removing one moves only its keys")
+    func weightedConsistentHash() {
+        let keys = Array(Self.keys.prefix(3))
+        func first(_ key: String, available: [Bool] = [true, true, true]) -> Int {
+            var random = SeededRandom(seed: 1)
+            return UpstreamPool.preference(available: available, inFlight: [0, 0, 0], keys: keys, tried: [], balance: .consistentHash,
+                                           start: 0, affinity: key, weights: [1, 2, 1], random: &random)[0]
+        }
+        var counts = [0, 0, 0]
+        var moved = 0
+        for k in 0 ..< 4000 {
+            let key = "session:\(k)"
+            let e = first(key)
+            counts[e] += 1
+            let without = first(key, available: [true, true, false])
+            if e != 2 && without != e { moved += 1 }
+        }
+        // Expected 1000 / 2000 / 1000.
+        #expect(abs(counts[0] - 1000) < 150 && abs(counts[1] - 2000) < 150 && abs(counts[2] - 1000) < 150, "\(counts)")
+        #expect(moved == 0)
+    }
 }

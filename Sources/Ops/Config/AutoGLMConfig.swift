@@ -34,6 +34,8 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var url: String?
         /// More base URLs of the same upstream model.
         public var urls: [String] = []
+        /// Relative share of each endpoint (url, then urls); empty: 1 each.
+        public var weights: [Int] = []
         /// The model name sent upstream (nil: `name`).
         public var upstreamModel: String?
         /// A served model that takes requests when no endpoint of this one can.
@@ -145,6 +147,7 @@ extension AutoGLMConfig {
                       kvType: m["kv_type"]?.stringValue ?? "f16", device: Model.Device(rawValue: m["device"]?.stringValue ?? "cpu") ?? .cpu,
                       preset: m["preset"]?.stringValue, precision: m["precision"]?.stringValue)
                 model.urls = m["urls"]?.listValue?.compactMap(\.stringValue) ?? []
+                model.weights = m["weights"]?.listValue?.compactMap(\.intValue) ?? []
                 model.upstreamModel = m["upstream_model"]?.stringValue
                 model.fallback = m["fallback"]?.stringValue
                 model.pinned = m["pinned"]?.boolValue

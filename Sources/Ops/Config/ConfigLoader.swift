@@ -361,6 +361,13 @@ struct LoadState {
                                               message: "'\(text)' is not an http:// or https:// URL", allowed: ConfigType.url.allowed))
                 }
             }
+            if let weights = m["weights"]?.listValue {
+                let endpoints = (m["url"] != nil ? 1 : 0) + (m["urls"]?.listValue ?? []).count
+                if weights.count != endpoints {
+                    issues.append(ConfigIssue(.error, .conflict, key: "\(key).weights", origin: origins["\(key).weights"] ?? where_,
+                                              message: "has \(weights.count) entries for \(endpoints) endpoints (url, then urls): give one weight per endpoint"))
+                }
+            }
             if let variable = m["api_key_env"]?.stringValue {
                 if m["api_key"] != nil {
                     issues.append(ConfigIssue(.error, .conflict, key: "\(key).api_key_env", origin: origins["\(key).api_key_env"] ?? where_,

@@ -82,6 +82,7 @@ public enum ConfigSchema {
         ConfigField("path", .path, help: "GGUF file served by the built-in CPU engine (or give url)."),
         ConfigField("url", .url, help: "Base URL of an upstream OpenAI-compatible server (vLLM, SGLang, llama.cpp)."),
         ConfigField("urls", .stringList, help: "More base URLs of the same upstream model: requests go to the one with fewest in flight; each has its own circuit breaker and health checks."),
+        ConfigField("weights", .list(.integer(1 ... 1000)), help: "Relative share of requests of each endpoint (url, then urls, in order); default 1 each."),
         ConfigField("upstream_model", .string, help: "Model name sent to the upstream (default: name)."),
         ConfigField("fallback", .identifier, help: "Another served model that takes a request when no endpoint of this upstream model can."),
         ConfigField("api_key", .string, secret: true, help: "Bearer token for the upstream (prefer api_key_env: a key in a file leaks with it)."),

@@ -68,12 +68,15 @@ public struct UpstreamModel: Sendable, Equatable {
         public var baseURL: String
         /// Sent as `Authorization: Bearer` to this endpoint; never logged or returned.
         public var apiKey: String?
+        /// Its relative share of requests (a GPU twice as fast: 2).
+        public var weight: Int
 
-        public init(baseURL: String, apiKey: String? = nil) {
+        public init(baseURL: String, apiKey: String? = nil, weight: Int = 1) {
             var url = baseURL
             while url.hasSuffix("/") { url.removeLast() }
             self.baseURL = url
             self.apiKey = apiKey
+            self.weight = max(1, weight)
         }
     }
 
@@ -221,7 +224,7 @@ public final class UpstreamPool: Sendable {
         var random = SystemRandomNumberGenerator()
         let candidates = Self.preference(available: endpoints.map { $0.isAvailable(now: now) }, inFlight: endpoints.map(\.inFlight),
                                          keys: endpoints.map(\.endpoint.baseURL), tried: tried, balance: settings.balance,
-                                         start: start, affinity: affinity, random: &random)
+                                         start: start, affinity: affinity, weights: endpoints.map(\.endpoint.weight), random: &random)
         for index in candidates where endpoints[index].acquire(now: now) {
             metrics.setState(endpoints[index])
             return index
@@ -231,29 +234,84 @@ public final class UpstreamPool: Sendable {
 
     /// The available endpoints in the order to try them: endpoints this request already tried last,
     /// the rest as `balance` says (`start`: the round-robin cursor; `keys`: what an endpoint's hash is
-    /// made of). Pure, for tests.
+    /// made of; `weights`: each endpoint's relative share, 1 each by default). Pure, for tests.
     static func preference(available: [Bool], inFlight: [Int], keys: [String], tried: Set<Int>, balance: UpstreamBalance,
-                           start: Int, affinity: String?, random: inout some RandomNumberGenerator) -> [Int] {
+                           start: Int, affinity: String?, weights: [Int]? = nil,
+                           random: inout some RandomNumberGenerator) -> [Int] {
         let n = available.count
-        let order = (0 ..< n).map { (start + $0) % n }.filter { available[$0] }
+        let w = (weights ?? []).count == n ? weights!.map { max(1, $0) } : Array(repeating: 1, count: n)
+        let weighted = Set(w).count > 1
+        // In turn from the cursor; with weights, in the smooth weighted round-robin sequence (each
+        // endpoint `weight` times per cycle, spread out), from the cursor's place in it.
+        let cycle = weighted ? Self.smoothCycle(w) : Array(0 ..< n)
+        var seen = Set<Int>(), order: [Int] = []
+        for k in 0 ..< cycle.count {
+            let e = cycle[(start + k) % cycle.count]
+            if available[e] && seen.insert(e).inserted { order.append(e) }
+        }
         let fresh = order.filter { !tried.contains($0) }, again = order.filter { tried.contains($0) }
-        func fewest(_ list: [Int]) -> [Int] { list.enumerated().sorted { (inFlight[$0.element], $0.offset) < (inFlight[$1.element], $1.offset) }.map(\.element) }
+        // Fewest in flight per unit of weight: (inFlight + 1) / weight, compared exactly.
+        func lighter(_ a: Int, _ b: Int) -> Bool { (inFlight[a] + 1) * w[b] < (inFlight[b] + 1) * w[a] }
+        func fewest(_ list: [Int]) -> [Int] {
+            list.enumerated().sorted { x, y in
+                lighter(x.element, y.element) || (!lighter(y.element, x.element) && x.offset < y.offset)
+            }.map(\.element)
+        }
         switch balance {
         case .roundRobin:
             return fresh + again
         case .powerOfTwo where fresh.count >= 2:
-            let a = Int.random(in: 0 ..< fresh.count, using: &random)
-            var b = Int.random(in: 0 ..< fresh.count - 1, using: &random)
-            if b >= a { b += 1 }
-            let first = inFlight[fresh[b]] < inFlight[fresh[a]] ? fresh[b] : fresh[a]
+            let a: Int, b: Int
+            if weighted {
+                // Two distinct endpoints drawn with probability in proportion to their weight.
+                a = Self.draw(fresh.map { w[$0] }, excluding: nil, random: &random)
+                b = Self.draw(fresh.map { w[$0] }, excluding: a, random: &random)
+            } else {
+                a = Int.random(in: 0 ..< fresh.count, using: &random)
+                var other = Int.random(in: 0 ..< fresh.count - 1, using: &random)
+                if other >= a { other += 1 }
+                b = other
+            }
+            let first = lighter(fresh[b], fresh[a]) ? fresh[b] : fresh[a]
             return [first] + fewest(fresh.filter { $0 != first }) + fewest(again)
         case .consistentHash where affinity != nil:
             let key = affinity!
-            func rank(_ list: [Int]) -> [Int] { list.sorted { (Self.weight(key, keys[$0]), $0) > (Self.weight(key, keys[$1]), $1) } }
+            // Weighted rendezvous hashing: score = weight / -ln(u), u the (key, endpoint) hash in (0, 1).
+            func score(_ e: Int) -> Double {
+                let u = (Double(Self.weight(key, keys[e]) >> 11) + 0.5) / Double(1 << 53)
+                return Double(w[e]) / -Foundation.log(u)
+            }
+            func rank(_ list: [Int]) -> [Int] { list.sorted { (score($0), $0) > (score($1), $1) } }
             return rank(fresh) + rank(again)
         default:
             return fewest(fresh) + fewest(again)
         }
+    }
+
+    /// Smooth weighted round robin (nginx's): each step every endpoint gains its weight, the one with
+    /// the most is chosen and pays the total. One cycle has `sum(weights)` steps.
+    static func smoothCycle(_ weights: [Int]) -> [Int] {
+        let total = weights.reduce(0, +)
+        var current = Array(repeating: 0, count: weights.count)
+        var cycle: [Int] = []
+        for _ in 0 ..< total {
+            for i in weights.indices { current[i] += weights[i] }
+            let best = current.indices.max { (current[$0], -$0) < (current[$1], -$1) }!
+            current[best] -= total
+            cycle.append(best)
+        }
+        return cycle
+    }
+
+    /// An index drawn with probability in proportion to `weights`, never `excluding`.
+    static func draw(_ weights: [Int], excluding: Int?, random: inout some RandomNumberGenerator) -> Int {
+        let total = weights.indices.reduce(0) { $0 + ($1 == excluding ? 0 : weights[$1]) }
+        var r = Int.random(in: 0 ..< total, using: &random)
+        for i in weights.indices where i != excluding {
+            if r < weights[i] { return i }
+            r -= weights[i]
+        }
+        return weights.indices.last { $0 != excluding }!
     }
 
     /// A stable 64-bit hash of (key, endpoint) for rendezvous hashing (FNV-1a then a final mix, the
