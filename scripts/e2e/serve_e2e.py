@@ -148,9 +148,10 @@ def openai_client_checks(port):
     return model
 
 
-def gateway_checks(upstream_port, model):
+def gateway_checks(upstream_port, model, upstream="autoglm"):
     """A second autoglm in front of the first (--upstream, no local model): at temperature 0 the openai
-    client gets through it exactly what it gets directly, one-shot and streamed."""
+    client gets through it exactly what it gets directly, one-shot and streamed. `upstream` names the
+    engine behind (autoglm, or llama-server in llama_server_checks)."""
     port = free_port()
     proc = start_server(port, args=["--upstream", f"{model}=http://127.0.0.1:{upstream_port}/v1"])
     try:
@@ -168,11 +169,14 @@ def gateway_checks(upstream_port, model):
         streamed = "".join(c.choices[0].text for c in gateway.completions.create(
             model=model, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True) if c.choices)
         check(streamed == want, "gateway: completion stream equals the direct call")
-        try:
-            gateway.chat.completions.create(model=model, messages=messages, max_tokens=100000)
-            check(False, "the upstream's 400 must reach the client")
-        except openai.BadRequestError as e:
-            check(e.status_code == 400, "gateway: the upstream's 400 reaches the client unchanged")
+        one_shot = gateway.completions.create(model=model, prompt="The capital of France is", max_tokens=8, temperature=0).choices[0].text
+        check(one_shot == want, f"gateway to {upstream}: completion one-shot equals the direct call ({one_shot!r})")
+        if upstream == "autoglm":
+            try:
+                gateway.chat.completions.create(model=model, messages=messages, max_tokens=100000)
+                check(False, "the upstream's 400 must reach the client")
+            except openai.BadRequestError as e:
+                check(e.status_code == 400, "gateway: the upstream's 400 reaches the client unchanged")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
@@ -334,7 +338,34 @@ def http_client_errors():
     return http.client.HTTPException
 
 
+def llama_server_checks(llama_server, model_path):
+    """The same gateway checks with llama.cpp's llama-server as the upstream (run by hand:
+    scripts/e2e/through-llama-server.sh; the binary is not part of this project)."""
+    port = free_port()
+    model = "smollm2-135m-instruct"
+    proc = subprocess.Popen([llama_server, "-m", model_path, "--alias", model, "--host", "127.0.0.1", "--port", str(port),
+                             "-c", "4096", "-t", "2", "--jinja"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("llama-server is up", lambda: post_ok(port), seconds=120)
+        gateway_checks(port, model, upstream="llama-server")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def post_ok(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            return r.status == 200
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return False
+
+
 def main():
+    if len(sys.argv) > 3 and sys.argv[2] == "--llama-server":
+        llama_server_checks(sys.argv[3], sys.argv[4])
+        print("all llama-server gateway checks passed")
+        return
     port = free_port()
     # A drain long enough for the 96-token stream of drain_check on a loaded machine (default 30 s).
     proc = start_server(port, {"AUTOGLM_LIMITS_MAX_QUEUE": str(QUEUE), "AUTOGLM_LOGGING_FORMAT": "json",
