@@ -1,4 +1,7 @@
 import CKernels
+import Dispatch
+import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -204,10 +207,33 @@ final class PackedWeights: @unchecked Sendable {
         groupBytes = ag_packed_group_bytes(kind, Int64(columns))
         byteCount = size
         base = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
-        guard ag_pack_weights(t, bytes, Int64(rows), Int64(columns), base) == 0 else {
+        guard Self.pack(t, bytes, rows: rows, columns: columns, into: base, groupBytes: groupBytes) else {
             base.deallocate()
             return nil
         }
+    }
+
+    /// Packs on every core: 16-row groups are independent and laid out one after another, so slices
+    /// of whole groups packed apart are byte for byte the tensor packed at once. (At 9B, packing at
+    /// load time is most of the start-up.)
+    static func pack(_ type: Int32, _ bytes: UnsafeRawPointer, rows: Int, columns: Int, into base: UnsafeMutableRawPointer,
+                     groupBytes: Int, slices wanted: Int? = nil) -> Bool {
+        let groups = (rows + groupRows - 1) / groupRows
+        let slices = max(1, min(groups, wanted ?? min(ProcessInfo.processInfo.activeProcessorCount, groups / 64)))
+        guard slices > 1 else { return ag_pack_weights(type, bytes, Int64(rows), Int64(columns), base) == 0 }
+        let rowBytes = Int(ag_row_bytes(type, Int64(columns)))
+        let perSlice = (groups + slices - 1) / slices
+        let source = UInt(bitPattern: bytes), destination = UInt(bitPattern: base)
+        let failures = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: slices) { s in
+            let g0 = s * perSlice, g1 = min(groups, g0 + perSlice)
+            guard g0 < g1 else { return }
+            let r0 = g0 * groupRows, count = min(rows, g1 * groupRows) - r0
+            let src = UnsafeRawPointer(bitPattern: source + UInt(r0 * rowBytes))!
+            let dst = UnsafeMutableRawPointer(bitPattern: destination + UInt(g0 * groupBytes))!
+            if ag_pack_weights(type, src, Int64(count), Int64(columns), dst) != 0 { failures.add(1, ordering: .relaxed) }
+        }
+        return failures.load(ordering: .relaxed) == 0
     }
 
     deinit { base.deallocate() }
