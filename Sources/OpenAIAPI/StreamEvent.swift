@@ -43,17 +43,19 @@ public struct StreamEvent: Decodable, Sendable, Equatable {
 
 /// The encoder for API bodies: keys sorted (stable output), slashes unescaped.
 public enum OpenAIJSON {
-    public static func encoder() -> JSONEncoder {
+    /// One encoder for every body (a streamed chunk per token): its options never change after this,
+    /// and encoding with it from several threads at once is safe.
+    public static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
-    }
+    }()
 
     /// `value` as JSON text. The API types hold only strings, numbers (finite) and booleans, so
     /// encoding cannot fail; should it ever, the failure is described in an error body.
     public static func text(_ value: some Encodable) -> String {
         do {
-            return String(decoding: try encoder().encode(value), as: UTF8.self)
+            return String(decoding: try encoder.encode(value), as: UTF8.self)
         } catch {
             return #"{"error":{"message":"response encoding failed","type":"server_error","param":null,"code":null}}"#
         }

@@ -1,6 +1,7 @@
 import Foundation
 public import Logging
-public import Serving
+import Ops
+import Serving
 import Synchronization
 
 /// How a local model is brought into memory: what it will cost, and the (blocking) load itself.
@@ -106,12 +107,7 @@ public final class LocalModelPool: Sendable {
 
     /// The kernel's MemAvailable, read now.
     public static let memAvailable: @Sendable () -> Int? = {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
-            let parts = line.split(separator: " ")
-            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
-        }
-        return nil
+        (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)).flatMap(MemInfo.parse)?.availableBytes
     }
 
     public func slot(named name: String) -> LocalModelSlot? { slots.first { $0.name == name } }
@@ -416,6 +412,6 @@ public final class LocalModelPool: Sendable {
         }
     }
 
-    static func gib(_ bytes: Int) -> String { String(format: "%.1f GiB", Double(bytes) / 1_073_741_824) }
+    static func gib(_ bytes: Int) -> String { ByteFormat.gib(bytes) }
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
 }

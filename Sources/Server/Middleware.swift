@@ -111,13 +111,17 @@ struct BearerAuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
         if openPaths.contains(request.uri.path) { return try await next(request, context) }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-              Self.contains(keys, String(header.dropFirst(7)))
-        else {
+        guard Self.presents(request, oneOf: keys) else {
             throw APIError(status: .unauthorized, message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with a key from server.api_keys.",
                            type: "invalid_request_error", param: nil, code: "invalid_api_key")
         }
         return try await next(request, context)
+    }
+
+    /// Whether the request's `Authorization: Bearer` token is one of `keys`.
+    static func presents(_ request: Request, oneOf keys: Set<String>) -> Bool {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return false }
+        return contains(keys, String(header.dropFirst(7)))
     }
 
     /// Compares against every key in constant time per key, so timing does not reveal a prefix.
@@ -144,9 +148,7 @@ struct AdminAuthMiddleware: RouterMiddleware {
             throw APIError(status: .notFound, message: "The admin routes are off. Set server.admin_api_keys to use them.",
                            type: "invalid_request_error", param: nil, code: "not_found")
         }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-              BearerAuthMiddleware.contains(keys, String(header.dropFirst(7)))
-        else {
+        guard BearerAuthMiddleware.presents(request, oneOf: keys) else {
             throw APIError(status: .forbidden, message: "The admin routes need 'Authorization: Bearer <key>' with a key from server.admin_api_keys.",
                            type: "permission_error", param: nil, code: "admin_key_required")
         }

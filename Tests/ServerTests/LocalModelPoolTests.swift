@@ -190,7 +190,7 @@ struct LocalModelPoolTests {
     func loadFailure() async throws {
         let loader = FakeLoader()
         let p = Self.pool(loader, [loader.spec("a")])
-        loader.failing.withLock { $0.insert("a") }
+        _ = loader.failing.withLock { $0.insert("a") }
         do {
             _ = try await p.acquire(p.slot(named: "a")!)
             Issue.record("expected a failure")

@@ -105,8 +105,7 @@ extension LocalServingSettings {
             weightBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         }
         let context = servedContext(modelContext: shape.maxContext)
-        let elementBytes = kvType.bytesPerElement
-        let bytesPerToken = 2 * shape.layerCount * shape.kvHeadCount * shape.headDim * elementBytes
+        let bytesPerToken = Int(shape.kvBytesPerToken(KVPrecision(rawValue: kvType.rawValue) ?? .f16))
         let kvBytes = cacheTokens(context: context, bytesPerToken: bytesPerToken) * bytesPerToken
         let rest = MemoryPlanner.breakdown(PlanRequest(shape: shape, weights: .file(bytes: weightBytes, label: "file"),
                                                        context: context, sequences: maxSequences))

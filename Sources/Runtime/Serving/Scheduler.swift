@@ -306,9 +306,10 @@ public final class Scheduler: @unchecked Sendable {
                 recordPromptLogprobs(sequence(scheduled), entry: entry, rows: output.rowsPerEntry[e], of: output)
             }
         }
-        let ready = Set(policy.complete(plan).map { ObjectIdentifier($0.sequence) })
+        policy.complete(plan)
         let finished = clock.now
-        for (e, entry) in plan.entries.enumerated() where ready.contains(ObjectIdentifier(entry.sequence)) {
+        // Entries whose sequence is now fully computed (what `complete` returns) need their next token.
+        for (e, entry) in plan.entries.enumerated() where entry.sequence.isActive && entry.sequence.pendingCount == 0 {
             emitNextToken(sequence(entry.sequence), logits: output.last(of: e), now: finished)
         }
         observer?.stepCompleted(batchTokens: plan.tokenCount, batchSequences: plan.entries.count, statistics: statistics)
