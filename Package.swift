@@ -39,6 +39,15 @@ let package = Package(
         // the backend protocol the server talks to, the KV block manager. No model, no HTTP.
         .target(name: "Serving", dependencies: ["InferenceCore"], swiftSettings: swiftSettings),
         .target(name: "GGUF", swiftSettings: swiftSettings),
+        // PNG and JPEG decoding over the system's libpng and libjpeg-turbo (Debian's libpng-dev and
+        // libjpeg62-turbo-dev, installed by scripts/setup-system.sh); C for the libraries' setjmp error handling.
+        .target(
+            name: "CImageCodecs",
+            linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]
+        ),
+        // Images for the vision models: decoding with limits, Pillow-exact bicubic resampling, and the
+        // GLM-4.1V image processor (smart resize, normalisation, patches). No model, no HTTP.
+        .target(name: "Imaging", dependencies: ["CImageCodecs"], swiftSettings: swiftSettings),
         // Hugging Face safetensors files and model directories (mmap'd like GGUF).
         .target(name: "SafeTensors", dependencies: ["GGUF"], swiftSettings: swiftSettings),
         .target(name: "Kernels", dependencies: ["CKernels", "GGUF"], swiftSettings: swiftSettings),
@@ -106,6 +115,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "CKernels", "GGUF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: swiftSettings),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Serving", "Engine", "Tokenizer", "GGUF", "SafeTensors", "Kernels", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),

@@ -4,6 +4,7 @@
 # 30-layer default model; unoptimized Swift would take many minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup-system.sh
 scripts/setup-model.sh >/dev/null
 swift build -c release --build-tests -Xswiftc -enable-testing
 swift test -c release -Xswiftc -enable-testing --skip-build "$@"
