@@ -7,13 +7,57 @@ public struct BatchEntry: Sendable {
     public var startPosition: Int
     public var blockTable: [Int32]
     public var logits: LogitsWanted
+    /// Rows that enter the model as given embeddings instead of their token's (an image's tokens).
+    public var embeddings: [EmbeddingSpan]
+    /// Multimodal rotary positions (M-RoPE models: temporal, height, width) of each token; nil gives every
+    /// axis the token's cache position plus `ropeDelta` (text, and text after an image).
+    public var ropePositions: [RopePosition]?
+    /// Added to the cache position on every axis when `ropePositions` is nil: max position + 1 - prompt length
+    /// after an image (transformers' `rope_deltas`), 0 otherwise.
+    public var ropeDelta: Int
 
-    public init(tokens: [Int], startPosition: Int, blockTable: [Int32], logits: LogitsWanted = .last) {
+    public init(tokens: [Int], startPosition: Int, blockTable: [Int32], logits: LogitsWanted = .last,
+                embeddings: [EmbeddingSpan] = [], ropePositions: [RopePosition]? = nil, ropeDelta: Int = 0) {
         self.tokens = tokens
         self.startPosition = startPosition
         self.blockTable = blockTable
         self.logits = logits
+        self.embeddings = embeddings
+        self.ropePositions = ropePositions
+        self.ropeDelta = ropeDelta
     }
+}
+
+/// Embedding rows for `count` consecutive tokens from `start` (an index into the entry's tokens).
+public struct EmbeddingSpan: Sendable {
+    public var start: Int
+    public var count: Int
+    /// count x embedding width floats.
+    public var values: [Float]
+
+    public init(start: Int, count: Int, values: [Float]) {
+        self.start = start
+        self.count = count
+        self.values = values
+    }
+}
+
+/// A token's position on the three M-RoPE axes.
+public struct RopePosition: Sendable, Equatable, CustomStringConvertible {
+    public var temporal: Int32
+    public var height: Int32
+    public var width: Int32
+
+    public init(temporal: Int32, height: Int32, width: Int32) {
+        self.temporal = temporal
+        self.height = height
+        self.width = width
+    }
+
+    /// A text token: the same position on every axis.
+    public init(text position: Int32) { self.init(temporal: position, height: position, width: position) }
+
+    public var description: String { "(\(temporal), \(height), \(width))" }
 }
 
 /// Logits rows from a forward pass, in batch order: for each entry, its wanted positions in order.

@@ -10,6 +10,10 @@ struct BatchPlan {
     /// Token indices whose logits are wanted, in output order.
     var logitRows: [Int] = []
     var rowsPerEntry: [Range<Int>] = []
+    /// Token rows that take given embeddings: (plan row of the first token, count, values).
+    var embeddings: [(row: Int, span: EmbeddingSpan)] = []
+    /// temporal, height, width per token (3 x tokens), for M-RoPE models.
+    var ropePositions: [Int32] = []
 
     init(_ batch: [BatchEntry], configuration c: ModelConfiguration, cache: PagedKVCache) throws(EngineError) {
         var total = 0
@@ -28,6 +32,18 @@ struct BatchPlan {
             for b in entry.blockTable where b < 0 || Int(b) >= cache.blockCount {
                 throw .outOfKVBlocks(needed: 1, free: 0)
             }
+            if let r = entry.ropePositions, r.count != entry.tokens.count {
+                throw .badHyperparameter(key: "rope positions", value: "\(r.count)", reason: "one per token is needed (\(entry.tokens.count))")
+            }
+            let firstToken = tokens.count
+            for span in entry.embeddings {
+                guard span.start >= 0, span.count > 0, span.start + span.count <= entry.tokens.count,
+                      span.values.count == span.count * c.embeddingWidth else {
+                    throw .badHyperparameter(key: "input embeddings", value: "\(span.count) rows at \(span.start)",
+                                             reason: "must lie inside the entry's \(entry.tokens.count) tokens with \(c.embeddingWidth) values a row")
+                }
+                embeddings.append((firstToken + span.start, span))
+            }
             let tableOffset = Int64(blockTables.count)
             blockTables.append(contentsOf: entry.blockTable)
             let firstRow = logitRows.count
@@ -38,6 +54,12 @@ struct BatchPlan {
                 let t = tokens.count
                 tokens.append(token)
                 positions.append(Int32(entry.startPosition + i))
+                if let r = entry.ropePositions?[i] {
+                    ropePositions += [r.temporal, r.height, r.width]
+                } else {
+                    let p = Int32(entry.startPosition + i + entry.ropeDelta)
+                    ropePositions += [p, p, p]
+                }
                 tableOffsets.append(tableOffset)
                 if entry.logits == .all || (entry.logits == .last && i == entry.tokens.count - 1) {
                     logitRows.append(t)

@@ -1,5 +1,8 @@
 import CKernels
 import GGUF
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One output of a fused matrix product: `output[b * outputStride + r] = W[r] · x[b]`.
 public struct MatmulTarget {
@@ -86,6 +89,45 @@ public enum Operations {
         positions.withUnsafeBufferPointer { p in
             ag_rope(x.pointer(offset), Int64(stride), Int64(positions.count), Int32(heads), Int32(headDimension),
                     Int32(rotaryDimensions), p.baseAddress!, base, layout.rawValue)
+        }
+    }
+
+    /// Multimodal rotary embedding (M-RoPE, llama.cpp's `rope_multi` in NeoX order): pairs (i, i + rot/2) of each
+    /// head's first `rotaryDimensions`, rotated by position(axis of i) * base^(-2i/rot), where pair i belongs to the
+    /// axis whose section holds i (sections in pairs: temporal, height, width, then a fourth that reads temporal).
+    /// `positions` holds temporal, height, width for each of the rows.
+    public static func ropeMulti(
+        _ x: FloatBuffer, offset: Int = 0, stride: Int, rows: Int, positions: [Int32], heads: Int, headDimension: Int,
+        rotaryDimensions: Int, sections: [Int], base: Float
+    ) {
+        let half = rotaryDimensions / 2
+        precondition(positions.count == 3 * rows && sections.count == 4 && sections.reduce(0, +) > 0)
+        precondition(rows == 0 || offset + (rows - 1) * stride + heads * headDimension <= x.count)
+        let total = sections.reduce(0, +)
+        let axis: [Int] = (0 ..< half).map { i in
+            let s = i % total
+            if s < sections[0] { return 0 }
+            if s < sections[0] + sections[1] { return 1 }
+            if s < sections[0] + sections[1] + sections[2] { return 2 }
+            return 0
+        }
+        let frequencies = (0 ..< half).map { pow(Double(base), -2 * Double($0) / Double(rotaryDimensions)) }
+        var cosine = [Float](repeating: 0, count: half), sine = [Float](repeating: 0, count: half)
+        let p = x.pointer(offset)
+        for r in 0 ..< rows {
+            for i in 0 ..< half {
+                let theta = Double(positions[3 * r + axis[i]]) * frequencies[i]
+                cosine[i] = Float(cos(theta))
+                sine[i] = Float(sin(theta))
+            }
+            for h in 0 ..< heads {
+                let head = p + r * stride + h * headDimension
+                for i in 0 ..< half {
+                    let (x0, x1) = (head[i], head[i + half])
+                    head[i] = x0 * cosine[i] - x1 * sine[i]
+                    head[i + half] = x0 * sine[i] + x1 * cosine[i]
+                }
+            }
         }
     }
 

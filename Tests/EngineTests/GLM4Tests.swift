@@ -174,9 +174,10 @@ struct GLM4Tests {
         #expect(throws: EngineError.self) { _ = try ReferenceGLM4(file: file) }
     }
 
-    @Test("M-RoPE (GLM-4.1V, rope.dimension_sections) and NextN layers are refused, not run wrongly")
+    @Test("NextN layers and malformed M-RoPE sections are refused, not run wrongly")
     func unsupportedVariants() throws {
-        for adding: [String: GGUFValue] in [["glm4.rope.dimension_sections": .array(.int32, [.int32(2), .int32(1), .int32(1), .int32(0)])],
+        for adding: [String: GGUFValue] in [["glm4.rope.dimension_sections": .array(.int32, [.int32(0), .int32(1), .int32(1), .int32(0)])],
+                                            ["glm4.rope.dimension_sections": .array(.int32, [.int32(8), .int32(12), .int32(12), .int32(0)])],
                                             ["glm4.nextn_predict_layers": .uint32(1)]] {
             let path = try Self.rewritten(fuse: false, adding: adding)
             defer { try? FileManager.default.removeItem(atPath: path) }

@@ -15,7 +15,8 @@ import Kernels
 /// of each head pass through. Q/K/V may be three tensors (what convert_hf_to_gguf.py writes) or one
 /// fused `attn_qkv` with rows [Q; K; V] (llama.cpp's loader accepts both); biases are optional
 /// (GLM-4-9B has them). Attention is GQA with scale 1/sqrt(head_dim); the output projection has
-/// no bias. GGUFs converted from GLM-4.1V (M-RoPE, `rope.dimension_sections`) and files with
+/// no bias. GGUFs converted from GLM-4.1V carry `rope.dimension_sections`: M-RoPE over three position axes
+/// (the batch entries' `ropePositions`), on NeoX pairs; image tokens enter as given embeddings. Files with
 /// NextN/MTP layers (`nextn_predict_layers`) are refused. With `architecture: "chatglm"` the same class
 /// runs glm-4-9b-chat(-hf) GGUFs: no post norms, x += h after each sublayer.
 public final class GLM4Model: LanguageModel, @unchecked Sendable {
@@ -38,6 +39,9 @@ public final class GLM4Model: LanguageModel, @unchecked Sendable {
 
     public let configuration: ModelConfiguration
     public let file: GGUFFile
+    /// GLM-4.1V's M-RoPE sections (`rope.dimension_sections`, in rotary pairs: temporal, height, width, unused);
+    /// nil for plain GLM-4. With them, Q/K's rotary rows are in NeoX order (llama.cpp's converter permutes them).
+    public let ropeSections: [Int]?
     let tokenEmbedding: WeightMatrix
     let outputNorm: FloatBuffer
     let outputHead: WeightMatrix
@@ -52,10 +56,7 @@ public final class GLM4Model: LanguageModel, @unchecked Sendable {
         let c = try ModelConfiguration(file: file, architecture: a)
         // llama.cpp falls back to n_rot = head_dim, which is wrong for every GLM-4; the converter always writes it.
         guard file.value("\(a).rope.dimension_count") != nil else { throw .gguf(.missingKey("\(a).rope.dimension_count")) }
-        if file.value("\(a).rope.dimension_sections") != nil {
-            throw .badHyperparameter(key: "\(a).rope.dimension_sections", value: "present",
-                                     reason: "M-RoPE (GLM-4.1V) GGUFs are not supported yet")
-        }
+        ropeSections = try Self.ropeSections(file: file, architecture: a, rotaryDimensions: c.rotaryDimensions)
         // GLM-OCR-style files append NextN/MTP layers that llama.cpp loads but never runs; refuse rather than run them.
         if let extra = try? file.int("\(a).nextn_predict_layers"), extra > 0 {
             throw .badHyperparameter(key: "\(a).nextn_predict_layers", value: "\(extra)",
@@ -118,6 +119,20 @@ public final class GLM4Model: LanguageModel, @unchecked Sendable {
 
     public var threads: Int { pool.threads }
 
+    static func ropeSections(file: GGUFFile, architecture a: String, rotaryDimensions: Int) throws(EngineError) -> [Int]? {
+        let key = "\(a).rope.dimension_sections"
+        guard file.value(key) != nil else { return nil }
+        let sections: [Int]
+        do { sections = try file.intArray(key) } catch { throw .gguf(error) }
+        let padded = Array((sections + [0, 0, 0, 0]).prefix(4))
+        guard sections.count <= 4, padded.allSatisfy({ $0 >= 0 }), padded[0] > 0, padded[1] > 0,
+              padded.reduce(0, +) <= rotaryDimensions / 2 else {
+            throw .badHyperparameter(key: key, value: "\(sections)",
+                                     reason: "must be up to four non-negative pair counts (the first two positive) within the \(rotaryDimensions / 2) rotary pairs")
+        }
+        return padded
+    }
+
     public func forward(_ batch: [BatchEntry], cache: PagedKVCache) throws(EngineError) -> LogitsBatch {
         let c = configuration
         let plan = try BatchPlan(batch, configuration: c, cache: cache)
@@ -132,6 +147,9 @@ public final class GLM4Model: LanguageModel, @unchecked Sendable {
         for (t, token) in plan.tokens.enumerated() {
             tokenEmbedding.dequantizeRow(token, into: ws.x, at: t * d)
         }
+        for (row, span) in plan.embeddings {
+            ws.x.write(span.values, at: row * d)
+        }
         for (l, layer) in layers.enumerated() {
             Operations.rmsNorm(ws.x, stride: d, weight: layer.attentionNorm, into: ws.normed, outStride: d,
                                rows: n, width: d, epsilon: c.normEpsilon)
@@ -145,9 +163,15 @@ public final class GLM4Model: LanguageModel, @unchecked Sendable {
                 if let bias { Operations.addBias(bias, to: buffer, stride: width, rows: n, width: width) }
             }
             for buffer in [(ws.query, c.headCount, c.queryWidth), (ws.key, c.kvHeadCount, c.kvWidth)] {
-                Operations.rope(buffer.0, stride: buffer.2, positions: plan.positions, heads: buffer.1,
-                                headDimension: c.headDimension, rotaryDimensions: c.rotaryDimensions,
-                                base: c.ropeBase, layout: .adjacentPairs)
+                if let sections = ropeSections {
+                    Operations.ropeMulti(buffer.0, stride: buffer.2, rows: n, positions: plan.ropePositions, heads: buffer.1,
+                                         headDimension: c.headDimension, rotaryDimensions: c.rotaryDimensions,
+                                         sections: sections, base: c.ropeBase)
+                } else {
+                    Operations.rope(buffer.0, stride: buffer.2, positions: plan.positions, heads: buffer.1,
+                                    headDimension: c.headDimension, rotaryDimensions: c.rotaryDimensions,
+                                    base: c.ropeBase, layout: .adjacentPairs)
+                }
             }
             plan.store(keys: ws.key, values: ws.value, layer: l, cache: cache)
             Operations.attention(

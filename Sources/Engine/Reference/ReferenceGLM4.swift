@@ -34,6 +34,9 @@ public final class ReferenceGLM4 {
         let a = GLM4Model.architectureName
         let c = try ModelConfiguration(file: file, architecture: a)
         guard file.value("\(a).rope.dimension_count") != nil else { throw .gguf(.missingKey("\(a).rope.dimension_count")) }
+        guard file.value("\(a).rope.dimension_sections") == nil else {
+            throw .badHyperparameter(key: "\(a).rope.dimension_sections", value: "present", reason: "the reference runs text GLM-4 only (no M-RoPE)")
+        }
         let w = WeightLoader(file: file, architecture: a)
         configuration = c
         func matrix(_ name: String, _ columns: Int, _ rows: Int) throws(EngineError) -> [Float] {
