@@ -3,6 +3,7 @@ import Testing
 import Engine
 import GGUF
 import Kernels
+import SafeTensors
 import TestSupport
 
 /// The tiny GLM-4.1V's language model (M-RoPE, image tokens as embeddings) from llama.cpp's text GGUF layout,
@@ -89,5 +90,59 @@ struct GLM4VTextTests {
             position += 1
         }
         #expect(generated == Self.prompt(name).ints("greedy"))
+    }
+}
+
+/// The same tiny GLM-4.1V imported from its Hugging Face directory (the text model and the vision tower, each
+/// converted in memory to llama.cpp's layout), in both config layouts.
+@Suite("Tiny GLM-4.1V from its Hugging Face directory")
+struct GLM4VDirectoryTests {
+    static let directoryPath = Fixtures.path("glm4v-tiny")
+
+    static func config(_ file: String) throws -> HuggingFaceConfig {
+        let data = try Data(contentsOf: URL(fileURLWithPath: directoryPath + "/" + file))
+        let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+        return try HuggingFaceConfig(json: json, path: file, name: "glm4v-tiny")
+    }
+
+    static func inMemory(_ writer: GGUFWriter) throws -> GGUFFile {
+        try GGUFFile(mappedFile: try MappedFile(copying: writer.serialize(), name: "glm4v-tiny (memory)"))
+    }
+
+    @Test("transformers 5 (rope_parameters) and 4.5x (rope_scaling.mrope_section) configs read the same")
+    func configLayouts() throws {
+        let v5 = try Self.config("config.json"), v4 = try Self.config("config-v4.json")
+        #expect(v5 == v4)
+        #expect(v5.ggufArchitecture == "glm4" && v5.mropeSection == [2, 1, 1] && v5.rotaryDimensions == 8)
+        #expect(v5.vision?.depth == 2 && v5.vision?.hiddenSize == 48 && v5.vision?.imageTokenID == 302)
+    }
+
+    @Test("text logits within 1e-3 and vision embeddings within 1e-3 of transformers, from the directory")
+    func fromDirectory() throws {
+        let directory = try SafeTensorsDirectory(path: Self.directoryPath)
+        let config = try Self.config("config.json")
+        var text = GGUFWriter()
+        _ = try HuggingFaceImport.convert(directory, config: config, type: nil, into: &text)
+        let model = try GLM4Model(file: try Self.inMemory(text), threads: 2)
+        #expect(model.ropeSections == [2, 1, 1, 0])
+        let name = "one_image"
+        let tokens = GLM4VTextTests.prompt(name).ints("input_ids")
+        let (positions, _) = try MultimodalPositions.glm4v(tokens: tokens, imageToken: 302, grids: GLM4VTextTests.grids(name))
+        let cache = PagedKVCache(configuration: model.configuration, tokens: 64, blockSize: 16, elementType: .f32)
+        let out = try model.forward([BatchEntry(tokens: tokens, startPosition: 0, blockTable: [0, 1, 2, 3], logits: .all,
+                                                embeddings: try GLM4VTextTests.spans(name, tokens: tokens), ropePositions: positions)],
+                                    cache: cache)
+        let want = try Fixtures.floats("glm4v-tiny/logits-\(name).f32")
+        #expect(zip(out.values, want).map { abs($0 - $1) }.max() ?? .infinity <= 1e-3)
+
+        var mmproj = GGUFWriter()
+        _ = try HuggingFaceImport.convertVision(directory, config: config, type: nil, into: &mmproj)
+        let encoder = try ReferenceGLM4Vision(file: try Self.inMemory(mmproj))
+        for stem in ["rgb61x45", "grey200x150"] {
+            let grid = GLM4VisionTests.grid(stem)
+            let got = try encoder.encode(patches: try Fixtures.floats("glm4v-tiny/pixels-\(stem).f32"), gridH: grid[1], gridW: grid[2])
+            let want = try Fixtures.floats("glm4v-tiny/vision-\(stem).f32")
+            #expect(zip(got, want).map { abs($0 - $1) }.max() ?? .infinity <= 1e-3, "\(stem)")
+        }
     }
 }

@@ -40,6 +40,11 @@ public enum HuggingFaceImport {
         let hf: String
         let shape: [Int]
         var permuteHeads: Int? = nil
+        /// GLM-4.1V's Q/K (weights and biases) with M-RoPE: per head, the rotary rows' even ones first, then the odd
+        /// ones (llama.cpp's converter; its M-RoPE kernel pairs i with i + rot/2). (heads, rotary dimensions).
+        var neoxRotary: (heads: Int, rotary: Int)? = nil
+        /// A Conv3d kernel [out, C, T, kh, kw]: keep temporal frame `frame` only ([out, C, kh, kw]).
+        var temporalFrame: (frame: Int, frames: Int)? = nil
     }
 
     /// Adds the architecture metadata and every tensor of `directory` to `writer`.
@@ -65,20 +70,95 @@ public enum HuggingFaceImport {
         writer.set("\(a).attention.layer_norm_rms_epsilon", .float32(Float(c.normEpsilon)))
         writer.set("\(a).rope.dimension_count", .uint32(UInt32(c.rotaryDimensions)))
         writer.set("\(a).vocab_size", .uint32(UInt32(c.vocabularySize)))
+        if let sections = c.mropeSection {
+            let padded = Array((sections + [0, 0, 0, 0]).prefix(4))
+            writer.set("\(a).rope.dimension_sections", .array(.int32, padded.map { .int32(Int32($0)) }))
+        }
         writer.set("general.file_type", .uint32(fileType(type)))
+        return try write(try mappings(directory, config: c), from: directory, type: type, into: &writer)
+    }
 
+    /// The vision tower of a `Glm4vForConditionalGeneration` directory as llama.cpp's mmproj GGUF (`clip.projector_type`
+    /// = `glm4v`): what `--mmproj` takes, and what the engine's vision encoder reads.
+    public static func convertVision(
+        _ directory: SafeTensorsDirectory, config c: HuggingFaceConfig, type: GGUFTensorType?, into writer: inout GGUFWriter
+    ) throws(EngineError) -> Report {
+        guard let v = c.vision else {
+            throw .badHyperparameter(key: "vision_config", value: "missing", reason: "\(c.transformersClass) has no vision tower")
+        }
+        writer.set("general.architecture", .string("clip"))
+        writer.set("general.name", .string(c.name + "-mmproj"))
+        writer.set("clip.has_vision_encoder", .bool(true))
+        writer.set("clip.projector_type", .string(GLM4VisionConfiguration.projectorType))
+        writer.set("clip.use_silu", .bool(true))
+        for (key, value) in [("projection_dim", c.hiddenSize), ("image_size", v.imageSize), ("patch_size", v.patchSize),
+                             ("embedding_length", v.hiddenSize), ("feed_forward_length", v.intermediateSize),
+                             ("block_count", v.depth), ("attention.head_count", v.headCount),
+                             ("spatial_merge_size", v.spatialMergeSize)] {
+            writer.set("clip.vision.\(key)", .uint32(UInt32(value)))
+        }
+        writer.set("clip.vision.attention.layer_norm_epsilon", .float32(Float(v.normEpsilon)))
+        writer.set("general.file_type", .uint32(fileType(type)))
+        let prefix = directory.has("model.visual.patch_embed.proj.weight") ? "model.visual." : "visual."
+        let d = v.hiddenSize, p = v.patchSize, out = v.outHiddenSize, m = v.spatialMergeSize, t = v.temporalPatchSize
+        let side = v.imageSize / p
+        var maps: [Mapping] = (0 ..< t).map { frame in
+            Mapping(gguf: frame == 0 ? "v.patch_embd.weight" : "v.patch_embd.weight.\(frame)", hf: prefix + "patch_embed.proj.weight",
+                    shape: [d, 3, t, p, p], temporalFrame: (frame, t))
+        }
+        maps.append(Mapping(gguf: "v.patch_embd.bias", hf: prefix + "patch_embed.proj.bias", shape: [d]))
+        maps.append(Mapping(gguf: "v.norm_embd.weight", hf: prefix + "post_conv_layernorm.weight", shape: [d]))
+        maps.append(Mapping(gguf: "v.position_embd.weight", hf: prefix + "embeddings.position_embedding.weight", shape: [side * side, d]))
+        for i in 0 ..< v.depth {
+            let h = "\(prefix)blocks.\(i).", g = "v.blk.\(i)."
+            maps.append(Mapping(gguf: g + "ln1.weight", hf: h + "norm1.weight", shape: [d]))
+            maps.append(Mapping(gguf: g + "ln2.weight", hf: h + "norm2.weight", shape: [d]))
+            maps.append(Mapping(gguf: g + "attn_qkv.weight", hf: h + "attn.qkv.weight", shape: [3 * d, d]))
+            if directory.has(h + "attn.qkv.bias") { maps.append(Mapping(gguf: g + "attn_qkv.bias", hf: h + "attn.qkv.bias", shape: [3 * d])) }
+            maps.append(Mapping(gguf: g + "attn_out.weight", hf: h + "attn.proj.weight", shape: [d, d]))
+            maps.append(Mapping(gguf: g + "ffn_gate.weight", hf: h + "mlp.gate_proj.weight", shape: [out, d]))
+            maps.append(Mapping(gguf: g + "ffn_up.weight", hf: h + "mlp.up_proj.weight", shape: [out, d]))
+            maps.append(Mapping(gguf: g + "ffn_down.weight", hf: h + "mlp.down_proj.weight", shape: [d, out]))
+        }
+        maps.append(Mapping(gguf: "v.post_ln.weight", hf: prefix + "post_layernorm.weight", shape: [d]))
+        maps.append(Mapping(gguf: "mm.patch_merger.weight", hf: prefix + "downsample.weight", shape: [out, d, m, m]))
+        maps.append(Mapping(gguf: "mm.patch_merger.bias", hf: prefix + "downsample.bias", shape: [out]))
+        maps.append(Mapping(gguf: "mm.model.fc.weight", hf: prefix + "merger.proj.weight", shape: [out, out]))
+        maps.append(Mapping(gguf: "mm.post_norm.weight", hf: prefix + "merger.post_projection_norm.weight", shape: [out]))
+        maps.append(Mapping(gguf: "mm.post_norm.bias", hf: prefix + "merger.post_projection_norm.bias", shape: [out]))
+        maps.append(Mapping(gguf: "mm.gate.weight", hf: prefix + "merger.gate_proj.weight", shape: [v.intermediateSize, out]))
+        maps.append(Mapping(gguf: "mm.up.weight", hf: prefix + "merger.up_proj.weight", shape: [v.intermediateSize, out]))
+        maps.append(Mapping(gguf: "mm.down.weight", hf: prefix + "merger.down_proj.weight", shape: [out, v.intermediateSize]))
+        return try write(maps, from: directory, type: type, into: &writer)
+    }
+
+    /// Reads, reorders, converts and adds each mapped tensor. Kernels are stored as matrices: a tensor's first
+    /// dimension is its rows, the rest its columns (a 2D kernel [out, C, kh, kw] is a matrix of C x kh x kw columns).
+    private static func write(
+        _ maps: [Mapping], from directory: SafeTensorsDirectory, type: GGUFTensorType?, into writer: inout GGUFWriter
+    ) throws(EngineError) -> Report {
         var report = Report()
         var fallbacks: [String: [String]] = [:]  // "rows of N: requested -> stored" -> tensor names
-        for m in try mappings(directory, config: c) {
+        for m in maps {
             let (file, info) = try lookup(directory, m.hf)
             guard info.shape == m.shape else {
                 throw .safetensors(.shapeMismatch(path: file.path, tensor: m.hf, expected: m.shape, found: info.shape))
             }
             var values = file.floats(info)
+            var shape = m.shape
             if let heads = m.permuteHeads { values = permuteForAdjacentPairRoPE(values, rows: m.shape[0], columns: m.shape[1], heads: heads) }
-            let columns = m.shape.last ?? 1
+            if let (heads, rotary) = m.neoxRotary {
+                values = permuteRotaryToNeoX(values, rows: m.shape[0], columns: m.shape.count > 1 ? m.shape[1] : 1, heads: heads, rotary: rotary)
+            }
+            if let (frame, frames) = m.temporalFrame {
+                values = temporalSlice(values, shape: m.shape, frame: frame, frames: frames)
+                shape = [m.shape[0], m.shape[1] * m.shape[3] * m.shape[4]]
+            }
+            if shape.count > 2 { shape = [shape[0], shape.dropFirst().reduce(1, *)] }
+            let columns = shape.last ?? 1
+
             let target: GGUFTensorType
-            if m.shape.count == 1 {
+            if shape.count == 1 || m.gguf.hasSuffix("norm.weight") || m.gguf.hasSuffix("position_embd.weight") {
                 target = .f32
             } else {
                 let requested = type ?? info.dtype.ggufType
@@ -90,7 +170,7 @@ public enum HuggingFaceImport {
             guard let data = WeightQuantization.quantize(values, to: target) else {
                 throw .unsupportedTensorType(m.gguf, target)
             }
-            writer.addTensor(name: m.gguf, dimensions: m.shape.reversed(), type: target, data: data)
+            writer.addTensor(name: m.gguf, dimensions: shape.reversed(), type: target, data: data)
             report.sourceBytes += info.byteCount
             report.resultBytes += data.count
             report.tensorCount += 1
@@ -132,17 +212,21 @@ public enum HuggingFaceImport {
     static func mappings(_ d: SafeTensorsDirectory, config c: HuggingFaceConfig) throws(EngineError) -> [Mapping] {
         let h = c.hiddenSize, q = c.headCount * c.headDimension, kv = c.kvHeadCount * c.headDimension
         let ff = c.intermediateSize, v = c.vocabularySize
-        var out = [Mapping(gguf: "token_embd.weight", hf: "model.embed_tokens.weight", shape: [v, h])]
+        // GLM-4.1V checkpoints keep the language model under `model.language_model.` (transformers >= 4.52) or `model.`.
+        let lm = d.has("model.language_model.embed_tokens.weight") ? "model.language_model." : "model."
+        var out = [Mapping(gguf: "token_embd.weight", hf: lm + "embed_tokens.weight", shape: [v, h])]
         for i in 0 ..< c.layerCount {
-            let p = "model.layers.\(i).", b = "blk.\(i)."
+            let p = "\(lm)layers.\(i).", b = "blk.\(i)."
             out.append(Mapping(gguf: b + "attn_norm.weight", hf: p + "input_layernorm.weight", shape: [h]))
             switch c.ggufArchitecture {
             case "glm4":
                 // GLM-4's rotary pairs are already adjacent (HF's interleaved rotate): Q/K rows are kept as they are.
-                for (proj, name, rows) in [("q", "attn_q", q), ("k", "attn_k", kv), ("v", "attn_v", kv)] {
-                    out.append(Mapping(gguf: "\(b)\(name).weight", hf: "\(p)self_attn.\(proj)_proj.weight", shape: [rows, h]))
+                // With M-RoPE (GLM-4.1V) the rotary rows go to NeoX order, as llama.cpp's converter writes them.
+                for (proj, name, rows, heads) in [("q", "attn_q", q, c.headCount), ("k", "attn_k", kv, c.kvHeadCount), ("v", "attn_v", kv, 0)] {
+                    let neox: (heads: Int, rotary: Int)? = c.mropeSection != nil && heads > 0 ? (heads, c.rotaryDimensions) : nil
+                    out.append(Mapping(gguf: "\(b)\(name).weight", hf: "\(p)self_attn.\(proj)_proj.weight", shape: [rows, h], neoxRotary: neox))
                     if d.has("\(p)self_attn.\(proj)_proj.bias") {
-                        out.append(Mapping(gguf: "\(b)\(name).bias", hf: "\(p)self_attn.\(proj)_proj.bias", shape: [rows]))
+                        out.append(Mapping(gguf: "\(b)\(name).bias", hf: "\(p)self_attn.\(proj)_proj.bias", shape: [rows], neoxRotary: neox))
                     }
                 }
                 out.append(Mapping(gguf: b + "attn_output.weight", hf: p + "self_attn.o_proj.weight", shape: [h, q]))
@@ -163,9 +247,36 @@ public enum HuggingFaceImport {
                 out.append(Mapping(gguf: b + "ffn_down.weight", hf: p + "mlp.down_proj.weight", shape: [h, ff]))
             }
         }
-        out.append(Mapping(gguf: "output_norm.weight", hf: "model.norm.weight", shape: [h]))
+        out.append(Mapping(gguf: "output_norm.weight", hf: lm + "norm.weight", shape: [h]))
         if !c.tieWordEmbeddings || d.has("lm_head.weight") {
             out.append(Mapping(gguf: "output.weight", hf: "lm_head.weight", shape: [v, h]))
+        }
+        return out
+    }
+
+    /// Per head, the first `rotary` rows reordered even rows first, then odd ones (adjacent pairs -> NeoX pairs); the
+    /// rows past `rotary` stay. llama.cpp's Glm4Model converter with M-RoPE.
+    static func permuteRotaryToNeoX(_ w: [Float], rows: Int, columns: Int, heads: Int, rotary: Int) -> [Float] {
+        let d = rows / heads, half = rotary / 2
+        var out = w
+        for head in 0 ..< heads {
+            for i in 0 ..< rotary {
+                let source = head * d + (i < half ? 2 * i : 2 * (i - half) + 1), target = head * d + i
+                for c in 0 ..< columns { out[target * columns + c] = w[source * columns + c] }
+            }
+        }
+        return out
+    }
+
+    /// Frame `frame` of a Conv3d kernel [out, C, T, kh, kw], as [out, C, kh, kw].
+    static func temporalSlice(_ w: [Float], shape: [Int], frame: Int, frames: Int) -> [Float] {
+        let (outs, channels, plane) = (shape[0], shape[1], shape[3] * shape[4])
+        var out = [Float](repeating: 0, count: outs * channels * plane)
+        for o in 0 ..< outs {
+            for c in 0 ..< channels {
+                let source = ((o * channels + c) * frames + frame) * plane, target = (o * channels + c) * plane
+                for k in 0 ..< plane { out[target + k] = w[source + k] }
+            }
         }
         return out
     }
