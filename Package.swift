@@ -37,7 +37,7 @@ let package = Package(
         ),
         // The serving vocabulary and the model-free scheduling policy: generation requests and events,
         // the backend protocol the server talks to, the KV block manager. No model, no HTTP.
-        .target(name: "Serving", dependencies: ["InferenceCore"], swiftSettings: swiftSettings),
+        .target(name: "Serving", dependencies: ["InferenceCore", "Imaging"], swiftSettings: swiftSettings),
         .target(name: "GGUF", swiftSettings: swiftSettings),
         // PNG and JPEG decoding over the system's libpng and libjpeg-turbo (Debian's libpng-dev and
         // libjpeg62-turbo-dev, installed by scripts/setup-system.sh); C for the libraries' setjmp error handling.
@@ -61,7 +61,7 @@ let package = Package(
         // backend and its assembly, generation sessions for the CLI, stop strings, perplexity.
         .target(
             name: "Runtime",
-            dependencies: ["Engine", "Tokenizer", "InferenceCore", "GGUF", "SafeTensors", "Kernels", "Serving", "Ops"],
+            dependencies: ["Engine", "Tokenizer", "InferenceCore", "GGUF", "SafeTensors", "Kernels", "Serving", "Ops", "Imaging"],
             swiftSettings: swiftSettings
         ),
         // Operations tools: memory planner, configuration, doctor, model store. The CLI only parses.
@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: swiftSettings),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Serving", "Engine", "Tokenizer", "GGUF", "SafeTensors", "Kernels", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Serving", "Imaging", "Engine", "Tokenizer", "GGUF", "SafeTensors", "Kernels", "InferenceCore", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ServerTests",
             dependencies: [

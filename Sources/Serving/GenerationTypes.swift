@@ -18,6 +18,8 @@ public struct GenerationRequest: Sendable {
     /// alternatives (OpenAI completions' `echo` + `logprobs`); nil: none. Such a request does not
     /// take keys and values from the prefix cache, since every prompt position must be computed.
     public var promptLogprobs: Int?
+    /// Images placed in the prompt (vision-language models); nil for text.
+    public var multimodal: MultimodalPrompt?
 
     public init(id: String, promptTokens: [Int], sampling: SamplingParameters = .greedy, stop: StopCondition = StopCondition(),
                 wantsLogprobs: Bool = false, topLogprobs: Int = 0, deadline: ContinuousClock.Instant? = nil,

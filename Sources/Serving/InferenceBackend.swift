@@ -1,4 +1,5 @@
 public import InferenceCore
+public import Imaging
 
 /// What the HTTP server needs from a model it serves locally, and nothing more: its limits, its text
 /// (chat template, tokenizer), generation as a stream of events with cancellation, health and
@@ -23,6 +24,12 @@ public protocol InferenceBackend: AnyObject, Sendable {
     /// The vocabulary entry of one token as stored (nil outside the vocabulary).
     func piece(of token: Int) -> String?
 
+    /// Whether the model takes images (a vision-language model with its vision tower loaded).
+    var acceptsImages: Bool { get }
+    /// Expands each image placeholder of a rendered prompt into the image's tokens and computes its positions and
+    /// cache keys; cheap (resizing and hashing, no model). The vision tower runs after `submit`.
+    func placeImages(in tokens: [Int], images: [RGBImage], options: ImageOptions) throws(ImageInputError) -> (tokens: [Int], multimodal: MultimodalPrompt)
+
     /// Checks and queues a request. The stream yields its tokens, then one `finished` or `failed`;
     /// ending the stream early cancels the request.
     func submit(_ request: GenerationRequest) throws(SchedulerError) -> AsyncStream<GenerationEvent>
@@ -40,4 +47,13 @@ public protocol InferenceBackend: AnyObject, Sendable {
     func waitUntilIdle() async
     /// Stops at once; requests in flight end as cancelled.
     func shutdown()
+}
+
+extension InferenceBackend {
+    /// Text-only backends take no images.
+    public var acceptsImages: Bool { false }
+
+    public func placeImages(in tokens: [Int], images: [RGBImage], options: ImageOptions) throws(ImageInputError) -> (tokens: [Int], multimodal: MultimodalPrompt) {
+        throw ImageInputError(imageIndex: nil, "this model takes text only")
+    }
 }

@@ -6,6 +6,9 @@ public final class ScheduledSequence {
     public let promptCount: Int
     /// Prompt followed by the tokens generated so far.
     public fileprivate(set) var tokens: [Int]
+    /// What the prefix cache hashes, one per token: the tokens themselves, except image tokens, which are keyed by
+    /// their image's content (`MultimodalPrompt.cacheKeys`).
+    public fileprivate(set) var keys: [Int]
     /// Positions 0..<computed hold this sequence's keys and values.
     public fileprivate(set) var computed = 0
     public fileprivate(set) var blockTable: [Int32] = []
@@ -22,10 +25,12 @@ public final class ScheduledSequence {
     /// Whether it is still in the policy's queues.
     public fileprivate(set) var isActive = false
 
-    public init(id: String, promptTokens: [Int], needsPromptLogits: Bool = false) {
+    public init(id: String, promptTokens: [Int], needsPromptLogits: Bool = false, cacheKeys: [Int]? = nil) {
+        precondition(cacheKeys == nil || cacheKeys!.count == promptTokens.count)
         self.id = id
         promptCount = promptTokens.count
         tokens = promptTokens
+        keys = cacheKeys ?? promptTokens
         self.needsPromptLogits = needsPromptLogits
     }
 
@@ -143,7 +148,7 @@ public final class SchedulingPolicy {
         let full = sequence.computed / size
         if limits.prefixCaching && sequence.computed % size != 0 && sequence.hashes.count == full && full < sequence.blockTable.count {
             blocks.registerPartial(sequence.blockTable[full], parent: sequence.hashes.last ?? 0,
-                                   tokens: sequence.tokens[full * size ..< sequence.computed])
+                                   tokens: sequence.keys[full * size ..< sequence.computed])
         }
         blocks.release(sequence.blockTable)
         sequence.blockTable = []
@@ -192,7 +197,7 @@ public final class SchedulingPolicy {
             }
             if sequence.blockTable.isEmpty {
                 if limits.prefixCaching && !sequence.needsPromptLogits {
-                    let hit = blocks.acquirePrefix(of: sequence.tokens)
+                    let hit = blocks.acquirePrefix(of: sequence.keys)
                     sequence.blockTable = hit.blocks
                     sequence.hashes = hit.hashes
                     sequence.computed = hit.blocks.count * blocks.blockSize
@@ -259,6 +264,7 @@ public final class SchedulingPolicy {
     /// Adds a sampled token to a running sequence; the next step computes it.
     public func append(_ token: Int, to sequence: ScheduledSequence) {
         sequence.tokens.append(token)
+        sequence.keys.append(token)
     }
 
     private func blocksNeeded(_ sequence: ScheduledSequence, upTo positions: Int) -> Int {
@@ -278,7 +284,7 @@ public final class SchedulingPolicy {
         let size = blocks.blockSize
         while (sequence.hashes.count + 1) * size <= sequence.computed {
             let b = sequence.hashes.count
-            let slice = sequence.tokens[b * size ..< (b + 1) * size]
+            let slice = sequence.keys[b * size ..< (b + 1) * size]
             let hash = BlockManager.chainHash(parent: sequence.hashes.last ?? 0, tokens: slice)
             blocks.register(sequence.blockTable[b], parent: sequence.hashes.last ?? 0, hash: hash, tokens: slice)
             sequence.hashes.append(hash)

@@ -21,7 +21,7 @@ import Darwin
 ///
 /// Patches arrive as the image processor writes them: merge blocks together (row-major blocks, each
 /// 2x2 row-major), each patch channels x temporal x 14 x 14.
-public final class ReferenceGLM4Vision {
+public final class ReferenceGLM4Vision: VisionEncoder, @unchecked Sendable {
     struct Block {
         var norm1, norm2: [Float]
         var qkv: [Float]          // [3 * width][width]

@@ -1,4 +1,7 @@
 import Engine
+import Foundation
+import Synchronization
+public import Imaging
 public import InferenceCore
 public import Serving
 public import Tokenizer
@@ -8,9 +11,12 @@ public import Tokenizer
 public final class LocalBackend: InferenceBackend {
     public let scheduler: Scheduler
     public let formatter: ChatPromptFormatter
+    /// The vision tower of a vision-language model; nil for text models.
+    public let vision: VisionSupport?
 
-    public init(scheduler: Scheduler) {
+    public init(scheduler: Scheduler, vision: VisionSupport? = nil) {
         self.scheduler = scheduler
+        self.vision = vision
         formatter = ChatPromptFormatter(tokenizer: scheduler.tokenizer)
     }
 
@@ -27,15 +33,110 @@ public final class LocalBackend: InferenceBackend {
     public func decode(_ tokens: [Int]) -> String { tokenizer.decode(tokens) }
     public func piece(of token: Int) -> String? { tokenizer.token(for: token) }
 
-    public func submit(_ request: GenerationRequest) throws(SchedulerError) -> AsyncStream<GenerationEvent> {
-        try scheduler.submit(request)
+    public var acceptsImages: Bool { vision != nil }
+
+    public func placeImages(in tokens: [Int], images: [RGBImage], options: ImageOptions) throws(ImageInputError) -> (tokens: [Int], multimodal: MultimodalPrompt) {
+        guard let vision else { throw ImageInputError(imageIndex: nil, "this model takes text only") }
+        return try vision.place(in: tokens, images: images, options: options)
     }
 
-    public func cancel(_ id: String) { scheduler.cancel(id) }
+    /// Text goes straight to the scheduler. A request with images is checked now, then its images are encoded on a
+    /// thread of their own (seconds to minutes on a CPU at full resolution) and it is queued after; its stream is
+    /// open meanwhile, so a server can start the response and keep the connection alive.
+    public func submit(_ request: GenerationRequest) throws(SchedulerError) -> AsyncStream<GenerationEvent> {
+        guard let pending = request.multimodal, pending.embeddings.count != pending.images.count else {
+            return try scheduler.submit(request)
+        }
+        guard let vision else { throw .engine("this model takes text only; the request carries images") }
+        try scheduler.check(request, ignoringEmbeddings: true)
+        let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream()
+        let job = EncodingJob(id: request.id)
+        encodings.withLock { $0[request.id] = job }
+        continuation.onTermination = { [weak self] _ in
+            job.cancel()
+            self?.scheduler.cancel(request.id)
+        }
+        let scheduler = self.scheduler
+        let thread = Thread { [weak self] in
+            defer { self?.encodings.withLock { _ = $0.removeValue(forKey: request.id) } }
+            let started = ContinuousClock.now
+            var multimodal = pending
+            do {
+                try vision.encode(&multimodal)
+            } catch {
+                continuation.yield(.failed(.engine("the vision tower failed: \(error)")))
+                continuation.finish()
+                return
+            }
+            guard !job.isCancelled else {
+                continuation.yield(.finished(GenerationOutcome(finishReason: .cancelled, promptTokens: request.promptTokens.count,
+                                                               completionTokens: 0)))
+                continuation.finish()
+                return
+            }
+            var encoded = request
+            encoded.multimodal = multimodal
+            let events: AsyncStream<GenerationEvent>
+            do {
+                events = try scheduler.submit(encoded)
+            } catch let error as SchedulerError {
+                continuation.yield(.failed(error))
+                continuation.finish()
+                return
+            } catch {
+                continuation.yield(.failed(.engine("\(error)")))
+                continuation.finish()
+                return
+            }
+            if job.isCancelled { scheduler.cancel(request.id) }
+            let encodeSeconds = (ContinuousClock.now - started).seconds
+            let relay = Task {
+                for await event in events {
+                    if case .finished(var outcome) = event {
+                        outcome.prefillSeconds += encodeSeconds
+                        continuation.yield(.finished(outcome))
+                    } else {
+                        continuation.yield(event)
+                    }
+                }
+                continuation.finish()
+            }
+            job.relay(relay)
+        }
+        thread.name = "autoglm-vision"
+        thread.stackSize = 1 << 22
+        thread.start()
+        return stream
+    }
+
+    private let encodings = Mutex<[String: EncodingJob]>([:])
+
+    public func cancel(_ id: String) {
+        if let job = encodings.withLock({ $0[id] }) { job.cancel() }
+        scheduler.cancel(id)
+    }
     public var isAcceptingRequests: Bool { scheduler.isAcceptingRequests }
     public var statistics: SchedulerStatistics { scheduler.currentStatistics }
     public func start() { scheduler.start() }
     public func beginDraining() { scheduler.beginDraining() }
     public func waitUntilIdle() async { await scheduler.waitUntilIdle() }
     public func shutdown() { scheduler.shutdown() }
+}
+
+/// A request whose images are being encoded: cancelled before it reaches the scheduler, it never does.
+final class EncodingJob: @unchecked Sendable {
+    let id: String
+    private let lock = NSLock()
+    private var cancelled = false
+    private var task: Task<Void, Never>?
+
+    init(id: String) { self.id = id }
+
+    var isCancelled: Bool { lock.withLock { cancelled } }
+
+    func cancel() {
+        lock.withLock { cancelled = true }
+    }
+
+    func relay(_ task: Task<Void, Never>) { lock.withLock { self.task = task } }
 }

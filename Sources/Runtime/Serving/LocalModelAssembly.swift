@@ -48,7 +48,7 @@ public struct LocalServingSettings: Sendable, Equatable {
 extension LocalBackend {
     /// The engine loop, scheduler and KV cache for a loaded model, sized by `settings`.
     public convenience init(model: any LanguageModel, tokenizer: Tokenizer, settings: LocalServingSettings,
-                            observer: (any SchedulerObserver)? = nil) {
+                            observer: (any SchedulerObserver)? = nil, vision: VisionSupport? = nil) {
         let context = settings.servedContext(modelContext: model.configuration.contextLength)
         let bytesPerToken = PagedKVCache.bytesPerToken(model.configuration, elementType: settings.kvType)
         let scheduler = Scheduler(
@@ -58,7 +58,7 @@ extension LocalBackend {
                 cacheTokens: settings.cacheTokens(context: context, bytesPerToken: bytesPerToken),
                 prefixCaching: settings.prefixCaching, kvType: settings.kvType),
             contextLength: context, observer: observer)
-        self.init(scheduler: scheduler)
+        self.init(scheduler: scheduler, vision: vision)
     }
 }
 

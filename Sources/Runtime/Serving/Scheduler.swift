@@ -162,7 +162,26 @@ public final class Scheduler: @unchecked Sendable {
         return s
     }
 
-    private func validate(_ request: GenerationRequest) throws(SchedulerError) {
+    /// The checks `submit` makes, for a caller that prepares a request first (a multimodal one: before its images
+    /// are encoded, `ignoringEmbeddings`).
+    public func check(_ request: GenerationRequest, ignoringEmbeddings: Bool = false) throws(SchedulerError) {
+        try validate(request, ignoringEmbeddings: ignoringEmbeddings)
+    }
+
+    private func validate(_ request: GenerationRequest, ignoringEmbeddings: Bool = false) throws(SchedulerError) {
+        if let m = request.multimodal {
+            let n = request.promptTokens.count
+            guard (model as? GLM4Model)?.ropeSections != nil else { throw .engine("this model takes no images") }
+            guard m.ropePositions.count == 3 * n, m.cacheKeys.count == n,
+                  ignoringEmbeddings || m.embeddings.count == m.images.count,
+                  m.images.allSatisfy({ $0.start >= 0 && $0.start + $0.tokenCount <= n }) else {
+                throw .engine("the request's image data does not match its \(n) prompt tokens")
+            }
+            let width = model.configuration.embeddingWidth
+            for (image, values) in zip(m.images, m.embeddings) where values.count != image.tokenCount * width {
+                throw .engine("an image has \(values.count) embedding values for \(image.tokenCount) tokens of width \(width)")
+            }
+        }
         let prompt = request.promptTokens.count
         guard prompt > 0 else { throw .emptyPrompt }
         let vocabulary = model.configuration.vocabularySize
@@ -202,7 +221,8 @@ public final class Scheduler: @unchecked Sendable {
             continuation = pending.continuation
             arrival = pending.arrival
             scheduled = ScheduledSequence(id: request.id, promptTokens: request.promptTokens,
-                                          needsPromptLogits: request.promptLogprobs != nil)
+                                          needsPromptLogits: request.promptLogprobs != nil,
+                                          cacheKeys: request.multimodal?.cacheKeys)
             output = OutputProcessor(tokenizer: tokenizer, sampling: request.sampling, stop: request.stop,
                                      prompt: request.promptTokens, room: contextLength - request.promptTokens.count,
                                      wantsLogprobs: request.wantsLogprobs, topLogprobs: request.topLogprobs)
@@ -286,8 +306,12 @@ public final class Scheduler: @unchecked Sendable {
         guard !plan.isEmpty else { return }
 
         let entries = plan.entries.map { entry in
-            BatchEntry(tokens: Array(entry.tokens), startPosition: entry.start, blockTable: entry.sequence.blockTable,
-                       logits: entry.logits == .all ? .all : entry.logits == .last ? .last : .none)
+            var batch = BatchEntry(tokens: Array(entry.tokens), startPosition: entry.start, blockTable: entry.sequence.blockTable,
+                                   logits: entry.logits == .all ? .all : entry.logits == .last ? .last : .none)
+            if let multimodal = sequence(entry.sequence).request.multimodal {
+                Self.attach(multimodal, to: &batch, promptCount: entry.sequence.promptCount)
+            }
+            return batch
         }
         let output: LogitsBatch
         do {
@@ -313,6 +337,30 @@ public final class Scheduler: @unchecked Sendable {
             emitNextToken(sequence(entry.sequence), logits: output.last(of: e), now: finished)
         }
         observer?.stepCompleted(batchTokens: plan.tokenCount, batchSequences: plan.entries.count, statistics: statistics)
+    }
+
+    /// The chunk's part of a multimodal prompt: image embeddings for the image tokens it holds, and every token's
+    /// three-axis position (prompt tokens from the prompt's table, generated ones at cache position + delta).
+    static func attach(_ m: MultimodalPrompt, to batch: inout BatchEntry, promptCount: Int) {
+        let start = batch.startPosition, end = start + batch.tokens.count
+        var positions: [RopePosition] = []
+        positions.reserveCapacity(batch.tokens.count)
+        for p in start ..< end {
+            if p < promptCount {
+                positions.append(RopePosition(temporal: m.ropePositions[3 * p], height: m.ropePositions[3 * p + 1],
+                                              width: m.ropePositions[3 * p + 2]))
+            } else {
+                positions.append(RopePosition(text: Int32(p + m.ropeDelta)))
+            }
+        }
+        batch.ropePositions = positions
+        for (image, values) in zip(m.images, m.embeddings) {
+            let lo = max(image.start, start), hi = min(image.start + image.tokenCount, end)
+            guard lo < hi else { continue }
+            let width = values.count / image.tokenCount
+            batch.embeddings.append(EmbeddingSpan(start: lo - start, count: hi - lo,
+                                                  values: Array(values[(lo - image.start) * width ..< (hi - image.start) * width])))
+        }
     }
 
     /// Row j of the chunk (position start + j) predicts the token at position start + j + 1.

@@ -1,0 +1,118 @@
+import Foundation
+public import Engine
+public import Imaging
+public import Serving
+public import Tokenizer
+
+/// What a vision-language model needs beside its language model: the vision tower, the image processor, and
+/// the image tokens of its vocabulary. Places images into prompts (cheap) and encodes them (the vision tower).
+public final class VisionSupport: @unchecked Sendable {
+    public let encoder: any VisionEncoder
+    /// The processor as configured (preprocessor_config.json, or GLM-4.1V's defaults for a GGUF pair).
+    public let processor: GLM4VImageProcessor
+    public let imageToken: Int
+    public let beginToken: Int?
+    public let endToken: Int?
+    /// The largest `max_pixels` a request may ask for (the server's bound).
+    public var maxPixelsBound: Int
+    /// One image encodes at a time: the tower uses every core and its activations are large.
+    private let lock = NSLock()
+
+    public init(encoder: any VisionEncoder, processor: GLM4VImageProcessor, tokenizer: Tokenizer) throws(EngineError) {
+        guard let image = tokenizer.id(for: "<|image|>") else {
+            throw .badHyperparameter(key: "tokenizer", value: "no <|image|> token",
+                                     reason: "a GLM-4.1V tokenizer has <|image|>, <|begin_of_image|> and <|end_of_image|>; this one does not")
+        }
+        self.encoder = encoder
+        self.processor = processor
+        imageToken = image
+        beginToken = tokenizer.id(for: "<|begin_of_image|>")
+        endToken = tokenizer.id(for: "<|end_of_image|>")
+        maxPixelsBound = processor.maxPixels
+    }
+
+    /// The processor for one request: its `min_pixels` / `max_pixels` (both temporal copies counted, as
+    /// transformers does), within the server's bound.
+    public func processor(for options: ImageOptions) throws(ImageInputError) -> GLM4VImageProcessor {
+        var p = processor
+        if let max = options.maxPixels {
+            guard max > 0, max <= maxPixelsBound else {
+                throw ImageInputError(imageIndex: nil, "max_pixels must be between 1 and \(maxPixelsBound) on this server (got \(max))")
+            }
+            p.maxPixels = max
+        }
+        if let min = options.minPixels {
+            guard min > 0, min <= p.maxPixels else {
+                throw ImageInputError(imageIndex: nil, "min_pixels must be between 1 and max_pixels \(p.maxPixels) (got \(min))")
+            }
+            p.minPixels = min
+        }
+        return p
+    }
+
+    /// Replaces the i-th `<|image|>` placeholder of `tokens` with image i's tokens and computes the prompt's
+    /// positions and cache keys. The vision tower has not run yet (`encode`).
+    public func place(in tokens: [Int], images: [RGBImage], options: ImageOptions) throws(ImageInputError) -> (tokens: [Int], multimodal: MultimodalPrompt) {
+        let placeholders = tokens.indices.filter { tokens[$0] == imageToken }
+        guard placeholders.count == images.count else {
+            throw ImageInputError(imageIndex: nil, "the rendered prompt has \(placeholders.count) image placeholders for \(images.count) images (does the text contain <|image|>?)")
+        }
+        let p = try processor(for: options)
+        let merge = encoder.configuration.mergeSize
+        var expanded: [Int] = []
+        var keys: [Int] = []
+        var placed: [MultimodalPrompt.Image] = []
+        var grids: [MultimodalPositions.Grid] = []
+        var last = 0
+        for (i, (at, image)) in zip(placeholders, images).enumerated() {
+            let patches: ImagePatches
+            do { patches = try p.patches(image) } catch { throw ImageInputError(imageIndex: i, error.description) }
+            expanded += tokens[last ..< at]
+            keys += tokens[last ..< at]
+            let count = patches.tokenCount(merge: merge)
+            let hash = Self.contentHash(patches)
+            placed.append(MultimodalPrompt.Image(start: expanded.count, tokenCount: count, patches: patches, contentHash: hash))
+            grids.append(MultimodalPositions.Grid(frames: 1, rows: patches.gridH / merge, columns: patches.gridW / merge))
+            expanded += [Int](repeating: imageToken, count: count)
+            keys += (0 ..< count).map { MultimodalPrompt.imageKey(contentHash: hash, index: $0) }
+            last = at + 1
+        }
+        expanded += tokens[last...]
+        keys += tokens[last...]
+        let (positions, delta): ([RopePosition], Int)
+        do {
+            (positions, delta) = try MultimodalPositions.glm4v(tokens: expanded, imageToken: imageToken, grids: grids)
+        } catch {
+            throw ImageInputError(imageIndex: nil, "image placeholders must be separated by text: \(error.description)")
+        }
+        let flat = positions.flatMap { [$0.temporal, $0.height, $0.width] }
+        return (expanded, MultimodalPrompt(images: placed, ropePositions: flat, ropeDelta: delta, cacheKeys: keys))
+    }
+
+    /// Runs the vision tower over each image of the prompt (one request's images at a time).
+    public func encode(_ prompt: inout MultimodalPrompt) throws(EngineError) {
+        lock.lock()
+        defer { lock.unlock() }
+        var out: [[Float]] = []
+        for image in prompt.images {
+            out.append(try encoder.encode(patches: image.patches.values, gridH: image.patches.gridH, gridW: image.patches.gridW))
+        }
+        prompt.embeddings = out
+    }
+
+    /// FNV-1a over the grid and the processed pixel values.
+    static func contentHash(_ p: ImagePatches) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ v: UInt64) {
+            h ^= v
+            h = h &* 0x0000_0100_0000_01b3
+        }
+        mix(UInt64(p.gridT)); mix(UInt64(p.gridH)); mix(UInt64(p.gridW))
+        p.values.withUnsafeBytes { raw in
+            let words = raw.bindMemory(to: UInt64.self)
+            for w in words { mix(w) }
+            if raw.count % 8 != 0 { for b in raw.suffix(raw.count % 8) { mix(UInt64(b)) } }
+        }
+        return h
+    }
+}
