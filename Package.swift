@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Serving", "InferenceCore", "Ops", "OpenAIAPI",
+                "Serving", "InferenceCore", "Ops", "OpenAIAPI", "Imaging",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -122,7 +122,7 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "Server", "Serving", "Runtime", "Engine", "Tokenizer", "InferenceCore", "TestSupport",
+                "Server", "Serving", "Runtime", "Engine", "Tokenizer", "InferenceCore", "Imaging", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

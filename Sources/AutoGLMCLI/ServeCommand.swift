@@ -52,6 +52,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "For a Hugging Face directory: quantize the weights at load time to q8_0, q4_0 or q4_k (also f16, bf16, f32).")
     var quantize: String?
 
+    @Option(help: "The vision tower (llama.cpp's mmproj GGUF) of a GLM-4.1V / AutoGLM-Phone text GGUF, for the first local model (models[].mmproj).")
+    var mmproj: String?
+
     var quantizeType: GGUFTensorType? {
         get throws { try ModelOptions.quantizeType(quantize) }
     }
@@ -109,6 +112,8 @@ struct ServeCommand: AsyncParsableCommand {
         var metrics: [String: ServerMetrics] = [:]
         for model in config.models {
             guard let path = model.path else { continue }
+            var model = model
+            if slots.isEmpty, let mmproj { model.mmproj = mmproj }
             let m = try spec(model, path: path, pinned: model.pinned ?? slots.isEmpty, config: config, registry: registry, logger: logger)
             slots.append(LocalModelSlot(spec: m.0))
             metrics[model.name] = m.1
@@ -193,10 +198,14 @@ struct ServeCommand: AsyncParsableCommand {
         let name = model.name
         let limits = config.limits
         let finalSettings = settings
+        let mmproj = model.mmproj
+        if let mmproj, !FileManager.default.fileExists(atPath: mmproj) {
+            throw CLIError("the mmproj file of model '\(model.name)' does not exist: \(mmproj)")
+        }
         let load: @Sendable () throws -> ServedModel = {
             let loaded: LoadedModel
             do throws(ModelLoadError) {
-                loaded = try ModelLoader.load(path: path, options: ModelLoadOptions(threads: threadCount, quantize: type))
+                loaded = try ModelLoader.load(path: path, options: ModelLoadOptions(threads: threadCount, quantize: type, mmproj: mmproj))
             } catch {
                 logger.error("cannot load a model", metadata: ["model": .string(name), "error": .string(error.description)])
                 throw CLIError("cannot load model '\(name)' from \(path): \(error.description)")
@@ -204,7 +213,8 @@ struct ServeCommand: AsyncParsableCommand {
             if let report = loaded.conversion {
                 logger.info("converted a Hugging Face directory in memory", metadata: ["summary": .string(report.summary)])
             }
-            let backend = LocalBackend(model: loaded.model, tokenizer: loaded.tokenizer, settings: finalSettings, observer: metrics)
+            let backend = LocalBackend(model: loaded.model, tokenizer: loaded.tokenizer, settings: finalSettings, observer: metrics,
+                                       vision: loaded.vision)
             let scheduler = backend.scheduler
             logger.info("model loaded", metadata: [
                 "model": .string(name), "path": .string(path), "architecture": .string(loaded.model.configuration.architecture),
@@ -213,6 +223,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "kv_cache_mib": .string(String(format: "%.0f", Double(scheduler.cacheBytes) / 1048576)),
                 "kv_type": .string(finalSettings.kvType.rawValue),
                 "chat_template": .string(backend.formatter.fallbackReason ?? "the model's own"),
+                "images": .string(loaded.vision.map { "yes (vision tower of \($0.encoder.configuration.blockCount) blocks)" } ?? "no"),
             ])
             return ServedModel(name: name, backend: backend, maxTokensLimit: limits.maxTokens, maxPromptTokens: limits.maxPromptTokens)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import InferenceCore
 import OpenAIAPI
 import Serving
@@ -12,6 +13,10 @@ struct CompletionsAPI: Sendable {
     let requestTimeout: Double?
     /// server.timeouts.first_token: a choice still queued (not started) by then is cancelled.
     var firstTokenTimeout: Double? = nil
+    /// Images in chat messages: limits and sources.
+    var images = ImagePolicy()
+    /// Seconds of silence after which a stream gets an SSE comment (a keep-alive).
+    var heartbeatSeconds: Double = 10
 
     /// One prompt's worth of work: its tokens and rendered text.
     struct Prompt {
@@ -31,11 +36,13 @@ struct CompletionsAPI: Sendable {
         var echo = false
         var id: String
         var created: Int
+        /// The images of a chat request, placed in its (single) prompt.
+        var multimodal: MultimodalPrompt? = nil
     }
 
     // MARK: reading requests
 
-    func chatJob(_ body: JSON, model: ServedModel) throws(APIError) -> Job {
+    func chatJob(_ body: JSON, model: ServedModel, fetched: [String: [UInt8]] = [:]) throws(APIError) -> Job {
         let r = try FieldReader(body)
         var parameters = try GenerationParameters(r)
         guard let messagesValue = r.value("messages") else {
@@ -45,8 +52,9 @@ struct CompletionsAPI: Sendable {
             throw .invalidRequest("'messages' must be a non-empty list of {\"role\", \"content\"} objects.", param: "messages")
         }
         var messages: [JinjaValue] = []
+        var imageInput = ChatImages(policy: images, fetched: fetched, acceptsImages: model.backend.acceptsImages, model: model.name)
         for (i, message) in list.enumerated() {
-            messages.append(try Self.chatMessage(message, index: i))
+            messages.append(try Self.chatMessage(message, index: i, images: &imageInput))
         }
         var extra: [String: JinjaValue] = [:]
         if let tools = r.value("tools") {
@@ -66,7 +74,17 @@ struct CompletionsAPI: Sendable {
         } catch {
             throw .invalidRequest("The chat template of '\(model.name)' rejected these messages: \(error)", param: "messages")
         }
-        let tokens = model.backend.tokens(forRenderedChat: text)
+        var tokens = model.backend.tokens(forRenderedChat: text)
+        var multimodal: MultimodalPrompt?
+        if !imageInput.images.isEmpty {
+            let options = try imageOptions(r)
+            do {
+                (tokens, multimodal) = try model.backend.placeImages(in: tokens, images: imageInput.images, options: options)
+            } catch {
+                let param = error.imageIndex.map { imageInput.params[$0] } ?? "messages"
+                throw .invalidRequest("\(param): \(error.message)", param: param)
+            }
+        }
         let logprobs = try r.bool("logprobs") ?? false
         let top = try r.integer("top_logprobs", in: 0 ... 20) ?? 0
         if top > 0 && !logprobs { throw .invalidRequest("'top_logprobs' needs 'logprobs': true.", param: "top_logprobs") }
@@ -75,10 +93,60 @@ struct CompletionsAPI: Sendable {
         parameters.maxTokens = maxTokens
         return Job(kind: .chat, model: model, prompts: [Prompt(tokens: tokens, text: text)], parameters: parameters,
                    maxTokens: maxTokens, logprobs: logprobs, topLogprobs: top, id: "chatcmpl-" + Self.newID(),
-                   created: Self.now())
+                   created: Self.now(), multimodal: multimodal)
+    }
+
+    /// The images of one chat request as its messages are read.
+    struct ChatImages {
+        let policy: ImagePolicy
+        let fetched: [String: [UInt8]]
+        let acceptsImages: Bool
+        let model: String
+        var images: [RGBImage] = []
+        /// Where each image came from (`messages[i].content[j]`), for errors found later.
+        var params: [String] = []
+
+        mutating func add(_ part: FieldReader, param: String) throws(APIError) {
+            guard acceptsImages else {
+                throw .invalidRequest("\(param) is an image, but '\(model)' takes text only.", param: param)
+            }
+            guard images.count < policy.maxImagesPerRequest else {
+                throw .invalidRequest("\(param): at most \(policy.maxImagesPerRequest) images per request (limits.max_images_per_request).", param: param)
+            }
+            let url = try ImageInputs.url(of: part, param: param)
+            images.append(try ImageInputs.image(url: url, param: param, policy: policy, fetched: fetched))
+            params.append(param)
+        }
+    }
+
+    /// The pixel budget of a request's images: `mm_processor_kwargs` (vLLM) or top-level `max_pixels` / `min_pixels`,
+    /// within the server's `images.max_pixels`; else the server's, else the model's.
+    func imageOptions(_ r: FieldReader) throws(APIError) -> ImageOptions {
+        let bound = images.maxPixels ?? 2 * images.decodeLimits.maxPixels
+        var options = ImageOptions(minPixels: images.minPixels, maxPixels: images.maxPixels)
+        let kwargs = try r.value("mm_processor_kwargs").map { v throws(APIError) in try FieldReader(v) }
+        for (reader, prefix) in [(kwargs, "mm_processor_kwargs."), (Optional(r), "")] {
+            guard let reader else { continue }
+            if let v = try reader.integer("max_pixels", in: 1 ... bound) {
+                options.maxPixels = v
+            }
+            if let v = try reader.integer("min_pixels", in: 1 ... bound) {
+                options.minPixels = v
+            }
+            _ = prefix
+        }
+        if let lo = options.minPixels, let hi = options.maxPixels, lo > hi {
+            throw .invalidRequest("'min_pixels' (\(lo)) must not be over 'max_pixels' (\(hi)).", param: "min_pixels")
+        }
+        return options
     }
 
     static func chatMessage(_ message: JSON, index i: Int) throws(APIError) -> JinjaValue {
+        var none = ChatImages(policy: ImagePolicy(), fetched: [:], acceptsImages: false, model: "this model")
+        return try chatMessage(message, index: i, images: &none)
+    }
+
+    static func chatMessage(_ message: JSON, index i: Int, images: inout ChatImages) throws(APIError) -> JinjaValue {
         let param = "messages[\(i)]"
         guard case .object(let pairs) = message else {
             throw .invalidRequest("\(param) must be an object with 'role' and 'content'.", param: param)
@@ -93,7 +161,7 @@ struct CompletionsAPI: Sendable {
         for (key, value) in pairs {
             if key == "content" {
                 sawContent = true
-                out.append(("content", .string(try Self.contentText(value, param: "\(param).content"))))
+                out.append(("content", try Self.content(value, param: "\(param).content", images: &images)))
             } else {
                 out.append((key, value.jinja))
             }
@@ -105,6 +173,33 @@ struct CompletionsAPI: Sendable {
             out.append(("content", .string("")))
         }
         return .object(out)
+    }
+
+    /// Message content for the chat template: text as a string; with images, a list of `{"type": "image"}` and
+    /// `{"type": "text", "text": ...}` items in order (what vision templates such as GLM-4.1V's iterate over).
+    static func content(_ value: JSON, param: String, images: inout ChatImages) throws(APIError) -> JinjaValue {
+        guard case .array(let parts) = value, parts.contains(where: { part in
+            guard let p = try? FieldReader(part), let type = try? p.string("type") else { return false }
+            return type == "image_url" || type == "image"
+        }) else {
+            return .string(try contentText(value, param: param))
+        }
+        var items: [JinjaValue] = []
+        for (j, part) in parts.enumerated() {
+            let p = try FieldReader(part)
+            let partParam = "\(param)[\(j)]"
+            switch try p.string("type") ?? "text" {
+            case "text":
+                guard let t = try p.string("text") else { throw .invalidRequest("\(partParam).text is required.", param: "\(partParam).text") }
+                items.append(.object([("type", .string("text")), ("text", .string(t))]))
+            case "image_url":
+                try images.add(p, param: partParam)
+                items.append(.object([("type", .string("image"))]))
+            case let other:
+                throw .invalidRequest("\(partParam) has type '\(other)'; this server takes text and image_url parts.", param: partParam)
+            }
+        }
+        return .array(items)
     }
 
     /// Message content as text: a string, or a list of text parts joined.
@@ -214,10 +309,11 @@ struct CompletionsAPI: Sendable {
             for i in 0 ..< job.parameters.n {
                 let index = p * job.parameters.n + i
                 let requestID = "\(job.id)-\(index)"
-                let request = job.parameters.request(
+                var request = job.parameters.request(
                     id: requestID, prompt: prompt.tokens, maxTokens: job.maxTokens, logprobs: job.logprobs,
                     topLogprobs: job.topLogprobs, deadline: deadline, firstTokenDeadline: firstTokenDeadline,
                     promptLogprobs: promptLogprobs, choice: index)
+                request.multimodal = job.multimodal
                 do {
                     let events = try job.model.backend.submit(request)
                     choices.append(Choice(index: index, prompt: prompt, requestID: requestID, events: events))

@@ -16,6 +16,7 @@ struct GenerationParameters {
     var stream = false
     var includeUsage = false
     var seed: UInt64?
+    var skipSpecialTokens = true
 
     init(_ r: FieldReader, defaultTemperature: Float = 1) throws(APIError) {
         sampling.temperature = Float(try r.number("temperature", in: 0 ... 2) ?? Double(defaultTemperature))
@@ -43,6 +44,7 @@ struct GenerationParameters {
             }
         }
         ignoreEOS = try r.bool("ignore_eos") ?? false
+        skipSpecialTokens = try r.bool("skip_special_tokens") ?? true
         minTokens = try r.integer("min_tokens", in: 0 ... 1_000_000) ?? 0
         n = try r.integer("n", in: 1 ... 16) ?? 1
         stream = try r.bool("stream") ?? false
@@ -65,6 +67,7 @@ struct GenerationParameters {
                                 ignoreEOS: ignoreEOS, minTokens: minTokens),
             wantsLogprobs: logprobs, topLogprobs: topLogprobs, deadline: deadline, firstTokenDeadline: firstTokenDeadline)
         request.promptLogprobs = promptLogprobs
+        request.skipSpecialTokens = skipSpecialTokens
         return request
     }
 }

@@ -73,6 +73,10 @@ public struct ServerRoutes: Sendable {
     public var requestsPerMinute = 0
     /// server.admin_api_keys: the only keys the /admin routes take; empty: those routes are off.
     public var adminAPIKeys: [String] = []
+    /// Images in chat messages (limits.max_images_per_request, images.*).
+    public var images = ImagePolicy()
+    /// server.sse_heartbeat: a stream silent this long (a long prefill, images being encoded) gets an SSE comment.
+    public var heartbeatSeconds: Double = 10
 
     public init(registry: ModelRegistry, metrics: [String: ServerMetrics], prometheus: PrometheusCollectorRegistry,
                 requestTimeout: Double?, maxBodyBytes: Int = 16 << 20) {
@@ -125,11 +129,17 @@ public struct ServerRoutes: Sendable {
                 return ModelList.Model(id: name, created: started, ownedBy: "upstream", maxModelLen: pool?.model.contextLength)
             }))
         }
-        let api = CompletionsAPI(models: registry, requestTimeout: requestTimeout, firstTokenTimeout: firstTokenTimeout)
+        var configured = CompletionsAPI(models: registry, requestTimeout: requestTimeout, firstTokenTimeout: firstTokenTimeout)
+        configured.images = images
+        configured.heartbeatSeconds = heartbeatSeconds
+        let api = configured
         router.post("/v1/chat/completions") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
+            // Remote images (only from images.allowed_domains) are downloaded before the request is read.
+            let remote = ImageInputs.remoteURLs(in: body, policy: api.images)
+            let fetched = remote.isEmpty ? [:] : try await ImageInputs.fetch(remote, policy: api.images)
             return try await Self.dispatch(body, path: "/chat/completions", registry: registry, affinity: Self.affinity(request), context: context) { body, model throws(APIError) in
-                try api.chatJob(body, model: model)
+                try api.chatJob(body, model: model, fetched: fetched)
             } local: { job in try await Self.run(api, job, context: context) }
         }
         router.post("/v1/completions") { request, context in

@@ -27,6 +27,10 @@ public struct ServerOptions: Sendable {
     public var tls: ServerTLS?
     /// Bearer tokens for the /admin routes (server.admin_api_keys); empty: the admin routes are off.
     public var adminAPIKeys: [String] = []
+    /// Images in chat messages.
+    public var images = ImagePolicy()
+    /// server.sse_heartbeat in seconds.
+    public var heartbeatSeconds: Double = 10
 
     public init(host: String = "127.0.0.1", port: Int = 8080, apiKeys: [String] = [], requestTimeoutSeconds: Double? = 600,
                 drainSeconds: Double = 30, idleTimeoutSeconds: Double? = 60, metricsPath: String? = "/metrics",
@@ -70,6 +74,8 @@ public enum AutoGLMServer {
         routes.firstTokenTimeout = options.firstTokenTimeoutSeconds
         routes.maxConcurrentRequests = options.maxConcurrentRequests
         routes.requestsPerMinute = options.requestsPerMinute
+        routes.images = options.images
+        routes.heartbeatSeconds = options.heartbeatSeconds
         let router = routes.router(metricsPath: options.metricsPath, apiKeys: options.apiKeys)
         var server = HTTPServerBuilder.http1(configuration: .init(idleTimeout: options.idleTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) }))
         if let tls = options.tls {

@@ -1,3 +1,4 @@
+import Imaging
 public import Ops
 
 extension ServerOptions {
@@ -13,6 +14,12 @@ extension ServerOptions {
             maxConcurrentRequests: config.limits.maxConcurrentRequests, requestsPerMinute: config.limits.requestsPerMinute)
         self.tls = tls
         adminAPIKeys = config.server.adminAPIKeys
+        heartbeatSeconds = config.server.sseHeartbeatSeconds
+        let i = config.images
+        images = ImagePolicy(maxImagesPerRequest: config.limits.maxImagesPerRequest, maxImageBytes: config.limits.maxImageBytes,
+                             decodeLimits: ImageDecodeLimits(maxPixels: config.limits.maxImagePixels, maxSide: 16_384),
+                             localDirectory: i.localDirectory, allowedDomains: i.allowedDomains, maxPixels: i.maxPixels,
+                             minPixels: i.minPixels)
     }
 }
 

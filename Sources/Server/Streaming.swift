@@ -13,8 +13,10 @@ extension CompletionsAPI {
     func stream(_ job: Job, choices: [Choice]) -> Response {
         var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
+        let heartbeat = heartbeatSeconds
         let body = ResponseBody { writer in
-            let merged = Self.merge(choices)
+            let merged = Self.withHeartbeats(Self.merge(choices), every: heartbeat)
+            var lastWrite = ContinuousClock.now
             var completionTokens = 0
             var promptTokens = 0
             var cached = 0
@@ -37,7 +39,16 @@ extension CompletionsAPI {
                         try await writer.write(Self.event(chunk(job, choice: choice.index, text: choice.prompt.text)))
                     }
                 }
-                for await (slot, event) in merged {
+                for await item in merged {
+                    guard case .event(let slot, let event) = item else {
+                        // Silence (a long prefill, images being encoded): an SSE comment keeps clients and proxies waiting.
+                        if ContinuousClock.now - lastWrite >= .milliseconds(Int64(heartbeat * 900)) {
+                            try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                            lastWrite = .now
+                        }
+                        continue
+                    }
+                    lastWrite = .now
                     let choice = choices[slot]
                     if echoWithLogprobs, !echoed.contains(slot) {
                         switch event {
@@ -121,6 +132,32 @@ extension CompletionsAPI {
     }
 
     /// The events of all choices as one sequence, tagged with the choice's position.
+    enum StreamItem: Sendable {
+        case event(Int, GenerationEvent)
+        case heartbeat
+    }
+
+    /// The events, with a `heartbeat` every `seconds` in between.
+    static func withHeartbeats(_ events: AsyncStream<(Int, GenerationEvent)>, every seconds: Double) -> AsyncStream<StreamItem> {
+        AsyncStream { continuation in
+            let pump = Task {
+                for await (slot, event) in events { continuation.yield(.event(slot, event)) }
+                continuation.finish()
+            }
+            let ticker = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+                    if Task.isCancelled { break }
+                    continuation.yield(.heartbeat)
+                }
+            }
+            continuation.onTermination = { _ in
+                pump.cancel()
+                ticker.cancel()
+            }
+        }
+    }
+
     static func merge(_ choices: [Choice]) -> AsyncStream<(Int, GenerationEvent)> {
         if choices.count == 1 {
             let events = choices[0].events

@@ -20,6 +20,8 @@ public struct GenerationRequest: Sendable {
     public var promptLogprobs: Int?
     /// Images placed in the prompt (vision-language models); nil for text.
     public var multimodal: MultimodalPrompt?
+    /// Special tokens (control tokens such as `<|user|>`) are left out of the text (vLLM's `skip_special_tokens`).
+    public var skipSpecialTokens = true
 
     public init(id: String, promptTokens: [Int], sampling: SamplingParameters = .greedy, stop: StopCondition = StopCondition(),
                 wantsLogprobs: Bool = false, topLogprobs: Int = 0, deadline: ContinuousClock.Instant? = nil,

@@ -83,8 +83,8 @@ struct ConfigTests {
         #expect(issue.key == "server.prot")
         #expect(issue.origin == .file(path: "test.yaml", line: 3, column: 3))
         #expect(issue.message.contains("did you mean 'port'?"))
-        #expect(issue.allowed == "host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget")
-        #expect(issue.description == "test.yaml:3:3: error: server.prot: unknown key 'prot' in server; did you mean 'port'?; allowed: host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget")
+        #expect(issue.allowed == "host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget, sse_heartbeat")
+        #expect(issue.description == "test.yaml:3:3: error: server.prot: unknown key 'prot' in server; did you mean 'port'?; allowed: host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget, sse_heartbeat")
     }
 
     @Test("wrong types, out-of-range values and bad choices name the key, line and allowed values")

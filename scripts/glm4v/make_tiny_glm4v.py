@@ -51,8 +51,9 @@ EXTRA_SPECIALS = {IMAGE_START: "<|begin_of_image|>", IMAGE_END: "<|end_of_image|
                   VIDEO_START: "<|begin_of_video|>", VIDEO_END: "<|end_of_video|>", VIDEO: "<|video|>"}
 GMASK, SOP, SYSTEM, USER, ASSISTANT, EOT = 292, 294, 296, 297, 298, 290
 
+# A long context, so that the phone agent's real request (a long system prompt, max_tokens 3000) fits.
 TEXT = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=16, max_position_embeddings=256, rms_norm_eps=1e-5, attention_bias=True,
+            num_key_value_heads=2, head_dim=16, max_position_embeddings=8192, rms_norm_eps=1e-5, attention_bias=True,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5,
                              "mrope_section": [2, 1, 1]})
 VISION = dict(depth=2, hidden_size=48, num_heads=4, out_hidden_size=64, intermediate_size=96, image_size=112,
@@ -64,6 +65,49 @@ PREPROCESSOR = {"size": {"shortest_edge": 2 * 28 * 28, "longest_edge": 2 * 28 * 
                 "image_std": [0.26862954, 0.26130258, 0.27577711], "do_resize": True, "do_rescale": True,
                 "rescale_factor": 1 / 255, "do_normalize": True, "do_convert_rgb": True, "resample": 3,
                 "image_processor_type": "Glm4vImageProcessor", "processor_class": "Glm4vProcessor"}
+
+
+# GLM-4.1V's chat template, in the shape of the published one (zai-org/GLM-4.1V-9B-Thinking): images and videos as
+# content items of user turns, each written as begin / placeholder / end tokens that the processor expands.
+CHAT_TEMPLATE = """[gMASK]<sop>
+{%- for msg in messages %}
+    {%- if msg.role == 'system' %}
+<|system|>
+{{ msg.content }}
+    {%- elif msg.role == 'user' %}
+<|user|>{{ '\\n' }}
+        {%- if msg.content is string %}
+{{ msg.content }}
+        {%- else %}
+            {%- for item in msg.content %}
+                {%- if item.type == 'video' or 'video' in item %}
+<|begin_of_video|><|video|><|end_of_video|>
+                {%- elif item.type == 'image' or 'image' in item %}
+<|begin_of_image|><|image|><|end_of_image|>
+                {%- elif item.type == 'text' %}
+{{ item.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+    {%- elif msg.role == 'assistant' %}
+<|assistant|>
+{{ msg.content }}
+    {%- endif %}
+{%- endfor %}
+{% if add_generation_prompt %}<|assistant|>
+{% endif %}"""
+
+
+def make_screenshot(path: str) -> None:
+    """A 1080x2400 phone screenshot's shape (what the phone agent sends): a status bar, cards and buttons."""
+    img = Image.new("RGB", (1080, 2400), (245, 245, 245))
+    px = np.array(img)
+    px[0:80] = (30, 30, 30)
+    for i, y in enumerate(range(200, 2200, 300)):
+        px[y:y + 220, 60:1020] = (255, 255, 255)
+        px[y + 40:y + 180, 100:240] = ((37 * i) % 256, 120, 200)
+    px[2250:2400] = (20, 20, 20)
+    Image.fromarray(px).save(path, optimize=True)
 
 
 def make_images(out: str) -> dict[str, str]:
@@ -118,6 +162,7 @@ def write_tokenizer(out: str, config: Glm4vConfig) -> None:
     tc = json.load(open(os.path.join(GLM4_TINY, "tokenizer_config.json")))
     for i, content in EXTRA_SPECIALS.items():
         tc.setdefault("added_tokens_decoder", {})[str(i)] = {"content": content, "special": True}
+    tc["chat_template"] = CHAT_TEMPLATE
     json.dump(tc, open(os.path.join(out, "tokenizer_config.json"), "w"), indent=1)
     json.dump({"eos_token_id": [EOT, USER, 299], "pad_token_id": EOT, "do_sample": False},
               open(os.path.join(out, "generation_config.json"), "w"), indent=1)
@@ -312,6 +357,8 @@ def main() -> None:
     }
     grids = {}
     pixels = {}
+    os.makedirs(os.path.join(out, "images"), exist_ok=True)
+    make_screenshot(os.path.join(out, "images", "screen1080x2400.png"))
     with torch.no_grad():
         for name, path in make_images(out).items():
             img = Image.open(path)

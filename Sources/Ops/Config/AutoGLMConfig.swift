@@ -18,6 +18,7 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var tls: TLS?
         public var timeouts: Timeouts
         public var drainSeconds: Double
+        public var sseHeartbeatSeconds: Double = 10
         public var adminAPIKeys: [String] = []
         public var maxLoadedModels = 0
         /// 0: never unload idle models.
@@ -53,6 +54,8 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var precision: String?
         /// nil: pinned when it is the first local model.
         public var pinned: Bool?
+        /// The vision tower of a GGUF pair (llama.cpp's mmproj file) for a GLM-4.1V text GGUF.
+        public var mmproj: String?
 
         public init(name: String, path: String? = nil, url: String? = nil, apiKey: String? = nil, sha256: String? = nil,
                     contextLength: Int? = nil, threads: Int? = nil, kvMemoryBudgetBytes: Int? = nil, maxSequences: Int = 8,
@@ -91,6 +94,17 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var maxPromptTokens: Int?
         public var maxTokens: Int
         public var requestsPerMinute: Int
+        public var maxImagesPerRequest: Int = 10
+        public var maxImageBytes: Int = 20 << 20
+        public var maxImagePixels: Int = 50_000_000
+    }
+
+    /// Where images in chat messages may come from, and the image processor's pixel budget.
+    public struct Images: Sendable, Equatable {
+        public var localDirectory: String?
+        public var allowedDomains: [String] = []
+        public var maxPixels: Int?
+        public var minPixels: Int?
     }
 
     public struct Logging: Sendable, Equatable {
@@ -107,6 +121,7 @@ public struct AutoGLMConfig: Sendable, Equatable {
     public var models: [Model]
     public var upstream: Upstream
     public var limits: Limits
+    public var images = Images()
     public var logging: Logging
     public var metrics: Metrics
 }
@@ -135,6 +150,7 @@ extension AutoGLMConfig {
             adminAPIKeys: value("server.admin_api_keys")?.listValue?.compactMap(\.stringValue) ?? [],
             maxLoadedModels: int("server.max_loaded_models"), keepAliveSeconds: double("server.keep_alive"),
             modelsMemoryBudgetBytes: value("server.models_memory_budget")?.intValue)
+        server.sseHeartbeatSeconds = double("server.sse_heartbeat")
         let modelObjects = document["models"]?.listValue?.compactMap(\.objectValue) ?? []
         if modelObjects.isEmpty {
             models = [Model(name: ModelStore.defaultModelName, path: ModelStore.defaultModelPath(environment: environment))]
@@ -151,6 +167,7 @@ extension AutoGLMConfig {
                 model.upstreamModel = m["upstream_model"]?.stringValue
                 model.fallback = m["fallback"]?.stringValue
                 model.pinned = m["pinned"]?.boolValue
+                model.mmproj = m["mmproj"]?.stringValue
                 return model
             }
         }
@@ -160,7 +177,12 @@ extension AutoGLMConfig {
                             openSeconds: double("upstream.open_duration"), balance: string("upstream.balance"))
         limits = Limits(maxConcurrentRequests: int("limits.max_concurrent_requests"), maxQueue: int("limits.max_queue"),
                         maxPromptTokens: value("limits.max_prompt_tokens")?.intValue, maxTokens: int("limits.max_tokens"),
-                        requestsPerMinute: int("limits.requests_per_minute"))
+                        requestsPerMinute: int("limits.requests_per_minute"),
+                        maxImagesPerRequest: int("limits.max_images_per_request"), maxImageBytes: int("limits.max_image_bytes"),
+                        maxImagePixels: int("limits.max_image_pixels"))
+        images = Images(localDirectory: value("images.local_directory")?.stringValue,
+                        allowedDomains: value("images.allowed_domains")?.listValue?.compactMap(\.stringValue) ?? [],
+                        maxPixels: value("images.max_pixels")?.intValue, minPixels: value("images.min_pixels")?.intValue)
         logging = Logging(level: string("logging.level"), format: string("logging.format"))
         metrics = Metrics(enabled: value("metrics.enabled")?.boolValue ?? true, path: string("metrics.path"))
     }

@@ -95,6 +95,7 @@ public enum ConfigSchema {
         ConfigField("kv_type", .choice(["f16", "bf16", "f32"]), default: .string("f16"),
                     help: "How the built-in engine's KV cache stores keys and values (f16: half of f32's memory, perplexity within 0.1%)."),
         ConfigField("device", .choice(["cpu", "gpu"]), default: .string("cpu"), help: "Where the model runs: the CPU engine, or a GPU (an upstream on this host)."),
+        ConfigField("mmproj", .string, help: "For a GLM-4.1V / AutoGLM-Phone text GGUF: its vision tower, llama.cpp's mmproj GGUF (as llama-server's --mmproj). A Hugging Face directory brings its own."),
         ConfigField("pinned", .boolean, help: "A local model loaded at start and never unloaded (default: true for the first local model, false for the others, which load on their first request)."),
         ConfigField("preset", .choice(ModelPresets.names), help: "Planner preset for models given by url (sizes the GPU check)."),
         ConfigField("precision", .choice(Precision.allCases.map(\.rawValue)), help: "Weight precision of a preset model (default bf16)."),
@@ -119,6 +120,7 @@ public enum ConfigSchema {
             ConfigField("max_loaded_models", .integer(0 ... 1024), default: .integer(0), help: "Local models loaded at once; loading another unloads the least recently used idle one (0 = no limit)."),
             ConfigField("keep_alive", .duration(0 ... 604_800), default: .number(0), help: "A local model idle this long is unloaded (not pinned ones); 0 = never."),
             ConfigField("models_memory_budget", .size(1 << 20 ... 1 << 50), help: "The loaded local models' planned memory together stays under this (default: only the machine's available memory is checked before a load)."),
+            ConfigField("sse_heartbeat", .duration(0.1 ... 3600), default: .number(10), help: "A streamed response silent this long (a long prefill, images being encoded) gets an SSE comment line, so that clients and proxies keep the connection."),
         ]), help: "HTTP server."),
         ConfigField("models", .list(.object(modelFields)), help: "Models to serve (default: the default model)."),
         ConfigField("upstream", .object([
@@ -138,7 +140,16 @@ public enum ConfigSchema {
             ConfigField("max_prompt_tokens", .integer(1 ... 1 << 20), help: "Longest prompt accepted (default: the context length)."),
             ConfigField("max_tokens", .integer(1 ... 1 << 20), default: .integer(4096), help: "Most tokens generated per request."),
             ConfigField("requests_per_minute", .integer(0 ... 10_000_000), default: .integer(0), help: "Per API key; 0 = unlimited."),
+            ConfigField("max_images_per_request", .integer(0 ... 1000), default: .integer(10), help: "Images in one chat request (vision models)."),
+            ConfigField("max_image_bytes", .size(1024 ... 1 << 30), default: .integer(20 << 20), help: "Encoded size of one image."),
+            ConfigField("max_image_pixels", .integer(1 ... 1 << 32), default: .integer(50_000_000), help: "Pixels an image may declare; larger ones are refused before decoding (decompression bombs)."),
         ]), help: "Admission limits."),
+        ConfigField("images", .object([
+            ConfigField("local_directory", .string, help: "file:// image URLs are read only under this directory (default: refused)."),
+            ConfigField("allowed_domains", .stringList, help: "Hosts http(s) image URLs may name, subdomains included (default: none, remote URLs refused)."),
+            ConfigField("max_pixels", .integer(1 ... 1 << 32), help: "The image processor's pixel budget (both temporal copies counted, as vLLM's mm_processor_kwargs) and the most a request may ask for (default: the model's)."),
+            ConfigField("min_pixels", .integer(1 ... 1 << 32), help: "The image processor's lower pixel bound (default: the model's)."),
+        ]), help: "Images in chat messages (vision-language models)."),
         ConfigField("logging", .object([
             ConfigField("level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]), default: .string("info"), help: "Lowest level logged."),
             ConfigField("format", .choice(["text", "json"]), default: .string("text"), help: "Line format."),

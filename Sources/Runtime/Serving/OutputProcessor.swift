@@ -34,7 +34,7 @@ public struct OutputProcessor: Sendable {
     ///   - prompt: the tokens the penalties count as the prompt.
     ///   - room: how many tokens fit after the prompt in the sequence (its context or cache limit).
     public init(tokenizer: Tokenizer, sampling: SamplingParameters, stop: StopCondition, prompt: [Int], room: Int,
-                wantsLogprobs: Bool = false, topLogprobs: Int = 0) {
+                wantsLogprobs: Bool = false, topLogprobs: Int = 0, renderSpecial: Bool = false) {
         self.stop = stop
         self.prompt = prompt
         self.room = room
@@ -42,7 +42,7 @@ public struct OutputProcessor: Sendable {
         self.topLogprobs = topLogprobs
         endIDs = tokenizer.endOfGenerationIDs.union(stop.stopTokens)
         sampler = Sampler(sampling)
-        detokenizer = IncrementalDetokenizer(tokenizer: tokenizer, renderSpecial: false)
+        detokenizer = IncrementalDetokenizer(tokenizer: tokenizer, renderSpecial: renderSpecial)
         stopMatcher = StopStringMatcher(stop.stopStrings)
     }
 

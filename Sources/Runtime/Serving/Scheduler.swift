@@ -225,7 +225,8 @@ public final class Scheduler: @unchecked Sendable {
                                           cacheKeys: request.multimodal?.cacheKeys)
             output = OutputProcessor(tokenizer: tokenizer, sampling: request.sampling, stop: request.stop,
                                      prompt: request.promptTokens, room: contextLength - request.promptTokens.count,
-                                     wantsLogprobs: request.wantsLogprobs, topLogprobs: request.topLogprobs)
+                                     wantsLogprobs: request.wantsLogprobs, topLogprobs: request.topLogprobs,
+                                     renderSpecial: !request.skipSpecialTokens)
         }
     }
 
