@@ -52,6 +52,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "For a Hugging Face directory: quantize the weights at load time to q8_0, q4_0 or q4_k (also f16, bf16, f32).")
     var quantize: String?
 
+    @Option(help: "The name clients send as \"model\" for the first local model (vLLM's --served-model-name), e.g. autoglm-phone-9b.")
+    var servedModelName: String?
+
     @Option(help: "The vision tower (llama.cpp's mmproj GGUF) of a GLM-4.1V / AutoGLM-Phone text GGUF, for the first local model (models[].mmproj).")
     var mmproj: String?
 
@@ -77,6 +80,12 @@ struct ServeCommand: AsyncParsableCommand {
         let flagUpstreams = try Self.parseUpstreams(upstreams)
         // --upstream without --model (or a models list): serve the upstreams only, not the implicit default model.
         if !flagUpstreams.isEmpty && loaded.document["models"] == nil { config.models = [] }
+        if let servedModelName, let first = config.models.firstIndex(where: { $0.path != nil }) {
+            guard !config.models.contains(where: { $0.name == servedModelName && $0.path == nil }) else {
+                throw ValidationError("--served-model-name \(servedModelName) is already an upstream model's name.")
+            }
+            config.models[first].name = servedModelName
+        }
 
         let logging = config.logging
         LoggingSystem.bootstrap { label in

@@ -361,6 +361,48 @@ def post_ok(port):
         return False
 
 
+def phone_agent_checks():
+    """The Open-AutoGLM phone agent's requests (phone_agent/model/client.py) with the official SDK against the tiny
+    random GLM-4.1V served from its Hugging Face directory: a 1080x2400 PNG screenshot in the last user turn,
+    temperature 0, top_p 0.85, frequency_penalty 0.2, max_tokens 3000, streamed and not."""
+    import base64
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    fixture = os.path.join(root, "Tests", "Fixtures", "glm4v-tiny")
+    port = free_port()
+    proc = start_server(port, args=["--model", fixture, "--served-model-name", "autoglm-phone-9b", "--threads", "2"])
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="EMPTY", max_retries=0, timeout=600)
+        with open(os.path.join(fixture, "images", "screen1080x2400.png"), "rb") as f:
+            screenshot = "data:image/png;base64," + base64.b64encode(f.read()).decode()
+        messages = [
+            {"role": "system", "content": "You are a phone operation agent. Answer as <think>...</think><answer>do(action=...)</answer>."},
+            {"role": "user", "content": [{"type": "text", "text": "Open Settings"}]},
+            {"role": "assistant", "content": "<think>Launch it.</think><answer>do(action=\"Launch\", app=\"Settings\")</answer>"},
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": screenshot}},
+                                         {"type": "text", "text": "** Screen Info **"}]},
+        ]
+        fields = dict(model="autoglm-phone-9b", messages=messages, max_tokens=3000, temperature=0.0, top_p=0.85,
+                      frequency_penalty=0.2, extra_body={})
+        content = ""
+        for chunk in client.chat.completions.create(stream=True, **fields):
+            if chunk.choices:
+                content += chunk.choices[0].delta.content or ""
+        check("<|" not in content and "[gMASK]" not in content, f"phone agent stream: {len(content)} characters, no special tokens")
+        one = client.chat.completions.create(**fields)
+        check(one.choices and one.choices[0].message.content is not None and "<|" not in one.choices[0].message.content,
+              f"phone agent deployment check (not streamed): usage {one.usage.prompt_tokens}+{one.usage.completion_tokens}")
+        try:
+            bad = [dict(messages[-1], content=[{"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}])]
+            client.chat.completions.create(model="autoglm-phone-9b", messages=bad, max_tokens=4)
+            check(False, "a non-image data URI must fail")
+        except openai.BadRequestError as e:
+            check(e.status_code == 400 and "messages[0].content[0]" in e.message, f"a bad image -> 400 naming its part: {e.message[:90]}")
+        check(client.chat.completions.create(**dict(fields, max_tokens=4)).choices, "the server keeps serving after a bad image")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def main():
     if len(sys.argv) > 3 and sys.argv[2] == "--llama-server":
         llama_server_checks(sys.argv[3], sys.argv[4])
@@ -386,6 +428,7 @@ def main():
     check(lines and all(json.loads(l).get("level") for l in lines), f"logs are JSON lines ({len(lines)} lines)")
     check(any("request_id" in json.loads(l) for l in lines), "request logs carry request_id")
     tls_checks()
+    phone_agent_checks()
     print("all end-to-end checks passed")
 
 
