@@ -265,6 +265,22 @@ public struct WeightMatrix: @unchecked Sendable {
         packedOffset = 0
     }
 
+    /// A tensor of more than two dimensions seen as a matrix: its last dimension is the rows, the others the columns
+    /// (a convolution kernel [out][C][kh][kw] as `out` rows of C x kh x kw). Only for types without blocks across
+    /// the first dimension's boundaries (F32, F16, BF16), or when the first dimension is whole blocks.
+    public init?(file: GGUFFile, tensor: GGUFTensorInfo, flattening columns: Int) {
+        guard columns > 0, tensor.elementCount % columns == 0, columns % tensor.type.blockSize == 0,
+              columns % tensor.rowLength == 0 || tensor.type.blockSize == 1 else { return nil }
+        name = tensor.name
+        type = tensor.type
+        self.columns = columns
+        rows = tensor.elementCount / columns
+        bytes = file.tensorBytes(tensor).baseAddress!
+        owner = file
+        packed = nil
+        packedOffset = 0
+    }
+
     private init(name: String, type: GGUFTensorType, rows: Int, columns: Int, bytes: UnsafeRawPointer, owner: GGUFFile,
                  packed: PackedWeights?, packedOffset: Int) {
         self.name = name

@@ -131,6 +131,68 @@ public enum Operations {
         }
     }
 
+    /// The vision tower's 2D rotary embedding (rotate-half pairs (i, i + head/2) over the whole head): the first
+    /// quarter of the pairs turn by the row position, the second by the column, at base^(-4j/head).
+    public static func rope2D(
+        _ x: FloatBuffer, offset: Int = 0, stride: Int, rows: Int, heads: Int, headDimension: Int,
+        rowPositions: [Int32], columnPositions: [Int32], base: Float
+    ) {
+        let half = headDimension / 2, quarter = headDimension / 4
+        precondition(headDimension % 4 == 0 && rowPositions.count == rows && columnPositions.count == rows)
+        precondition(rows == 0 || offset + (rows - 1) * stride + heads * headDimension <= x.count)
+        let frequencies = (0 ..< quarter).map { pow(Double(base), -2 * Double($0) / Double(half)) }
+        var cosine = [Float](repeating: 0, count: half), sine = [Float](repeating: 0, count: half)
+        let p = x.pointer(offset)
+        for r in 0 ..< rows {
+            for i in 0 ..< half {
+                let theta = Double(i < quarter ? rowPositions[r] : columnPositions[r]) * frequencies[i % quarter]
+                cosine[i] = Float(cos(theta))
+                sine[i] = Float(sin(theta))
+            }
+            for h in 0 ..< heads {
+                let head = p + r * stride + h * headDimension
+                for i in 0 ..< half {
+                    let (x0, x1) = (head[i], head[i + half])
+                    head[i] = x0 * cosine[i] - x1 * sine[i]
+                    head[i + half] = x1 * cosine[i] + x0 * sine[i]
+                }
+            }
+        }
+    }
+
+    /// In place, per row: LayerNorm (mean and variance over `width`, then weight and bias), then GELU with the exact
+    /// error function.
+    public static func layerNormGELU(_ x: FloatBuffer, rows: Int, width: Int, weight: [Float], bias: [Float], epsilon: Float) {
+        precondition(rows * width <= x.count && weight.count >= width && bias.count >= width)
+        let p = x.pointer()
+        for r in 0 ..< rows {
+            let row = p + r * width
+            var mean: Float = 0
+            for i in 0 ..< width { mean += row[i] }
+            mean /= Float(width)
+            var variance: Float = 0
+            for i in 0 ..< width { variance += (row[i] - mean) * (row[i] - mean) }
+            let scale = 1 / (variance / Float(width) + epsilon).squareRoot()
+            for i in 0 ..< width {
+                let y = (row[i] - mean) * scale * weight[i] + bias[i]
+                row[i] = 0.5 * y * (1 + erff(y * 0.70710678118654752))
+            }
+        }
+    }
+
+    /// Groups of `group` consecutive rows of `width` into one row each, interleaved as a 2D kernel reads them:
+    /// out[g][c * group + s] = x[g * group + s][c].
+    public static func interleaveGroups(_ x: FloatBuffer, into out: FloatBuffer, rows: Int, width: Int, group: Int) {
+        precondition(rows % group == 0 && rows * width <= x.count && rows * width <= out.count)
+        let src = x.pointer(), dst = out.pointer()
+        for g in 0 ..< rows / group {
+            for s in 0 ..< group {
+                let from = src + (g * group + s) * width, to = dst + g * group * width + s
+                for c in 0 ..< width { to[c * group] = from[c] }
+            }
+        }
+    }
+
     public static func siluMul(gate: FloatBuffer, up: FloatBuffer, into out: FloatBuffer, count: Int) {
         precondition(gate.count >= count && up.count >= count && out.count >= count)
         ag_silu_mul(gate.pointer(), up.pointer(), out.pointer(), Int64(count))
@@ -147,6 +209,21 @@ public enum Operations {
         precondition(rows == 0 || offset + (rows - 1) * stride + width <= x.count)
         guard rows > 0 else { return }
         ag_add_bias(x.pointer(offset), Int64(stride), Int64(rows), bias.pointer(), Int64(width))
+    }
+
+    /// Bidirectional attention over `tokens` rows (a vision tower): q, k and v at offsets of one buffer of rows of
+    /// `stride` floats; see ag_attention_dense in ckernels.h.
+    public static func attentionDense(
+        _ qkv: FloatBuffer, queryOffset: Int, keyOffset: Int, valueOffset: Int, stride: Int, into out: FloatBuffer, outStride: Int,
+        tokens: Int, heads: Int, headDimension: Int, scale: Float, pool: WorkerPool
+    ) {
+        precondition(tokens > 0 && headDimension <= 256)
+        for o in [queryOffset, keyOffset, valueOffset] { precondition(o + (tokens - 1) * stride + heads * headDimension <= qkv.count) }
+        precondition((tokens - 1) * outStride + heads * headDimension <= out.count)
+        let status = ag_attention_dense(pool.raw, qkv.pointer(queryOffset), qkv.pointer(keyOffset), qkv.pointer(valueOffset),
+                                        Int64(stride), out.pointer(), Int64(outStride), Int64(tokens), Int32(heads),
+                                        Int32(headDimension), scale)
+        precondition(status == 0)
     }
 
     /// Paged attention; see ag_attention in ckernels.h for the layout.

@@ -112,7 +112,7 @@ public enum ModelLoader {
             throw .invalid("the text model has no M-RoPE (rope.dimension_sections): it cannot take image tokens. Convert GLM-4.1V with llama.cpp's current converter or serve its Hugging Face directory")
         }
         let encoder: any VisionEncoder
-        do { encoder = try ReferenceGLM4Vision(file: mmproj) } catch { throw .engine(error) }
+        do { encoder = try GLM4VisionEncoder(file: mmproj, threads: threads) } catch { throw .engine(error) }
         guard encoder.configuration.outputWidth == text.configuration.embeddingWidth else {
             throw .invalid("the mmproj writes \(encoder.configuration.outputWidth)-wide embeddings but the text model is \(text.configuration.embeddingWidth) wide: they are not a pair")
         }

@@ -196,6 +196,12 @@ int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, in
                  const int64_t *table_offsets, int kv_type, const void *k_arena, const void *v_arena,
                  int block_size, int heads, int kv_heads, int head_dim, float scale);
 
+/// Bidirectional attention (a vision tower's: every token sees every token). q, k and v hold `tokens` rows of
+/// `stride` floats (head h at h * head_dim); out rows of `out_stride`. Float32 throughout, online softmax.
+/// Returns 0, or -1 for head_dim over 256 or an empty input.
+int ag_attention_dense(ag_pool *pool, const float *q, const float *k, const float *v, int64_t stride, float *out,
+                       int64_t out_stride, int64_t tokens, int heads, int head_dim, float scale);
+
 /// Stores `n` floats at elements 0, stride, 2 stride, ... of a KV arena of `kv_type` (a key into its
 /// transposed block). Returns 0, or -1 for another type.
 int ag_kv_store_strided(int kv_type, const float *src, void *dst, int64_t n, int64_t stride);

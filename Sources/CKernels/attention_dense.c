@@ -1,0 +1,165 @@
+// Bidirectional attention over one image's tokens (the vision tower): every query sees every key.
+//
+// For each head and block of queries, keys are visited in tiles of AG_DENSE_KEYS: the tile's keys are transposed
+// into [head_dim][tile] so that scores for several queries come from broadcast-FMA rows (no horizontal sums), then
+// an online softmax (running max and sum, flash-attention style) rescales the accumulated output before the tile's
+// values are added. Everything is float32.
+#include "kernels_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#define AG_DENSE_KEYS 64     // keys per tile
+#define AG_DENSE_QUERIES 16  // queries per task
+
+typedef struct {
+    const float *q, *k, *v;
+    float *out;
+    int64_t tokens, stride, out_stride;
+    int heads, head_dim;
+    float scale;
+    int64_t query_blocks;
+    int isa;
+} dense_job;
+
+static void dense_scalar_scores(const float *qrow, const float *kt, int head_dim, int count, float scale, float *s) {
+    for (int j = 0; j < count; j++) s[j] = 0;
+    for (int e = 0; e < head_dim; e++) {
+        const float qe = qrow[e];
+        const float *row = kt + (int64_t)e * AG_DENSE_KEYS;
+        for (int j = 0; j < count; j++) s[j] += qe * row[j];
+    }
+    for (int j = 0; j < count; j++) s[j] *= scale;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma,avx512f")))
+static void dense_avx512_scores4(const float *q0, const float *q1, const float *q2, const float *q3, const float *kt,
+                                 int head_dim, float scale, float *s0, float *s1, float *s2, float *s3) {
+    // 4 queries x 64 keys: 16 accumulators of 16 lanes.
+    __m512 a[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) a[r][c] = _mm512_setzero_ps();
+    for (int e = 0; e < head_dim; e++) {
+        const float *row = kt + (int64_t)e * AG_DENSE_KEYS;
+        __m512 k0 = _mm512_loadu_ps(row), k1 = _mm512_loadu_ps(row + 16), k2 = _mm512_loadu_ps(row + 32), k3 = _mm512_loadu_ps(row + 48);
+        __m512 b0 = _mm512_set1_ps(q0[e]), b1 = _mm512_set1_ps(q1[e]), b2 = _mm512_set1_ps(q2[e]), b3 = _mm512_set1_ps(q3[e]);
+        a[0][0] = _mm512_fmadd_ps(b0, k0, a[0][0]); a[0][1] = _mm512_fmadd_ps(b0, k1, a[0][1]);
+        a[0][2] = _mm512_fmadd_ps(b0, k2, a[0][2]); a[0][3] = _mm512_fmadd_ps(b0, k3, a[0][3]);
+        a[1][0] = _mm512_fmadd_ps(b1, k0, a[1][0]); a[1][1] = _mm512_fmadd_ps(b1, k1, a[1][1]);
+        a[1][2] = _mm512_fmadd_ps(b1, k2, a[1][2]); a[1][3] = _mm512_fmadd_ps(b1, k3, a[1][3]);
+        a[2][0] = _mm512_fmadd_ps(b2, k0, a[2][0]); a[2][1] = _mm512_fmadd_ps(b2, k1, a[2][1]);
+        a[2][2] = _mm512_fmadd_ps(b2, k2, a[2][2]); a[2][3] = _mm512_fmadd_ps(b2, k3, a[2][3]);
+        a[3][0] = _mm512_fmadd_ps(b3, k0, a[3][0]); a[3][1] = _mm512_fmadd_ps(b3, k1, a[3][1]);
+        a[3][2] = _mm512_fmadd_ps(b3, k2, a[3][2]); a[3][3] = _mm512_fmadd_ps(b3, k3, a[3][3]);
+    }
+    const __m512 sc = _mm512_set1_ps(scale);
+    float *outs[4] = {s0, s1, s2, s3};
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) _mm512_storeu_ps(outs[r] + 16 * c, _mm512_mul_ps(a[r][c], sc));
+}
+
+__attribute__((target("avx2,fma,avx512f")))
+static void dense_avx512_accumulate(float *o, const float *p, const float *v, int64_t v_stride, int count, int head_dim) {
+    // o[0..head_dim) += sum_j p[j] v_j, head_dim a multiple of 16 (checked by the caller).
+    for (int d = 0; d < head_dim; d += 64) {
+        const int lanes = head_dim - d >= 64 ? 4 : (head_dim - d) / 16;
+        __m512 acc[4];
+        for (int c = 0; c < lanes; c++) acc[c] = _mm512_loadu_ps(o + d + 16 * c);
+        for (int j = 0; j < count; j++) {
+            const __m512 pj = _mm512_set1_ps(p[j]);
+            const float *vj = v + (int64_t)j * v_stride + d;
+            for (int c = 0; c < lanes; c++) acc[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj + 16 * c), acc[c]);
+        }
+        for (int c = 0; c < lanes; c++) _mm512_storeu_ps(o + d + 16 * c, acc[c]);
+    }
+}
+#endif
+
+static void dense_task(void *context, int64_t index, int thread) {
+    (void)thread;
+    const dense_job *job = (const dense_job *)context;
+    const int head = (int)(index / job->query_blocks);
+    const int64_t first = (index % job->query_blocks) * AG_DENSE_QUERIES;
+    const int64_t last = first + AG_DENSE_QUERIES < job->tokens ? first + AG_DENSE_QUERIES : job->tokens;
+    const int nq = (int)(last - first), hd = job->head_dim;
+    const int64_t offset = (int64_t)head * hd;
+
+    float kt[256 * AG_DENSE_KEYS];          // head_dim <= 256 (checked by the caller)
+    float scores[AG_DENSE_QUERIES][AG_DENSE_KEYS];
+    float running_max[AG_DENSE_QUERIES], running_sum[AG_DENSE_QUERIES];
+    float *o = job->out;
+    for (int i = 0; i < nq; i++) {
+        running_max[i] = -INFINITY;
+        running_sum[i] = 0;
+        float *orow = o + (first + i) * job->out_stride + offset;
+        for (int e = 0; e < hd; e++) orow[e] = 0;
+    }
+    const int fast = job->isa >= 2 && hd % 16 == 0;
+    for (int64_t k0 = 0; k0 < job->tokens; k0 += AG_DENSE_KEYS) {
+        const int count = (int)(job->tokens - k0 < AG_DENSE_KEYS ? job->tokens - k0 : AG_DENSE_KEYS);
+        for (int j = 0; j < count; j++) {
+            const float *krow = job->k + (k0 + j) * job->stride + offset;
+            for (int e = 0; e < hd; e++) kt[(int64_t)e * AG_DENSE_KEYS + j] = krow[e];
+        }
+        for (int j = count; j < AG_DENSE_KEYS; j++)
+            for (int e = 0; e < hd; e++) kt[(int64_t)e * AG_DENSE_KEYS + j] = 0;
+        int i = 0;
+#if defined(__x86_64__)
+        if (fast) {
+            for (; i + 4 <= nq; i += 4) {
+                const float *qb = job->q + (first + i) * job->stride + offset;
+                dense_avx512_scores4(qb, qb + job->stride, qb + 2 * job->stride, qb + 3 * job->stride, kt, hd, job->scale,
+                                     scores[i], scores[i + 1], scores[i + 2], scores[i + 3]);
+            }
+        }
+#endif
+        for (; i < nq; i++) dense_scalar_scores(job->q + (first + i) * job->stride + offset, kt, hd, count, job->scale, scores[i]);
+        for (i = 0; i < nq; i++) {
+            float *s = scores[i];
+            float m = running_max[i];
+            for (int j = 0; j < count; j++) m = s[j] > m ? s[j] : m;
+            const float correction = expf(running_max[i] - m);
+            float sum = 0;
+            for (int j = 0; j < count; j++) {
+                s[j] = expf(s[j] - m);
+                sum += s[j];
+            }
+            running_sum[i] = running_sum[i] * correction + sum;
+            running_max[i] = m;
+            float *orow = o + (first + i) * job->out_stride + offset;
+            if (correction != 1.0f)
+                for (int e = 0; e < hd; e++) orow[e] *= correction;
+            const float *vb = job->v + k0 * job->stride + offset;
+#if defined(__x86_64__)
+            if (fast) {
+                dense_avx512_accumulate(orow, s, vb, job->stride, count, hd);
+                continue;
+            }
+#endif
+            for (int j = 0; j < count; j++) {
+                const float pj = s[j];
+                const float *vj = vb + (int64_t)j * job->stride;
+                for (int e = 0; e < hd; e++) orow[e] += pj * vj[e];
+            }
+        }
+    }
+    for (int i = 0; i < nq; i++) {
+        float *orow = o + (first + i) * job->out_stride + offset;
+        const float inv = 1.0f / running_sum[i];
+        for (int e = 0; e < hd; e++) orow[e] *= inv;
+    }
+}
+
+int ag_attention_dense(ag_pool *pool, const float *q, const float *k, const float *v, int64_t stride, float *out,
+                       int64_t out_stride, int64_t tokens, int heads, int head_dim, float scale) {
+    if (tokens <= 0 || heads <= 0 || head_dim <= 0 || head_dim > 256) return -1;
+    dense_job job = {q, k, v, out, tokens, stride, out_stride, heads, head_dim, scale,
+                     (tokens + AG_DENSE_QUERIES - 1) / AG_DENSE_QUERIES, ag_isa_active()};
+    ag_pool_run(pool, dense_task, &job, (int64_t)heads * job.query_blocks);
+    return 0;
+}
