@@ -14,7 +14,7 @@
 #endif
 
 #define AG_DENSE_KEYS 64     // keys per tile
-#define AG_DENSE_QUERIES 16  // queries per task
+#define AG_DENSE_QUERIES 64  // queries per task (each task transposes every key once)
 
 typedef struct {
     const float *q, *k, *v;
@@ -61,6 +61,50 @@ static void dense_avx512_scores4(const float *q0, const float *q1, const float *
     float *outs[4] = {s0, s1, s2, s3};
     for (int r = 0; r < 4; r++)
         for (int c = 0; c < 4; c++) _mm512_storeu_ps(outs[r] + 16 * c, _mm512_mul_ps(a[r][c], sc));
+}
+
+// e^x for x <= 0 (scores minus their maximum): 2^(x log2 e) as 2^n * 2^f, |f| <= 1/2, 2^f by its degree-6 Taylor
+// polynomial (relative error ~1e-8), the power of two applied with scalef. Underflows to 0 below -87.
+__attribute__((target("avx2,fma,avx512f")))
+static inline __m512 dense_exp512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_set1_ps(1.5403530393381609e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+// One query's tile of 64 scores: new running maximum, the scores turned into e^(s - max) in place, their sum.
+// Returns the factor the earlier output and sum must be scaled by.
+__attribute__((target("avx2,fma,avx512f")))
+static float dense_avx512_softmax_tile(float *s, int count, float *running_max, float *running_sum) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 v[4];
+    for (int c = 0; c < 4; c++) {
+        const int left = count - 16 * c;
+        const __mmask16 mask = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+        v[c] = _mm512_mask_loadu_ps(ninf, mask, s + 16 * c);
+    }
+    const float tile_max = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(v[0], v[1]), _mm512_max_ps(v[2], v[3])));
+    const float m = tile_max > *running_max ? tile_max : *running_max;
+    const float correction = expf(*running_max - m);
+    const __m512 mv = _mm512_set1_ps(m);
+    __m512 sum = _mm512_setzero_ps();
+    for (int c = 0; c < 4; c++) {
+        const __m512 e = dense_exp512(_mm512_sub_ps(v[c], mv));  // -inf lanes (past count) give 0
+        sum = _mm512_add_ps(sum, e);
+        _mm512_storeu_ps(s + 16 * c, e);
+    }
+    *running_sum = *running_sum * correction + _mm512_reduce_add_ps(sum);
+    *running_max = m;
+    return correction;
 }
 
 __attribute__((target("avx2,fma,avx512f")))
@@ -121,6 +165,16 @@ static void dense_task(void *context, int64_t index, int thread) {
         for (; i < nq; i++) dense_scalar_scores(job->q + (first + i) * job->stride + offset, kt, hd, count, job->scale, scores[i]);
         for (i = 0; i < nq; i++) {
             float *s = scores[i];
+#if defined(__x86_64__)
+            if (fast) {
+                const float correction = dense_avx512_softmax_tile(s, count, &running_max[i], &running_sum[i]);
+                float *orow = o + (first + i) * job->out_stride + offset;
+                if (correction != 1.0f)
+                    for (int e = 0; e < hd; e++) orow[e] *= correction;
+                dense_avx512_accumulate(orow, s, job->v + k0 * job->stride + offset, job->stride, count, hd);
+                continue;
+            }
+#endif
             float m = running_max[i];
             for (int j = 0; j < count; j++) m = s[j] > m ? s[j] : m;
             const float correction = expf(running_max[i] - m);
@@ -135,12 +189,6 @@ static void dense_task(void *context, int64_t index, int thread) {
             if (correction != 1.0f)
                 for (int e = 0; e < hd; e++) orow[e] *= correction;
             const float *vb = job->v + k0 * job->stride + offset;
-#if defined(__x86_64__)
-            if (fast) {
-                dense_avx512_accumulate(orow, s, vb, job->stride, count, hd);
-                continue;
-            }
-#endif
             for (int j = 0; j < count; j++) {
                 const float pj = s[j];
                 const float *vj = vb + (int64_t)j * job->stride;
@@ -162,4 +210,60 @@ int ag_attention_dense(ag_pool *pool, const float *q, const float *k, const floa
                      (tokens + AG_DENSE_QUERIES - 1) / AG_DENSE_QUERIES, ag_isa_active()};
     ag_pool_run(pool, dense_task, &job, (int64_t)heads * job.query_blocks);
     return 0;
+}
+
+// ---- the machine's float32 FMA peak ------------------------------------------------------------------------
+// Independent chains of vector FMAs on every pool thread, long enough to hide latency: the ceiling any float32
+// product (F32, F16 or BF16 weights widened to float32) can reach here.
+
+typedef struct { int64_t iterations; int isa; float sink[64]; } peak_job;
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma,avx512f")))
+static float peak_avx512(int64_t iterations) {
+    __m512 a[12];
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps(0.001f * (float)i);
+    const __m512 b = _mm512_set1_ps(0.9999f), c = _mm512_set1_ps(0.0001f);
+    for (int64_t k = 0; k < iterations; k++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], b, c);
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += _mm512_reduce_add_ps(a[i]);
+    return s;
+}
+
+__attribute__((target("avx2,fma")))
+static float peak_avx2(int64_t iterations) {
+    __m256 a[12];
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps(0.001f * (float)i);
+    const __m256 b = _mm256_set1_ps(0.9999f), c = _mm256_set1_ps(0.0001f);
+    for (int64_t k = 0; k < iterations; k++)
+        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], b, c);
+    float out[8], s = 0;
+    for (int i = 0; i < 12; i++) {
+        _mm256_storeu_ps(out, a[i]);
+        for (int j = 0; j < 8; j++) s += out[j];
+    }
+    return s;
+}
+#endif
+
+static void peak_task(void *context, int64_t index, int thread) {
+    (void)thread;
+    peak_job *job = (peak_job *)context;
+    float s = 0;
+#if defined(__x86_64__)
+    if (job->isa >= 2) s = peak_avx512(job->iterations);
+    else if (job->isa >= 1) s = peak_avx2(job->iterations);
+#endif
+    job->sink[index % 64] = s;
+}
+
+double ag_fma_peak_flops_per_iteration(void) {
+    const int isa = ag_isa_active();
+    return isa >= 2 ? 12.0 * 16 * 2 : isa >= 1 ? 12.0 * 8 * 2 : 0;
+}
+
+void ag_fma_peak(ag_pool *pool, int64_t iterations) {
+    peak_job job = {iterations, ag_isa_active(), {0}};
+    ag_pool_run(pool, peak_task, &job, ag_pool_threads(pool));
 }

@@ -226,6 +226,25 @@ public enum Operations {
         precondition(status == 0)
     }
 
+    /// The float32 FMA rate of this machine with the pool's threads, in FLOP/s (vector FMA chains for about
+    /// `seconds`); nil on the scalar path.
+    public static func measureFMAPeak(pool: WorkerPool, seconds: Double = 1) -> Double? {
+        let perIteration = ag_fma_peak_flops_per_iteration()
+        guard perIteration > 0 else { return nil }
+        let clock = ContinuousClock()
+        var iterations: Int64 = 1 << 20
+        while true {
+            let start = clock.now
+            ag_fma_peak(pool.raw, iterations)
+            let elapsed = clock.now - start
+            let s = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            if s >= seconds * 0.5 || iterations > 1 << 40 {
+                return perIteration * Double(iterations) * Double(pool.threads) / s
+            }
+            iterations *= 2
+        }
+    }
+
     /// Paged attention; see ag_attention in ckernels.h for the layout.
     public static func attention(
         query: FloatBuffer, queryStride: Int, into out: FloatBuffer, outStride: Int, positions: [Int32],

@@ -202,6 +202,12 @@ int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, in
 int ag_attention_dense(ag_pool *pool, const float *q, const float *k, const float *v, int64_t stride, float *out,
                        int64_t out_stride, int64_t tokens, int heads, int head_dim, float scale);
 
+/// Runs `iterations` rounds of 12 independent vector FMA chains on every pool thread (AVX-512 or AVX2; nothing on
+/// the scalar path): time it to get the float32 FMA peak. Each round of each thread is
+/// ag_fma_peak_flops_per_iteration() floating-point operations (0 on the scalar path).
+void ag_fma_peak(ag_pool *pool, int64_t iterations);
+double ag_fma_peak_flops_per_iteration(void);
+
 /// Stores `n` floats at elements 0, stride, 2 stride, ... of a KV arena of `kv_type` (a key into its
 /// transposed block). Returns 0, or -1 for another type.
 int ag_kv_store_strided(int kv_type, const float *src, void *dst, int64_t n, int64_t stride);

@@ -32,6 +32,19 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
     let scratch = ScratchBuffer()
     private let lock = NSLock()
 
+    /// Where the last `encode` spent its time (seconds).
+    public struct Profile: Sendable, Equatable {
+        public var matrixSeconds = 0.0
+        public var attentionSeconds = 0.0
+        public var totalSeconds = 0.0
+    }
+
+    public private(set) var lastProfile = Profile()
+    private var profile = Profile()
+    private let clock = ContinuousClock()
+
+    public var threads: Int { pool.threads }
+
     public init(file: GGUFFile, threads: Int) throws(EngineError) {
         let c = try GLM4VisionConfiguration(file: file)
         configuration = c
@@ -81,6 +94,12 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
         }
         lock.lock()
         defer { lock.unlock() }
+        profile = Profile()
+        let started = clock.now
+        defer {
+            profile.totalSeconds = Self.seconds(clock.now - started)
+            lastProfile = profile
+        }
         let coordinates = ReferenceGLM4Vision.patchCoordinates(gridH: gridH, gridW: gridW, merge: c.mergeSize)
 
         // Patch embedding: one product per temporal frame, summed, plus the bias; then RMSNorm and positions.
@@ -117,9 +136,11 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
                 Operations.rope2D(qkv, offset: offset, stride: 3 * d, rows: n, heads: c.headCount, headDimension: c.headDimension,
                                   rowPositions: rowPositions, columnPositions: columnPositions, base: c.ropeBase)
             }
+            let attentionStart = clock.now
             Operations.attentionDense(qkv, queryOffset: 0, keyOffset: d, valueOffset: 2 * d, stride: 3 * d, into: attended, outStride: d,
                                       tokens: n, heads: c.headCount, headDimension: c.headDimension,
                                       scale: 1 / Float(c.headDimension).squareRoot(), pool: pool)
+            profile.attentionSeconds += Self.seconds(clock.now - attentionStart)
             project(attended, stride: d, rows: n, [MatmulTarget(block.output, output: t)])
             if let bias = block.outputBias { Operations.addBias(bias, to: t, stride: d, rows: n, width: d) }
             Operations.add(t, into: x, count: n * d)
@@ -146,6 +167,18 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
         Operations.siluMul(gate: g2, up: u2, into: g2, count: tokens * mw)
         project(g2, stride: mw, rows: tokens, [MatmulTarget(mergerDown, output: y)])
         return y.slice(0, tokens * out)
+    }
+
+    /// Floating-point operations of one image (a multiply-add counts two): the matrix products, and attention's two
+    /// products per head.
+    public static func work(configuration c: GLM4VisionConfiguration, gridH: Int, gridW: Int) -> (matrix: Double, attention: Double) {
+        let n = Double(gridH * gridW), d = Double(c.width), ff = Double(c.feedForwardWidth), out = Double(c.outputWidth)
+        let tokens = n / Double(c.mergeSize * c.mergeSize), mw = Double(c.mergerWidth)
+        let patch = 2 * n * Double(c.temporalPatchSize * 3 * c.patchSize * c.patchSize) * d
+        let block = 2 * n * (3 * d * d + d * d + 3 * d * ff)
+        let merger = 2 * tokens * (Double(c.mergeSize * c.mergeSize) * d * out + out * out + 3 * out * mw)
+        let attention = Double(c.blockCount) * 2 * 2 * n * n * d
+        return (patch + Double(c.blockCount) * block + merger, attention)
     }
 
     /// The position table resampled to the patch grid, in the patches' order (as `ReferenceGLM4Vision`).
@@ -175,6 +208,10 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
     }
 
     private func project(_ input: FloatBuffer, stride: Int, rows: Int, _ targets: [MatmulTarget]) {
+        let start = clock.now
         SharedLayers.project(input, stride: stride, rows: rows, targets, pool: pool, scratch: scratch)
+        profile.matrixSeconds += Self.seconds(clock.now - start)
     }
+
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
 }
