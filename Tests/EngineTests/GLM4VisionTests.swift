@@ -3,6 +3,7 @@ import Testing
 import Engine
 import GGUF
 import TestSupport
+import SafeTensors
 import Kernels
 import Foundation
 
@@ -40,6 +41,30 @@ struct GLM4VisionTests {
         #expect(zip(got, want).map { abs($0 - $1) }.max() ?? .infinity <= 1e-3)
         let reference = try ReferenceGLM4Vision(file: file).encode(patches: pixels, gridH: grid[1], gridW: grid[2])
         #expect(zip(got, reference).map { abs($0 - $1) }.max() ?? .infinity <= 1e-4)
+    }
+
+    @Test("an F16 mmproj (converted from the directory): the fast encoder equals the reference on the same weights")
+    func f16Tower() throws {
+        let directory = try SafeTensorsDirectory(path: Fixtures.path("glm4v-tiny"))
+        let data = try Data(contentsOf: Fixtures.directory.appendingPathComponent("glm4v-tiny/config.json"))
+        let config = try HuggingFaceConfig(json: try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:],
+                                           path: "config.json", name: "glm4v-tiny")
+        var writer = GGUFWriter()
+        _ = try HuggingFaceImport.convertVision(directory, config: config, type: .f16, into: &writer)
+        let file = try GGUFFile(mappedFile: try MappedFile(copying: writer.serialize(), name: "f16 mmproj"))
+        #expect(file.tensorInfo(named: "v.blk.0.attn_qkv.weight")?.type == .f16)
+        let reference = try ReferenceGLM4Vision(file: file)
+        let fast = try GLM4VisionEncoder(file: file, threads: 2)
+        for stem in ["rgb61x45", "grey200x150"] {
+            let grid = Self.grid(stem)
+            let pixels = try Fixtures.floats("glm4v-tiny/pixels-\(stem).f32")
+            let a = try fast.encode(patches: pixels, gridH: grid[1], gridW: grid[2])
+            let b = try reference.encode(patches: pixels, gridH: grid[1], gridW: grid[2])
+            #expect(zip(a, b).map { abs($0 - $1) }.max() ?? .infinity <= 1e-4, "\(stem)")
+            // F16 weights stay close to transformers' float32 outputs.
+            let want = try Fixtures.floats("glm4v-tiny/vision-\(stem).f32")
+            #expect(zip(a, want).map { abs($0 - $1) }.max() ?? .infinity <= 2e-2, "\(stem)")
+        }
     }
 
     @Test("dense attention equals the plain softmax-weighted sum for odd sizes (tiles and query blocks cut)")

@@ -202,6 +202,14 @@ int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, in
 int ag_attention_dense(ag_pool *pool, const float *q, const float *k, const float *v, int64_t stride, float *out,
                        int64_t out_stride, int64_t tokens, int heads, int head_dim, float scale);
 
+/// F16 weights for batched products: tiles of 16 output rows stored column by column ([n][16] halves), rows
+/// padded with zeros to a multiple of 16. ag_f16_tiles_bytes gives the size of the packed copy.
+size_t ag_f16_tiles_bytes(int64_t rows, int64_t n);
+void ag_pack_f16_tiles(ag_pool *pool, const uint16_t *w, int64_t rows, int64_t n, uint16_t *dst);
+/// y[b][0..<rows] = W x[b] for b < batch, W in ag_pack_f16_tiles' layout; float32 arithmetic (AVX-512, else scalar).
+void ag_gemm_f16_tiles(ag_pool *pool, const float *x, int64_t x_stride, int64_t batch, const uint16_t *tiles, int64_t rows,
+                       int64_t n, float *y, int64_t y_stride);
+
 /// Runs `iterations` rounds of 12 independent vector FMA chains on every pool thread (AVX-512 or AVX2; nothing on
 /// the scalar path): time it to get the float32 FMA peak. Each round of each thread is
 /// ag_fma_peak_flops_per_iteration() floating-point operations (0 on the scalar path).

@@ -7,27 +7,37 @@ import Kernels
 /// by `Operations.attentionDense`. Weights are read in place from the mmproj (any type the kernels run; llama.cpp
 /// writes F16, the convolutions F16 or F32). One image at a time.
 public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
+    /// A weight matrix: F16 ones repacked for many-row products, the others on the engine's kernels.
+    enum Linear {
+        case f16(PackedF16Matrix)
+        case kernels(WeightMatrix)
+
+        init(_ m: WeightMatrix, pool: WorkerPool) {
+            self = PackedF16Matrix(m, pool: pool).map(Linear.f16) ?? .kernels(m)
+        }
+    }
+
     struct Block {
         let norm1, norm2: FloatBuffer
-        let qkv: WeightMatrix
+        let qkv: Linear
         let qkvBias: FloatBuffer?
-        let output: WeightMatrix
+        let output: Linear
         let outputBias: FloatBuffer?
-        let gate, up, down: WeightMatrix
+        let gate, up, down: Linear
     }
 
     public let configuration: GLM4VisionConfiguration
-    let patchEmbedding: [WeightMatrix]  // per temporal frame: [width] x [3 * patch * patch]
+    let patchEmbedding: [Linear]        // per temporal frame: [width] x [3 * patch * patch]
     let patchBias: FloatBuffer?
     let embeddingNorm: FloatBuffer
     let positions: [Float]              // [side * side][width]
     let blocks: [Block]
     let postNorm: FloatBuffer
-    let downsample: WeightMatrix        // [out] x [width * merge^2], input interleaved c * group + s
+    let downsample: Linear              // [out] x [width * merge^2], input interleaved c * group + s
     let downsampleBias: FloatBuffer?
-    let fc: WeightMatrix
+    let fc: Linear
     let mergerNorm, mergerNormBias: [Float]
-    let mergerGate, mergerUp, mergerDown: WeightMatrix
+    let mergerGate, mergerUp, mergerDown: Linear
     let pool: WorkerPool
     let scratch = ScratchBuffer()
     private let lock = NSLock()
@@ -59,8 +69,11 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
         }
         func optional(_ name: String, _ count: Int) throws(EngineError) -> FloatBuffer? { w.has(name) ? try w.vector(name, count: count) : nil }
         let d = c.width, p = c.patchSize, ff = c.feedForwardWidth, out = c.outputWidth, group = c.mergeSize * c.mergeSize
-        patchEmbedding = try (0 ..< c.temporalPatchSize).map { (t: Int) throws(EngineError) -> WeightMatrix in
-            try flat(t == 0 ? "v.patch_embd.weight" : "v.patch_embd.weight.\(t)", columns: 3 * p * p, rows: d)
+        let pool = WorkerPool(threads: threads)
+        self.pool = pool
+        func linear(_ m: WeightMatrix) -> Linear { Linear(m, pool: pool) }
+        patchEmbedding = try (0 ..< c.temporalPatchSize).map { (t: Int) throws(EngineError) -> Linear in
+            linear(try flat(t == 0 ? "v.patch_embd.weight" : "v.patch_embd.weight.\(t)", columns: 3 * p * p, rows: d))
         }
         patchBias = try optional("v.patch_embd.bias", d)
         embeddingNorm = try w.vector("v.norm_embd.weight", count: d)
@@ -68,21 +81,21 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
         blocks = try (0 ..< c.blockCount).map { (i: Int) throws(EngineError) -> Block in
             let b = "v.blk.\(i)."
             return Block(norm1: try w.vector(b + "ln1.weight", count: d), norm2: try w.vector(b + "ln2.weight", count: d),
-                         qkv: try w.matrix(b + "attn_qkv.weight", columns: d, rows: 3 * d), qkvBias: try optional(b + "attn_qkv.bias", 3 * d),
-                         output: try w.matrix(b + "attn_out.weight", columns: d, rows: d), outputBias: try optional(b + "attn_out.bias", d),
-                         gate: try w.matrix(b + "ffn_gate.weight", columns: d, rows: ff), up: try w.matrix(b + "ffn_up.weight", columns: d, rows: ff),
-                         down: try w.matrix(b + "ffn_down.weight", columns: ff, rows: d))
+                         qkv: linear(try w.matrix(b + "attn_qkv.weight", columns: d, rows: 3 * d)), qkvBias: try optional(b + "attn_qkv.bias", 3 * d),
+                         output: linear(try w.matrix(b + "attn_out.weight", columns: d, rows: d)), outputBias: try optional(b + "attn_out.bias", d),
+                         gate: linear(try w.matrix(b + "ffn_gate.weight", columns: d, rows: ff)),
+                         up: linear(try w.matrix(b + "ffn_up.weight", columns: d, rows: ff)),
+                         down: linear(try w.matrix(b + "ffn_down.weight", columns: ff, rows: d)))
         }
         postNorm = try w.vector("v.post_ln.weight", count: d)
-        downsample = try flat("mm.patch_merger.weight", columns: d * group, rows: out)
+        downsample = linear(try flat("mm.patch_merger.weight", columns: d * group, rows: out))
         downsampleBias = try optional("mm.patch_merger.bias", out)
-        fc = try w.matrix("mm.model.fc.weight", columns: out, rows: out)
+        fc = linear(try w.matrix("mm.model.fc.weight", columns: out, rows: out))
         mergerNorm = try w.vector("mm.post_norm.weight", count: out).slice(0, out)
         mergerNormBias = try optional("mm.post_norm.bias", out)?.slice(0, out) ?? [Float](repeating: 0, count: out)
-        mergerGate = try w.matrix("mm.gate.weight", columns: out, rows: c.mergerWidth)
-        mergerUp = try w.matrix("mm.up.weight", columns: out, rows: c.mergerWidth)
-        mergerDown = try w.matrix("mm.down.weight", columns: c.mergerWidth, rows: out)
-        pool = WorkerPool(threads: threads)
+        mergerGate = linear(try w.matrix("mm.gate.weight", columns: out, rows: c.mergerWidth))
+        mergerUp = linear(try w.matrix("mm.up.weight", columns: out, rows: c.mergerWidth))
+        mergerDown = linear(try w.matrix("mm.down.weight", columns: c.mergerWidth, rows: out))
     }
 
     public func encode(patches values: [Float], gridH: Int, gridW: Int) throws(EngineError) -> [Float] {
@@ -115,7 +128,7 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
                 }
             }
             frame.write(rows, at: 0)
-            project(frame, stride: frameWidth, rows: n, [MatmulTarget(weights, output: f == 0 ? x : t)])
+            project(frame, stride: frameWidth, rows: n, [(weights, f == 0 ? x : t)])
             if f > 0 { Operations.add(t, into: x, count: n * d) }
         }
         if let patchBias { Operations.addBias(patchBias, to: x, stride: d, rows: n, width: d) }
@@ -130,7 +143,7 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
         let gate = FloatBuffer(count: n * ff), up = FloatBuffer(count: n * ff)
         for block in blocks {
             Operations.rmsNorm(x, stride: d, weight: block.norm1, into: normed, outStride: d, rows: n, width: d, epsilon: c.normEpsilon)
-            project(normed, stride: d, rows: n, [MatmulTarget(block.qkv, output: qkv)])
+            project(normed, stride: d, rows: n, [(block.qkv, qkv)])
             if let bias = block.qkvBias { Operations.addBias(bias, to: qkv, stride: 3 * d, rows: n, width: 3 * d) }
             for offset in [0, d] {
                 Operations.rope2D(qkv, offset: offset, stride: 3 * d, rows: n, heads: c.headCount, headDimension: c.headDimension,
@@ -141,14 +154,14 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
                                       tokens: n, heads: c.headCount, headDimension: c.headDimension,
                                       scale: 1 / Float(c.headDimension).squareRoot(), pool: pool)
             profile.attentionSeconds += Self.seconds(clock.now - attentionStart)
-            project(attended, stride: d, rows: n, [MatmulTarget(block.output, output: t)])
+            project(attended, stride: d, rows: n, [(block.output, t)])
             if let bias = block.outputBias { Operations.addBias(bias, to: t, stride: d, rows: n, width: d) }
             Operations.add(t, into: x, count: n * d)
 
             Operations.rmsNorm(x, stride: d, weight: block.norm2, into: normed, outStride: d, rows: n, width: d, epsilon: c.normEpsilon)
-            project(normed, stride: d, rows: n, [MatmulTarget(block.gate, output: gate), MatmulTarget(block.up, output: up)])
+            project(normed, stride: d, rows: n, [(block.gate, gate), (block.up, up)])
             Operations.siluMul(gate: gate, up: up, into: gate, count: n * ff)
-            project(gate, stride: ff, rows: n, [MatmulTarget(block.down, output: t)])
+            project(gate, stride: ff, rows: n, [(block.down, t)])
             Operations.add(t, into: x, count: n * d)
         }
 
@@ -158,14 +171,14 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
         let merged = FloatBuffer(count: n * d)
         Operations.interleaveGroups(normed, into: merged, rows: n, width: d, group: group)
         let y = FloatBuffer(count: tokens * out), z = FloatBuffer(count: tokens * out)
-        project(merged, stride: d * group, rows: tokens, [MatmulTarget(downsample, output: y)])
+        project(merged, stride: d * group, rows: tokens, [(downsample, y)])
         if let downsampleBias { Operations.addBias(downsampleBias, to: y, stride: out, rows: tokens, width: out) }
-        project(y, stride: out, rows: tokens, [MatmulTarget(fc, output: z)])
+        project(y, stride: out, rows: tokens, [(fc, z)])
         Operations.layerNormGELU(z, rows: tokens, width: out, weight: mergerNorm, bias: mergerNormBias, epsilon: 1e-5)
         let g2 = FloatBuffer(count: tokens * mw), u2 = FloatBuffer(count: tokens * mw)
-        project(z, stride: out, rows: tokens, [MatmulTarget(mergerGate, output: g2), MatmulTarget(mergerUp, output: u2)])
+        project(z, stride: out, rows: tokens, [(mergerGate, g2), (mergerUp, u2)])
         Operations.siluMul(gate: g2, up: u2, into: g2, count: tokens * mw)
-        project(g2, stride: mw, rows: tokens, [MatmulTarget(mergerDown, output: y)])
+        project(g2, stride: mw, rows: tokens, [(mergerDown, y)])
         return y.slice(0, tokens * out)
     }
 
@@ -207,9 +220,16 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
         return out
     }
 
-    private func project(_ input: FloatBuffer, stride: Int, rows: Int, _ targets: [MatmulTarget]) {
+    private func project(_ input: FloatBuffer, stride: Int, rows: Int, _ targets: [(Linear, FloatBuffer)]) {
         let start = clock.now
-        SharedLayers.project(input, stride: stride, rows: rows, targets, pool: pool, scratch: scratch)
+        var others: [MatmulTarget] = []
+        for (linear, output) in targets {
+            switch linear {
+            case .f16(let m): m.multiply(input, stride: stride, batch: rows, into: output, pool: pool)
+            case .kernels(let m): others.append(MatmulTarget(m, output: output))
+            }
+        }
+        if !others.isEmpty { SharedLayers.project(input, stride: stride, rows: rows, others, pool: pool, scratch: scratch) }
         profile.matrixSeconds += Self.seconds(clock.now - start)
     }
 
