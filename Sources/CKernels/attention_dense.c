@@ -122,6 +122,30 @@ static void dense_avx512_accumulate(float *o, const float *p, const float *v, in
         for (int c = 0; c < lanes; c++) _mm512_storeu_ps(o + d + 16 * c, acc[c]);
     }
 }
+
+// Two queries at once with a 128-wide head: each value row is loaded once for both, 16 independent accumulators.
+__attribute__((target("avx2,fma,avx512f")))
+static void dense_avx512_accumulate2_128(float *o0, float *o1, const float *p0, const float *p1, const float *v, int64_t v_stride,
+                                         int count) {
+    __m512 a0[8], a1[8];
+    for (int c = 0; c < 8; c++) {
+        a0[c] = _mm512_loadu_ps(o0 + 16 * c);
+        a1[c] = _mm512_loadu_ps(o1 + 16 * c);
+    }
+    for (int j = 0; j < count; j++) {
+        const __m512 b0 = _mm512_set1_ps(p0[j]), b1 = _mm512_set1_ps(p1[j]);
+        const float *vj = v + (int64_t)j * v_stride;
+        for (int c = 0; c < 8; c++) {
+            const __m512 vv = _mm512_loadu_ps(vj + 16 * c);
+            a0[c] = _mm512_fmadd_ps(b0, vv, a0[c]);
+            a1[c] = _mm512_fmadd_ps(b1, vv, a1[c]);
+        }
+    }
+    for (int c = 0; c < 8; c++) {
+        _mm512_storeu_ps(o0 + 16 * c, a0[c]);
+        _mm512_storeu_ps(o1 + 16 * c, a1[c]);
+    }
+}
 #endif
 
 static void dense_task(void *context, int64_t index, int thread) {
@@ -163,18 +187,28 @@ static void dense_task(void *context, int64_t index, int thread) {
         }
 #endif
         for (; i < nq; i++) dense_scalar_scores(job->q + (first + i) * job->stride + offset, kt, hd, count, job->scale, scores[i]);
-        for (i = 0; i < nq; i++) {
-            float *s = scores[i];
 #if defined(__x86_64__)
-            if (fast) {
-                const float correction = dense_avx512_softmax_tile(s, count, &running_max[i], &running_sum[i]);
+        if (fast) {
+            const float *vb = job->v + k0 * job->stride + offset;
+            for (i = 0; i < nq; i++) {
+                const float correction = dense_avx512_softmax_tile(scores[i], count, &running_max[i], &running_sum[i]);
                 float *orow = o + (first + i) * job->out_stride + offset;
                 if (correction != 1.0f)
                     for (int e = 0; e < hd; e++) orow[e] *= correction;
-                dense_avx512_accumulate(orow, s, job->v + k0 * job->stride + offset, job->stride, count, hd);
-                continue;
             }
+            i = 0;
+            if (hd == 128) {
+                for (; i + 2 <= nq; i += 2) {
+                    float *o0 = o + (first + i) * job->out_stride + offset;
+                    dense_avx512_accumulate2_128(o0, o0 + job->out_stride, scores[i], scores[i + 1], vb, job->stride, count);
+                }
+            }
+            for (; i < nq; i++) dense_avx512_accumulate(o + (first + i) * job->out_stride + offset, scores[i], vb, job->stride, count, hd);
+            continue;
+        }
 #endif
+        for (i = 0; i < nq; i++) {
+            float *s = scores[i];
             float m = running_max[i];
             for (int j = 0; j < count; j++) m = s[j] > m ? s[j] : m;
             const float correction = expf(running_max[i] - m);
