@@ -67,7 +67,7 @@ let package = Package(
         // Operations tools: memory planner, configuration, doctor, model store. The CLI only parses.
         .target(
             name: "Ops",
-            dependencies: ["GGUF", "InferenceCore", .product(name: "Yams", package: "Yams")],
+            dependencies: ["GGUF", "InferenceCore", "Imaging", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         // The HTTP server: OpenAI-compatible routes over Hummingbird, the upstream gateway, metrics and

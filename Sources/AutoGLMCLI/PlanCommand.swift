@@ -42,6 +42,12 @@ struct PlanCommand: ParsableCommand {
     @Option(name: .customLong("prefill-chunk"), help: "Tokens per prefill step (default 256, the engine's).")
     var prefillChunk: Int?
 
+    @Option(help: "One image per request, WIDTHxHEIGHT (autoglm-phone-9b: a phone screenshot is 1080x2400): its tokens, the vision tower's work and memory.")
+    var image: String?
+
+    @Option(name: .customLong("max-pixels"), help: "With --image: the image processor's pixel budget, both temporal copies counted (default GLM-4.1V's 9633792; 2000000 is about 1 MP).")
+    var maxPixels: Int?
+
     @Flag(help: "Print one JSON object instead of tables.")
     var json = false
 
@@ -49,7 +55,7 @@ struct PlanCommand: ParsableCommand {
         let options = PlanOptions(
             model: model, precision: precision, context: context, sequences: sequences, kvPrecision: kvPrecision,
             training: training, checkpointing: checkpointing, includeVision: includeVision,
-            gpuUtilization: gpuUtilization, prefillChunk: prefillChunk)
+            gpuUtilization: gpuUtilization, prefillChunk: prefillChunk, image: image, imageMaxPixels: maxPixels)
         let environment = ProcessInfo.processInfo.environment
         let request: PlanRequest
         do { request = try options.request(environment: environment) } catch {

@@ -1,7 +1,9 @@
 // Bidirectional attention over one image's tokens (the vision tower): every query sees every key.
 //
-// For each head and block of queries, keys are visited in tiles of AG_DENSE_KEYS: the tile's keys are transposed
-// into [head_dim][tile] so that scores for several queries come from broadcast-FMA rows (no horizontal sums), then
+// Keys are first transposed once per call into [head][head_dim][tokens] (rows padded to whole tiles with zeros).
+// For each head and block of queries, keys are visited in tiles of AG_DENSE_KEYS: the tile is AG_DENSE_KEYS
+// consecutive floats of each transposed row, so that scores for several queries come from broadcast-FMA rows (no
+// horizontal sums), then
 // an online softmax (running max and sum, flash-attention style) rescales the accumulated output before the tile's
 // values are added. Everything is float32.
 #include "kernels_internal.h"
@@ -14,7 +16,7 @@
 #endif
 
 #define AG_DENSE_KEYS 64     // keys per tile
-#define AG_DENSE_QUERIES 64  // queries per task (each task transposes every key once)
+#define AG_DENSE_QUERIES 64  // queries per task
 
 typedef struct {
     const float *q, *k, *v;
@@ -24,13 +26,25 @@ typedef struct {
     float scale;
     int64_t query_blocks;
     int isa;
+    float *kt;           // [heads][head_dim][padded]
+    int64_t padded;      // tokens rounded up to AG_DENSE_KEYS
 } dense_job;
 
-static void dense_scalar_scores(const float *qrow, const float *kt, int head_dim, int count, float scale, float *s) {
+static void transpose_task(void *context, int64_t index, int thread) {
+    (void)thread;
+    const dense_job *job = context;
+    const int head = (int)(index / job->head_dim), e = (int)(index % job->head_dim);
+    float *row = job->kt + ((int64_t)head * job->head_dim + e) * job->padded;
+    const float *k = job->k + (int64_t)head * job->head_dim + e;
+    for (int64_t j = 0; j < job->tokens; j++) row[j] = k[j * job->stride];
+    for (int64_t j = job->tokens; j < job->padded; j++) row[j] = 0;
+}
+
+static void dense_scalar_scores(const float *qrow, const float *kt, int64_t kt_stride, int head_dim, int count, float scale, float *s) {
     for (int j = 0; j < count; j++) s[j] = 0;
     for (int e = 0; e < head_dim; e++) {
         const float qe = qrow[e];
-        const float *row = kt + (int64_t)e * AG_DENSE_KEYS;
+        const float *row = kt + (int64_t)e * kt_stride;
         for (int j = 0; j < count; j++) s[j] += qe * row[j];
     }
     for (int j = 0; j < count; j++) s[j] *= scale;
@@ -39,13 +53,13 @@ static void dense_scalar_scores(const float *qrow, const float *kt, int head_dim
 #if defined(__x86_64__)
 __attribute__((target("avx2,fma,avx512f")))
 static void dense_avx512_scores4(const float *q0, const float *q1, const float *q2, const float *q3, const float *kt,
-                                 int head_dim, float scale, float *s0, float *s1, float *s2, float *s3) {
+                                 int64_t kt_stride, int head_dim, float scale, float *s0, float *s1, float *s2, float *s3) {
     // 4 queries x 64 keys: 16 accumulators of 16 lanes.
     __m512 a[4][4];
     for (int r = 0; r < 4; r++)
         for (int c = 0; c < 4; c++) a[r][c] = _mm512_setzero_ps();
     for (int e = 0; e < head_dim; e++) {
-        const float *row = kt + (int64_t)e * AG_DENSE_KEYS;
+        const float *row = kt + (int64_t)e * kt_stride;
         __m512 k0 = _mm512_loadu_ps(row), k1 = _mm512_loadu_ps(row + 16), k2 = _mm512_loadu_ps(row + 32), k3 = _mm512_loadu_ps(row + 48);
         __m512 b0 = _mm512_set1_ps(q0[e]), b1 = _mm512_set1_ps(q1[e]), b2 = _mm512_set1_ps(q2[e]), b3 = _mm512_set1_ps(q3[e]);
         a[0][0] = _mm512_fmadd_ps(b0, k0, a[0][0]); a[0][1] = _mm512_fmadd_ps(b0, k1, a[0][1]);
@@ -157,8 +171,8 @@ static void dense_task(void *context, int64_t index, int thread) {
     const int nq = (int)(last - first), hd = job->head_dim;
     const int64_t offset = (int64_t)head * hd;
 
-    float kt[256 * AG_DENSE_KEYS];          // head_dim <= 256 (checked by the caller)
     float scores[AG_DENSE_QUERIES][AG_DENSE_KEYS];
+    const float *kt_head = job->kt + (int64_t)head * hd * job->padded;
     float running_max[AG_DENSE_QUERIES], running_sum[AG_DENSE_QUERIES];
     float *o = job->out;
     for (int i = 0; i < nq; i++) {
@@ -170,23 +184,18 @@ static void dense_task(void *context, int64_t index, int thread) {
     const int fast = job->isa >= 2 && hd % 16 == 0;
     for (int64_t k0 = 0; k0 < job->tokens; k0 += AG_DENSE_KEYS) {
         const int count = (int)(job->tokens - k0 < AG_DENSE_KEYS ? job->tokens - k0 : AG_DENSE_KEYS);
-        for (int j = 0; j < count; j++) {
-            const float *krow = job->k + (k0 + j) * job->stride + offset;
-            for (int e = 0; e < hd; e++) kt[(int64_t)e * AG_DENSE_KEYS + j] = krow[e];
-        }
-        for (int j = count; j < AG_DENSE_KEYS; j++)
-            for (int e = 0; e < hd; e++) kt[(int64_t)e * AG_DENSE_KEYS + j] = 0;
+        const float *kt = kt_head + k0;
         int i = 0;
 #if defined(__x86_64__)
         if (fast) {
             for (; i + 4 <= nq; i += 4) {
                 const float *qb = job->q + (first + i) * job->stride + offset;
-                dense_avx512_scores4(qb, qb + job->stride, qb + 2 * job->stride, qb + 3 * job->stride, kt, hd, job->scale,
+                dense_avx512_scores4(qb, qb + job->stride, qb + 2 * job->stride, qb + 3 * job->stride, kt, job->padded, hd, job->scale,
                                      scores[i], scores[i + 1], scores[i + 2], scores[i + 3]);
             }
         }
 #endif
-        for (; i < nq; i++) dense_scalar_scores(job->q + (first + i) * job->stride + offset, kt, hd, count, job->scale, scores[i]);
+        for (; i < nq; i++) dense_scalar_scores(job->q + (first + i) * job->stride + offset, kt, job->padded, hd, count, job->scale, scores[i]);
 #if defined(__x86_64__)
         if (fast) {
             const float *vb = job->v + k0 * job->stride + offset;
@@ -240,9 +249,14 @@ static void dense_task(void *context, int64_t index, int thread) {
 int ag_attention_dense(ag_pool *pool, const float *q, const float *k, const float *v, int64_t stride, float *out,
                        int64_t out_stride, int64_t tokens, int heads, int head_dim, float scale) {
     if (tokens <= 0 || heads <= 0 || head_dim <= 0 || head_dim > 256) return -1;
+    const int64_t padded = (tokens + AG_DENSE_KEYS - 1) / AG_DENSE_KEYS * AG_DENSE_KEYS;
+    float *kt = malloc(sizeof(float) * (size_t)heads * (size_t)head_dim * (size_t)padded);
+    if (!kt) return -1;
     dense_job job = {q, k, v, out, tokens, stride, out_stride, heads, head_dim, scale,
-                     (tokens + AG_DENSE_QUERIES - 1) / AG_DENSE_QUERIES, ag_isa_active()};
+                     (tokens + AG_DENSE_QUERIES - 1) / AG_DENSE_QUERIES, ag_isa_active(), kt, padded};
+    ag_pool_run(pool, transpose_task, &job, (int64_t)heads * head_dim);
     ag_pool_run(pool, dense_task, &job, (int64_t)heads * job.query_blocks);
+    free(kt);
     return 0;
 }
 

@@ -68,6 +68,27 @@ struct DoctorLiveTests {
         return path
     }
 
+    @Test("an mmproj is checked like a model file: a pair passes; missing, not a projector, or a text model without M-RoPE fail")
+    func mmproj() throws {
+        let text = Self.fixtures.appendingPathComponent("glm4v-tiny/glm4v-tiny-f32.gguf").path
+        let projector = Self.fixtures.appendingPathComponent("glm4v-tiny/mmproj-glm4v-tiny-f32.gguf").path
+        func run(model: String, mmproj: String) throws -> DoctorFinding? {
+            let config = directory + "/vision-\(UUID().uuidString).yaml"
+            try "models:\n  - name: phone\n    path: \(model)\n    mmproj: \(mmproj)\n".write(toFile: config, atomically: true, encoding: .utf8)
+            let probe = LiveSystemProbe(environment: ["HOME": directory, "PATH": "/usr/local/bin:/usr/bin:/bin", "AUTOGLM_MODELS": directory])
+            return Doctor(probe: probe).run(DoctorOptions(configPath: config, overrides: [
+                ConfigOverride(key: "server.port", value: String(try Listener.freePort()), flag: "--port"),
+            ])).finding("model.phone.mmproj")
+        }
+        let ok = try run(model: text, mmproj: projector)
+        #expect(ok?.status == .ok, "\(String(describing: ok))")
+        #expect(try run(model: text, mmproj: directory + "/missing.gguf")?.status == .fail)
+        #expect(try run(model: text, mmproj: text)?.status == .fail)  // a GGUF, but not a projector
+        let plain = Self.fixtures.appendingPathComponent("glm4-tiny/glm4-tiny-f32.gguf").path
+        let noMRoPE = try run(model: plain, mmproj: projector)
+        #expect(noMRoPE?.status == .fail && (noMRoPE?.found.contains("projects to") == true || noMRoPE?.found.contains("M-RoPE") == true))
+    }
+
     @Test("a model that parses, on a free port: exit 0")
     func healthy() throws {
         let model = try copyFixture("tiny-llama-f32.gguf", to: "tiny.gguf")

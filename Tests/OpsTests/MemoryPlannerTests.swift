@@ -279,4 +279,29 @@ struct ModelShapeSourceTests {
             try PlanOptions(model: "glm-4-9b", precision: "q4_0", training: true).request(environment: [:])
         }
     }
+
+    @Test("plan --image: a 1080x2400 screenshot at GLM-4.1V's budget is 3354 image tokens; the tower's work and memory are counted")
+    func imagePlan() throws {
+        let base = PlanOptions(model: "autoglm-phone-9b", precision: "q4_k", context: 8192)
+        var options = base
+        options.image = "1080x2400"
+        let request = try options.request(environment: [:])
+        let image = try #require(request.image)
+        #expect(image.resizedWidth == 1092 && image.resizedHeight == 2408 && image.patches == 13416 && image.tokens == 3354)
+        #expect(request.includeExtraParameters)
+        #expect(abs(image.matrixFLOP / 1e12 - 19.7) < 0.2 && abs(image.attentionFLOP / 1e12 - 26.5) < 0.2)
+        let plain = MemoryPlanner.breakdown(try base.request(environment: [:]))
+        let withImage = MemoryPlanner.breakdown(request)
+        #expect(withImage.activationsBytes - plain.activationsBytes == image.activationBytes)
+        #expect(withImage.weightsBytes > plain.weightsBytes)
+        // A 1 MP budget: about a third of the tokens.
+        options.imageMaxPixels = 2_000_000
+        #expect(try options.request(environment: [:]).image?.tokens == 1219)
+        // Only vision-language models take --image.
+        var text = base
+        text.model = "glm-4-9b"
+        text.image = "1080x2400"
+        #expect(throws: PlanError.self) { try text.request(environment: [:]) }
+        #expect(VisionShape.glm41v.parameterCount > 880_000_000 && VisionShape.glm41v.parameterCount < 900_000_000)
+    }
 }

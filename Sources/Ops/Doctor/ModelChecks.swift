@@ -87,6 +87,9 @@ struct ModelChecks {
             return findings
         }
         findings.append(supportFinding(file: file, shape: shape, id: id, label: label))
+        if let mmproj = model.mmproj {
+            findings.append(mmprojFinding(mmproj, text: file, index: index, id: id, label: label))
+        }
 
         // 3. Checksum, when configured.
         if let expected = model.sha256 {
@@ -121,6 +124,48 @@ struct ModelChecks {
     }
 
     // MARK: pieces
+
+    /// A vision tower file (models[].mmproj) checked like a model file: present, readable, a GGUF, a GLM-4.1V
+    /// projector, and a pair with the text model (its width, and M-RoPE in the text model).
+    func mmprojFinding(_ path: String, text: GGUFFile, index: Int, id: String, label: String) -> DoctorFinding {
+        let check = "\(id).mmproj", title = "\(label): mmproj"
+        let status = probe.fileStatus(path)
+        let openError = probe.openForReading(path)
+        if status == nil, openError != EACCES, openError != EPERM {
+            return DoctorFinding(check, title, .fail, found: "\(path) does not exist",
+                                 fix: "download the model's mmproj GGUF (llama.cpp's vision projector) or correct models[\(index)].mmproj")
+        }
+        if let status, status.isDirectory {
+            return DoctorFinding(check, title, .fail, found: "\(path) is a directory", fix: "point models[\(index)].mmproj at the mmproj .gguf file")
+        }
+        if openError != 0 {
+            return DoctorFinding(check, title, .fail, found: "cannot open \(path): \(String(cString: strerror(openError))) (errno \(openError))",
+                                 fix: "make the file readable by the user autoglm runs as")
+        }
+        let file: GGUFFile
+        switch probe.loadGGUF(path) {
+        case .failure(let error): return DoctorFinding(check, title, .fail, found: error.description, fix: "download the mmproj file again")
+        case .success(let f): file = f
+        }
+        let projector = (try? file.string("clip.projector_type")) ?? "none"
+        guard projector == "glm4v" else {
+            return DoctorFinding(check, title, .fail, found: "\(path) has clip.projector_type '\(projector)'",
+                                 fix: "autoglm runs GLM-4.1V projectors (glm4v): use AutoGLM-Phone-9B's or GLM-4.1V's mmproj file")
+        }
+        let architecture = (try? text.string("general.architecture")) ?? "?"
+        let width = try? text.int("\(architecture).embedding_length")
+        let projection = try? file.int("clip.vision.projection_dim")
+        if let width, let projection, width != projection {
+            return DoctorFinding(check, title, .fail, found: "the mmproj projects to \(projection) wide embeddings, the text model is \(width) wide",
+                                 fix: "use the mmproj file made with this text model")
+        }
+        guard text.value("\(architecture).rope.dimension_sections") != nil else {
+            return DoctorFinding(check, title, .fail, found: "the text model has no rope.dimension_sections (M-RoPE): it cannot take image tokens",
+                                 fix: "re-convert GLM-4.1V with a current llama.cpp convert_hf_to_gguf.py, or serve its Hugging Face directory")
+        }
+        let size = status.map { ByteFormat.gb($0.sizeBytes) } ?? "?"
+        return DoctorFinding(check, title, .ok, found: "\(path): \(size), glm4v projector, \((try? file.int("clip.vision.block_count")) ?? 0) blocks, pairs with the text model")
+    }
 
     func missingFix(_ model: AutoGLMConfig.Model, index: Int) -> String {
         let defaultPath = ModelStore.defaultModelPath(environment: environment)

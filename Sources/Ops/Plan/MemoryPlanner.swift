@@ -33,6 +33,8 @@ public struct PlanRequest: Sendable, Equatable {
     /// Count `shape.extraParameters` (a vision tower) in the weights.
     public var includeExtraParameters: Bool
     public var model: EngineMemoryModel
+    /// An image per request (`plan --image WxH`): its tokens share the context, the tower's activations are added.
+    public var image: ImagePlan? = nil
 
     public init(
         shape: ModelShape, weights: WeightSource, context: Int, sequences: Int = 1, kvPrecision: KVPrecision = .f16,
@@ -140,6 +142,7 @@ public enum MemoryPlanner {
         case .inference:
             let kv = bytes(Double(r.context) * Double(r.sequences) * shape.kvBytesPerToken(r.kvPrecision))
             let activations = r.model.inferenceActivationBytes(shape: shape, context: r.context, sequences: r.sequences)
+                + (r.image?.activationBytes ?? 0)
             return MemoryBreakdown(weightsBytes: weights, kvCacheBytes: kv, activationsBytes: activations,
                                    overheadBytes: overhead, gradientsBytes: 0, optimizerBytes: 0, masterWeightsBytes: 0)
         case .training(let checkpointing):
@@ -292,6 +295,11 @@ public enum MemoryPlanner {
         notes.append("GPU rows add \(ByteFormat.gib(r.model.gpuRuntimeOverheadBytes)) for the CUDA context and count \(Int(r.model.gpuMemoryUtilization * 100))% of the card as usable; the RAM row counts what is available now.")
         if r.shape.extraParameters > 0, let note = r.shape.extraParametersNote {
             notes.append(r.includeExtraParameters ? "Includes the \(note)." : "Excludes the \(note); add `--include-vision` to count it.")
+        }
+        if let i = r.image {
+            notes.append("Image \(i.width)x\(i.height) at max_pixels \(i.maxPixels) (both temporal copies counted): resized to \(i.resizedWidth)x\(i.resizedHeight), \(i.patches) patches, \(i.tokens) image tokens of the \(r.context)-token context (their KV is in the KV row)\(i.tokens + 2 > r.context ? ": MORE THAN THE CONTEXT, raise --context or lower --max-pixels" : "").")
+            let tflop = { (x: Double) in "\((x / 1e11).rounded() / 10)" }
+            notes.append("Vision tower per image: \(tflop(i.matrixFLOP)) TFLOP in matrix products and \(tflop(i.attentionFLOP)) in attention; \(ByteFormat.gib(i.activationBytes)) of activations while it encodes (added to the activations row).")
         }
         return notes
     }

@@ -51,12 +51,19 @@ public enum ModelPresets {
     /// `glm4v_text` decoder, the same layer as GLM-4-0414; context 65536.
     /// [UNVERIFIED: official config not found; tf Glm4vTextConfig defaults and mlx-vlm's glm4v config, FACTS.md 2.]
     /// The vision tower is about 0.9 B parameters [UNVERIFIED, derived: GLM-4.1V-9B-Base BF16 shards total
-    /// 20.6 GB = 10.3 B parameters, minus the 9.40 B text decoder]; the CPU engine serves text only.
-    public static let autoglmPhone9b = ModelShape(
+    /// 20.6 GB = 10.3 B parameters, minus the 9.40 B text decoder]; `VisionShape.glm41v` counts 0.89 B from the
+/// vision_config.
+    public static let autoglmPhone9b: ModelShape = {
+        var shape = autoglmPhone9bText
+        shape.vision = .glm41v
+        return shape
+    }()
+
+    static let autoglmPhone9bText = ModelShape(
         name: "autoglm-phone-9b", architecture: "glm4", hiddenSize: 4096, layerCount: 40, headCount: 32, kvHeadCount: 2,
         headDim: 128, feedForwardSize: 13696, vocabularySize: 151552, maxContext: 65536, tiedEmbeddings: false,
         attentionBias: true, normsPerLayer: 4, extraParameters: 900_000_000,
-        extraParametersNote: "vision tower (~0.9 B, derived from 20.6 GB BF16 shards; not loaded by the text-only CPU engine)",
+        extraParametersNote: "vision tower (0.89 B parameters by GLM-4.1V's vision_config: 24 blocks of 1536 and the 4096-wide merger; the engine loads it from the model directory or the mmproj file)",
         source: "GLM-4.1V-9B-Thinking text_config (FACTS.md 2, [UNVERIFIED]: tf Glm4vTextConfig defaults, mlx-vlm config)")
 
     /// meta-llama/Llama-3.1-8B. FACTS.md 2 [UNVERIFIED against the gated primary file: HF copies incl.

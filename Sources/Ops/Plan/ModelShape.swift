@@ -26,6 +26,8 @@ public struct ModelShape: Sendable, Equatable, Codable {
     /// Parameters outside the text decoder (a vision tower), counted only when asked for.
     public var extraParameters: Int
     public var extraParametersNote: String?
+    /// The vision tower's shape (vision-language models), for `plan --image`.
+    public var vision: VisionShape?
     /// An exact count read from a file (sum of GGUF tensor elements); overrides the formula when set.
     public var exactParameterCount: Int?
     /// Where the numbers come from.

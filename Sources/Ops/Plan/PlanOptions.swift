@@ -12,12 +12,17 @@ public struct PlanOptions: Sendable, Equatable {
     public var includeVision: Bool
     public var gpuUtilization: Double?
     public var prefillChunk: Int?
+    /// One image per request, WIDTHxHEIGHT (vision-language models), at `imageMaxPixels`.
+    public var image: String? = nil
+    public var imageMaxPixels: Int? = nil
 
     public init(
         model: String? = nil, precision: String? = nil, context: Int? = nil, sequences: Int = 1, kvPrecision: String = "f16",
         training: Bool = false, checkpointing: Bool = false, includeVision: Bool = false, gpuUtilization: Double? = nil,
-        prefillChunk: Int? = nil
+        prefillChunk: Int? = nil, image: String? = nil, imageMaxPixels: Int? = nil
     ) {
+        self.image = image
+        self.imageMaxPixels = imageMaxPixels
         self.model = model
         self.precision = precision
         self.context = context
@@ -79,9 +84,23 @@ public struct PlanOptions: Sendable, Equatable {
             }
             model.prefillChunkTokens = chunk
         }
-        return PlanRequest(shape: subject.shape, weights: weights, context: context, sequences: sequences, kvPrecision: kv,
-                           mode: training ? .training(checkpointing: checkpointing) : .inference,
-                           includeExtraParameters: includeVision, model: model)
+        var request = PlanRequest(shape: subject.shape, weights: weights, context: context, sequences: sequences, kvPrecision: kv,
+                                  mode: training ? .training(checkpointing: checkpointing) : .inference,
+                                  includeExtraParameters: includeVision, model: model)
+        if let image {
+            guard let vision = subject.shape.vision else {
+                throw .invalidOption(name: "--image", value: image, allowed: "a vision-language model (autoglm-phone-9b)")
+            }
+            let parts = image.lowercased().split(separator: "x").compactMap { Int($0) }
+            let maxPixels = imageMaxPixels ?? 9_633_792
+            guard parts.count == 2, parts.allSatisfy({ (1 ... 65536).contains($0) }), maxPixels > 0,
+                  let plan = ImagePlan(width: parts[0], height: parts[1], maxPixels: maxPixels, vision: vision) else {
+                throw .invalidOption(name: "--image", value: image, allowed: "WIDTHxHEIGHT with an aspect ratio under 200, e.g. 1080x2400")
+            }
+            request.image = plan
+            request.includeExtraParameters = true
+        }
+        return request
     }
 
     /// The devices of the fit table: the standard GPU sizes and, when known, this machine's RAM.
