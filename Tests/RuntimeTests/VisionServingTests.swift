@@ -67,11 +67,14 @@ struct VisionServingTests {
         let (again, cached) = try await Self.run(backend, id: "b", tokens: tokens, images: [image])
         #expect(again == first)
         #expect((cached?.cachedPromptTokens ?? 0) >= 16)
+        // ... and its embeddings came from the vision cache: the tower ran once.
+        #expect(backend.vision?.encodedImages == 1 && backend.vision?.cachedImages == 1)
 
         // Same size, different pixels: the image tokens' keys differ, so at most the text before the image is reused.
         var other = image
         other.pixels = other.pixels.map { 255 - $0 }
         let (_, fresh) = try await Self.run(backend, id: "c", tokens: tokens, images: [other])
+        #expect(backend.vision?.encodedImages == 2)
         let firstImageToken = prompt.ints("input_ids").firstIndex(of: Self.imageToken)!
         #expect((fresh?.cachedPromptTokens ?? .max) <= firstImageToken)
     }

@@ -201,6 +201,37 @@ struct VisionServerTests {
         }
     }
 
+    @Test("file:// images under images.local_directory and http(s) images from images.allowed_domains are taken; others are not")
+    func sources() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("autoglm-images-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let png = try Self.fixture("rgb61x45.png")
+        try png.write(to: directory.appendingPathComponent("screen.png"))
+        // A second server on 127.0.0.1 hosts the image, as an allowed remote would.
+        let router = Router()
+        router.get("/screen.png") { _, _ in Response(status: .ok, headers: [.contentType: "image/png"], body: .init(byteBuffer: ByteBuffer(bytes: png))) }
+        let host = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await host.test(.live) { hostClient in
+            let port = try #require(hostClient.port)
+            let (served, app) = try Self.app(policy: ImagePolicy(localDirectory: directory.path, allowedDomains: ["127.0.0.1"]))
+            defer { served.backend.shutdown() }
+            try await app.test(.router) { client in
+                for (url, status) in [("file://\(directory.path)/screen.png", HTTPResponse.Status.ok),
+                                      ("file://\(directory.path)/../screen.png", .badRequest),
+                                      ("file:///etc/hostname", .badRequest),
+                                      ("http://127.0.0.1:\(port)/screen.png", .ok),
+                                      ("http://127.0.0.1:\(port)/missing.png", .badRequest),
+                                      ("http://localhost:\(port)/screen.png", .badRequest)] {
+                    let body: [String: Any] = ["model": Self.modelName, "max_tokens": 2, "messages": [["role": "user", "content": [
+                        ["type": "image_url", "image_url": ["url": url]], ["type": "text", "text": "?"]]]]]
+                    let r = try await Self.post(client, ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+                    #expect(r.status == status, "\(url): \(String(buffer: r.body))")
+                }
+            }
+        }
+    }
+
     @Test("too many images, and a per-request pixel budget over the server's bound, are 400s")
     func limits() async throws {
         let (served, app) = try Self.app(policy: ImagePolicy(maxImagesPerRequest: 1, maxPixels: 2 * 28 * 28 * 16))

@@ -7,6 +7,11 @@ dimensions, for speed measurements: 24 blocks of 1536 wide, 12 heads, a 24x24 po
       [--text-stub /tmp/big/glm4v-stub.gguf]
 About 1.8 GB in F16; keep it out of the repo.
 
+--text-from GLM4.gguf --text-out OUT.gguf copies a random GLM-4-9B file of ../shared/tools/make-random-gguf (tensors
+as they are, Q4_K_M or another type) into a GLM-4.1V language model: rope.dimension_sections [8, 12, 12, 0] and the
+tiny fixture's tokenizer and chat template in a 151552-entry vocabulary, so that a whole image request can be timed
+at 9B (weights random, so the Q/K row order does not matter).
+
 --text-stub also writes a one-layer language model of GLM-4.1V's width (4096, M-RoPE sections [8, 12, 12]) with
 the tiny fixture's tokenizer and chat template (Tests/Fixtures/glm4v-tiny), so that a server (autoglm, or
 llama-server --mmproj) can take an image request on the pair and the vision tower's time dominates.
@@ -28,7 +33,12 @@ def main() -> None:
     ap.add_argument("--type", default="f16", choices=["f16", "f32", "q8_0"])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--text-stub", help="also write a one-layer 4096-wide GLM-4.1V language model here")
+    ap.add_argument("--text-from", help="a random GLM-4-9B GGUF to copy into a GLM-4.1V language model (--text-out)")
+    ap.add_argument("--text-out")
     a = ap.parse_args()
+    if a.text_from:
+        text_from(a.text_from, a.text_out)
+        return
     if a.text_stub:
         text_stub(a.text_stub, np.random.default_rng(a.seed + 1))
     g = np.random.default_rng(a.seed)
@@ -45,8 +55,10 @@ def main() -> None:
     w.add_bool("clip.use_silu", True)
     qtype = {"f16": GGMLQuantizationType.F16, "f32": GGMLQuantizationType.F32, "q8_0": GGMLQuantizationType.Q8_0}[a.type]
 
-    def matrix(name, rows, cols, scale=0.02, conv=False):
+    def matrix(name, rows, cols, scale=0.02, conv=None):
         arr = (g.standard_normal((rows, cols), dtype=np.float32) * scale)
+        if conv:  # a convolution kernel keeps its 4D shape, as llama.cpp's converter writes it
+            arr = arr.reshape(conv)
         if conv or qtype == GGMLQuantizationType.F16:
             # Convolutions stay F16 even in a Q8_0 file (their rows are not whole blocks), as llama.cpp does.
             w.add_tensor(name, arr.astype(np.float16), raw_dtype=GGMLQuantizationType.F16)
@@ -58,8 +70,8 @@ def main() -> None:
     def vector(name, n, base=0.0, scale=0.1):
         w.add_tensor(name, (base + g.standard_normal(n, dtype=np.float32) * scale).astype(np.float32), raw_dtype=GGMLQuantizationType.F32)
 
-    matrix("v.patch_embd.weight", D, 3 * PATCH * PATCH, conv=True)
-    matrix("v.patch_embd.weight.1", D, 3 * PATCH * PATCH, conv=True)
+    matrix("v.patch_embd.weight", D, 3 * PATCH * PATCH, conv=(D, 3, PATCH, PATCH))
+    matrix("v.patch_embd.weight.1", D, 3 * PATCH * PATCH, conv=(D, 3, PATCH, PATCH))
     vector("v.patch_embd.bias", D)
     vector("v.norm_embd.weight", D, 1.0)
     w.add_tensor("v.position_embd.weight", (g.standard_normal(((IMAGE // PATCH) ** 2, D), dtype=np.float32) * 0.1), raw_dtype=GGMLQuantizationType.F32)
@@ -73,7 +85,7 @@ def main() -> None:
         matrix(b + "ffn_up.weight", FF, D)
         matrix(b + "ffn_down.weight", D, FF)
     vector("v.post_ln.weight", D, 1.0)
-    matrix("mm.patch_merger.weight", OUT, D * 4, conv=True)
+    matrix("mm.patch_merger.weight", OUT, D * 4, conv=(OUT, D, 2, 2))
     vector("mm.patch_merger.bias", OUT)
     matrix("mm.model.fc.weight", OUT, OUT)
     vector("mm.post_norm.weight", OUT, 1.0)
@@ -87,24 +99,68 @@ def main() -> None:
     w.close()
 
 
-def text_stub(path: str, g) -> None:
+def fixture_vocabulary(size: int):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     fixture = os.path.join(root, "Tests", "Fixtures", "glm4v-tiny")
     tok = json.load(open(os.path.join(fixture, "tokenizer.json")))
     template = json.load(open(os.path.join(fixture, "tokenizer_config.json")))["chat_template"]
-    vocab_size, hidden, heads, kv, hd, ff = 320, OUT, 32, 2, 128, 13696
-    vocab = [None] * vocab_size
+    vocab = [None] * size
     for t, i in tok["model"]["vocab"].items():
         vocab[i] = t
-    types = [1] * vocab_size
+    types = [1] * size
     for added in tok["added_tokens"]:
         vocab[added["id"]] = added["content"]
         types[added["id"]] = 3
-    for i in range(vocab_size):
+    for i in range(size):
         if vocab[i] is None:
             vocab[i], types[i] = f"[PAD{i}]", 5
     merges = tok["model"]["merges"]
     merges = merges if isinstance(merges[0], str) else [" ".join(m) for m in merges]
+    return vocab, types, merges, template
+
+
+def text_from(source: str, out: str) -> None:
+    from gguf import GGUFReader
+    r = GGUFReader(source)
+    arch = "glm4"
+    def scalar(key):
+        f = r.fields[key]
+        return f.parts[f.data[0]][0]
+    n_vocab = len(r.fields["tokenizer.ggml.tokens"].data)
+    vocab, types, merges, template = fixture_vocabulary(n_vocab)
+    w = GGUFWriter(out, arch)
+    w.add_name("glm4v-9b-random")
+    for key, add in [("context_length", w.add_context_length), ("embedding_length", w.add_embedding_length),
+                     ("block_count", w.add_block_count), ("feed_forward_length", w.add_feed_forward_length),
+                     ("attention.head_count", w.add_head_count), ("attention.head_count_kv", w.add_head_count_kv),
+                     ("rope.dimension_count", w.add_rope_dimension_count)]:
+        add(int(scalar(f"{arch}.{key}")))
+    w.add_rope_freq_base(float(scalar(f"{arch}.rope.freq_base")))
+    w.add_layer_norm_rms_eps(float(scalar(f"{arch}.attention.layer_norm_rms_epsilon")))
+    w.add_rope_dimension_sections([8, 12, 12, 0])
+    w.add_file_type(int(scalar("general.file_type")))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("glm4")
+    w.add_token_list(vocab)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_eos_token_id(290)
+    w.add_bos_token_id(290)
+    w.add_eot_token_id(297)
+    w.add_pad_token_id(290)
+    w.add_add_bos_token(False)
+    w.add_chat_template(template)
+    for t in r.tensors:
+        w.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def text_stub(path: str, g) -> None:
+    vocab_size, hidden, heads, kv, hd, ff = 320, OUT, 32, 2, 128, 13696
+    vocab, types, merges, template = fixture_vocabulary(vocab_size)
     w = GGUFWriter(path, "glm4")
     w.add_name("glm4v-stub")
     w.add_context_length(32768)

@@ -146,20 +146,24 @@ public enum HuggingFaceImport {
             }
             var values = file.floats(info)
             var shape = m.shape
+            // Convolution kernels keep their 4D shape in the file (llama.cpp's graph reads them as kernels) and are
+            // stored in F16 (F32 when asked for): their rows (14 or 2 wide) are no whole block of any quantized type.
+            let isKernel = m.shape.count > 2
             if let heads = m.permuteHeads { values = permuteForAdjacentPairRoPE(values, rows: m.shape[0], columns: m.shape[1], heads: heads) }
             if let (heads, rotary) = m.neoxRotary {
                 values = permuteRotaryToNeoX(values, rows: m.shape[0], columns: m.shape.count > 1 ? m.shape[1] : 1, heads: heads, rotary: rotary)
             }
             if let (frame, frames) = m.temporalFrame {
                 values = temporalSlice(values, shape: m.shape, frame: frame, frames: frames)
-                shape = [m.shape[0], m.shape[1] * m.shape[3] * m.shape[4]]
+                shape = [m.shape[0], m.shape[1], m.shape[3], m.shape[4]]
             }
-            if shape.count > 2 { shape = [shape[0], shape.dropFirst().reduce(1, *)] }
             let columns = shape.last ?? 1
 
             let target: GGUFTensorType
             if shape.count == 1 || m.gguf.hasSuffix("norm.weight") || m.gguf.hasSuffix("position_embd.weight") {
                 target = .f32
+            } else if isKernel {
+                target = (type ?? info.dtype.ggufType) == .f32 ? .f32 : .f16
             } else {
                 let requested = type ?? info.dtype.ggufType
                 target = storageType(requested: requested, columns: columns)

@@ -17,6 +17,15 @@ public final class VisionSupport: @unchecked Sendable {
     public var maxPixelsBound: Int
     /// One image encodes at a time: the tower uses every core and its activations are large.
     private let lock = NSLock()
+    /// Embeddings of recently encoded images by content hash (least recently used out first, within
+    /// `cacheBudgetBytes`): the same screenshot again skips the tower as its tokens skip the prefill.
+    private var cache: [UInt64: [Float]] = [:]
+    private var cacheOrder: [UInt64] = []
+    private var cacheBytes = 0
+    public var cacheBudgetBytes = 256 << 20
+    /// Images encoded, and images served from the cache.
+    public private(set) var encodedImages = 0
+    public private(set) var cachedImages = 0
 
     public init(encoder: any VisionEncoder, processor: GLM4VImageProcessor, tokenizer: Tokenizer) throws(EngineError) {
         guard let image = tokenizer.id(for: "<|image|>") else {
@@ -89,15 +98,42 @@ public final class VisionSupport: @unchecked Sendable {
         return (expanded, MultimodalPrompt(images: placed, ropePositions: flat, ropeDelta: delta, cacheKeys: keys))
     }
 
-    /// Runs the vision tower over each image of the prompt (one request's images at a time).
+    /// Runs the vision tower over each image of the prompt (one request's images at a time), or takes an image's
+    /// embeddings from the cache when the same processed pixels were encoded recently.
     public func encode(_ prompt: inout MultimodalPrompt) throws(EngineError) {
         lock.lock()
         defer { lock.unlock() }
         var out: [[Float]] = []
         for image in prompt.images {
-            out.append(try encoder.encode(patches: image.patches.values, gridH: image.patches.gridH, gridW: image.patches.gridW))
+            if let hit = cache[image.contentHash], hit.count == image.tokenCount * encoder.configuration.outputWidth {
+                cacheOrder.removeAll { $0 == image.contentHash }
+                cacheOrder.append(image.contentHash)
+                cachedImages += 1
+                out.append(hit)
+                continue
+            }
+            let values = try encoder.encode(patches: image.patches.values, gridH: image.patches.gridH, gridW: image.patches.gridW)
+            encodedImages += 1
+            remember(values, for: image.contentHash)
+            out.append(values)
         }
         prompt.embeddings = out
+    }
+
+    private func remember(_ values: [Float], for key: UInt64) {
+        let bytes = values.count * MemoryLayout<Float>.size
+        guard bytes <= cacheBudgetBytes else { return }
+        if let old = cache.removeValue(forKey: key) {
+            cacheBytes -= old.count * MemoryLayout<Float>.size
+            cacheOrder.removeAll { $0 == key }
+        }
+        while cacheBytes + bytes > cacheBudgetBytes, let oldest = cacheOrder.first {
+            cacheOrder.removeFirst()
+            cacheBytes -= (cache.removeValue(forKey: oldest)?.count ?? 0) * MemoryLayout<Float>.size
+        }
+        cache[key] = values
+        cacheOrder.append(key)
+        cacheBytes += bytes
     }
 
     /// FNV-1a over the grid and the processed pixel values.
