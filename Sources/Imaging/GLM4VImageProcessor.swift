@@ -10,6 +10,15 @@ public struct ImagePatches: Sendable, Equatable {
     /// patchCount x patchValues, row-major.
     public var values: [Float]
 
+    public init(gridT: Int, gridH: Int, gridW: Int, patchValues: Int, values: [Float]) {
+        precondition(values.count == gridT * gridH * gridW * patchValues)
+        self.gridT = gridT
+        self.gridH = gridH
+        self.gridW = gridW
+        self.patchValues = patchValues
+        self.values = values
+    }
+
     public var patchCount: Int { gridT * gridH * gridW }
 
     /// Tokens the language model sees for this image: one per merged `merge x merge` block.

@@ -372,9 +372,10 @@ public final class PackedF16Matrix: @unchecked Sendable {
     public let columns: Int
     let tiles: UnsafeMutablePointer<UInt16>
 
-    /// nil unless `matrix` is F16.
+    /// nil unless `matrix` is F16 and the AVX-512 kernel runs here (elsewhere the engine's F16 kernels are faster
+    /// than this layout's scalar fallback).
     public init?(_ matrix: WeightMatrix, pool: WorkerPool) {
-        guard matrix.type == .f16 else { return nil }
+        guard matrix.type == .f16, KernelPath.active == .avx512 else { return nil }
         name = matrix.name
         rows = matrix.rows
         columns = matrix.columns

@@ -213,17 +213,19 @@ public enum Operations {
 
     /// Bidirectional attention over `tokens` rows (a vision tower): q, k and v at offsets of one buffer of rows of
     /// `stride` floats; see ag_attention_dense in ckernels.h.
+    /// Returns false when its scratch (the transposed keys, tokens x heads x head floats) could not be allocated.
+    @discardableResult
     public static func attentionDense(
         _ qkv: FloatBuffer, queryOffset: Int, keyOffset: Int, valueOffset: Int, stride: Int, into out: FloatBuffer, outStride: Int,
         tokens: Int, heads: Int, headDimension: Int, scale: Float, pool: WorkerPool
-    ) {
+    ) -> Bool {
         precondition(tokens > 0 && headDimension <= 256)
         for o in [queryOffset, keyOffset, valueOffset] { precondition(o + (tokens - 1) * stride + heads * headDimension <= qkv.count) }
         precondition((tokens - 1) * outStride + heads * headDimension <= out.count)
         let status = ag_attention_dense(pool.raw, qkv.pointer(queryOffset), qkv.pointer(keyOffset), qkv.pointer(valueOffset),
                                         Int64(stride), out.pointer(), Int64(outStride), Int64(tokens), Int32(heads),
                                         Int32(headDimension), scale)
-        precondition(status == 0)
+        return status == 0
     }
 
     /// The float32 FMA rate of this machine with the pool's threads, in FLOP/s (vector FMA chains for about

@@ -4,6 +4,9 @@ import Imaging
 import NIOCore
 import NIOHTTP1
 import Serving
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How the server takes images in chat messages: how many and how large, and where they may come from.
 /// Data URIs always; local files only under `localDirectory`; http(s) only from `allowedDomains`.
@@ -65,7 +68,15 @@ enum ImageInputs {
         }
     }
 
-    /// The http(s) image URLs of a chat body that the policy allows, to be fetched before the request is read.
+    /// The client for remote images: no redirects (an allowed host must not forward the fetch elsewhere).
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
+        configuration.timeout = .init(connect: .seconds(5))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    /// The http(s) image URLs of a chat body that the policy allows, to be fetched before the request is read; at most
+    /// `maxImagesPerRequest` (a request with more is refused when it is read).
     static func remoteURLs(in body: JSON, policy: ImagePolicy) -> [String] {
         guard !policy.allowedDomains.isEmpty, case .object(let top) = body,
               let messages = top.first(where: { $0.0 == "messages" })?.1, case .array(let list) = messages else { return [] }
@@ -77,6 +88,7 @@ enum ImageInputs {
                       let url = try? self.url(of: reader, param: ""), let parsed = URL(string: url),
                       ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""), let host = parsed.host, policy.allows(host: host) else { continue }
                 urls.append(url)
+                if urls.count >= policy.maxImagesPerRequest { return urls }
             }
         }
         return urls
@@ -89,7 +101,7 @@ enum ImageInputs {
             do {
                 var request = HTTPClientRequest(url: url)
                 request.method = .GET
-                let response = try await HTTPClient.shared.execute(request, timeout: .milliseconds(Int64(policy.fetchTimeoutSeconds * 1000)))
+                let response = try await client.execute(request, timeout: .milliseconds(Int64(policy.fetchTimeoutSeconds * 1000)))
                 guard response.status == .ok else {
                     throw APIError.invalidRequest("The image at \(url) could not be fetched: HTTP \(response.status.code).", param: "messages")
                 }
@@ -102,6 +114,26 @@ enum ImageInputs {
             }
         }
         return out
+    }
+
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// The file's bytes if it is a regular file (not a FIFO or a device) of at most `limit` bytes. Opened without
+    /// following a symlink at the last step and without blocking (a FIFO swapped in reads as empty), and never read
+    /// past `limit`.
+    static func readRegularFile(_ path: String, limit: Int) -> [UInt8]? {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              attributes[.type] as? FileAttributeType == .typeRegular,
+              let size = attributes[.size] as? Int, size <= limit else { return nil }
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        guard let data = try? handle.read(upToCount: limit + 1), !data.isEmpty, data.count <= limit else { return nil }
+        return [UInt8](data)
     }
 
     /// The decoded image an `image_url` part names.
@@ -138,21 +170,18 @@ enum ImageInputs {
             guard let root = policy.localDirectory else {
                 throw .invalidRequest("\(param): local image files are off on this server (images.local_directory).", param: param)
             }
-            let path = (String(url.dropFirst("file://".count)) as NSString).standardizingPath
-            let base = (root as NSString).standardizingPath
-            let resolved = (path as NSString).resolvingSymlinksInPath
-            guard resolved.hasPrefix(base + "/") else {
-                throw .invalidRequest("\(param): local images must be under images.local_directory.", param: param)
+            // The path as the kernel resolves it (realpath: symlinks and `..` gone), under the directory as resolved.
+            guard let parsed = URL(string: url), parsed.host == nil || parsed.host == "" || parsed.host == "localhost" else {
+                throw .invalidRequest("\(param): a file:// URL names a local path (file:///dir/image.png).", param: param)
             }
-            let size = (try? FileManager.default.attributesOfItem(atPath: resolved)[.size] as? Int) ?? nil
-            guard let size else { throw .invalidRequest("\(param): no readable image file at \(path).", param: param) }
-            guard size <= policy.maxImageBytes else {
-                throw .invalidRequest("\(param): the image is over \(policy.maxImageBytes) bytes.", param: param)
+            let path = parsed.path
+            guard let resolved = Self.realPath(path), let base = Self.realPath(root), resolved.hasPrefix(base + "/") else {
+                throw .invalidRequest("\(param): local images must be existing files under images.local_directory.", param: param)
             }
-            guard let data = FileManager.default.contents(atPath: resolved) else {
-                throw .invalidRequest("\(param): no readable image file at \(path).", param: param)
+            guard let data = Self.readRegularFile(resolved, limit: policy.maxImageBytes) else {
+                throw .invalidRequest("\(param): \(path) is not a readable regular file of at most \(policy.maxImageBytes) bytes.", param: param)
             }
-            bytes = [UInt8](data)
+            bytes = data
         } else {
             throw .invalidRequest("\(param): the image URL must be a data URI (data:image/png;base64,...), an allowed http(s) URL or an allowed file:// path.", param: param)
         }

@@ -49,7 +49,9 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
         public var totalSeconds = 0.0
     }
 
-    public private(set) var lastProfile = Profile()
+    private var profileOfLastEncode = Profile()
+    /// Where the last `encode` spent its time.
+    public var lastProfile: Profile { lock.withLock { profileOfLastEncode } }
     private var profile = Profile()
     private let clock = ContinuousClock()
 
@@ -111,7 +113,7 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
         let started = clock.now
         defer {
             profile.totalSeconds = Self.seconds(clock.now - started)
-            lastProfile = profile
+            profileOfLastEncode = profile
         }
         let coordinates = ReferenceGLM4Vision.patchCoordinates(gridH: gridH, gridW: gridW, merge: c.mergeSize)
 
@@ -150,10 +152,13 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
                                   rowPositions: rowPositions, columnPositions: columnPositions, base: c.ropeBase)
             }
             let attentionStart = clock.now
-            Operations.attentionDense(qkv, queryOffset: 0, keyOffset: d, valueOffset: 2 * d, stride: 3 * d, into: attended, outStride: d,
+            let ok = Operations.attentionDense(qkv, queryOffset: 0, keyOffset: d, valueOffset: 2 * d, stride: 3 * d, into: attended, outStride: d,
                                       tokens: n, heads: c.headCount, headDimension: c.headDimension,
                                       scale: 1 / Float(c.headDimension).squareRoot(), pool: pool)
             profile.attentionSeconds += Self.seconds(clock.now - attentionStart)
+            guard ok else {
+                throw .badHyperparameter(key: "image", value: "\(n) patches", reason: "not enough memory for the vision tower's attention; lower max_pixels")
+            }
             project(attended, stride: d, rows: n, [(block.output, t)])
             if let bias = block.outputBias { Operations.addBias(bias, to: t, stride: d, rows: n, width: d) }
             Operations.add(t, into: x, count: n * d)

@@ -48,7 +48,8 @@ public final class LocalBackend: InferenceBackend {
             return try scheduler.submit(request)
         }
         guard let vision else { throw .engine("this model takes text only; the request carries images") }
-        try scheduler.check(request, ignoringEmbeddings: true)
+        // Everything submit would refuse (queue full, draining, too long) is refused now, before the encode.
+        try scheduler.check(request, ignoringEmbeddings: true, admission: true)
         let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream()
         let job = EncodingJob(id: request.id)
         encodings.withLock { $0[request.id] = job }
@@ -61,6 +62,12 @@ public final class LocalBackend: InferenceBackend {
             defer { self?.encodings.withLock { _ = $0.removeValue(forKey: request.id) } }
             let started = ContinuousClock.now
             var multimodal = pending
+            guard !job.isCancelled else {
+                continuation.yield(.finished(GenerationOutcome(finishReason: .cancelled, promptTokens: request.promptTokens.count,
+                                                               completionTokens: 0)))
+                continuation.finish()
+                return
+            }
             do {
                 try vision.encode(&multimodal)
             } catch {
@@ -74,8 +81,13 @@ public final class LocalBackend: InferenceBackend {
                 continuation.finish()
                 return
             }
+            // Only the embeddings are needed from here on (a preempted sequence is recomputed from them).
+            for i in multimodal.images.indices { multimodal.images[i].patches.values = [] }
             var encoded = request
             encoded.multimodal = multimodal
+            // The queue wait starts now: the encode is not queueing (timeouts.first_token bounds the queue only).
+            let encodeTime = ContinuousClock.now - started
+            encoded.firstTokenDeadline = request.firstTokenDeadline.map { $0 + encodeTime }
             let events: AsyncStream<GenerationEvent>
             do {
                 events = try scheduler.submit(encoded)

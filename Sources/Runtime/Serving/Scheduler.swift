@@ -164,8 +164,15 @@ public final class Scheduler: @unchecked Sendable {
 
     /// The checks `submit` makes, for a caller that prepares a request first (a multimodal one: before its images
     /// are encoded, `ignoringEmbeddings`).
-    public func check(_ request: GenerationRequest, ignoringEmbeddings: Bool = false) throws(SchedulerError) {
+    public func check(_ request: GenerationRequest, ignoringEmbeddings: Bool = false, admission: Bool = false) throws(SchedulerError) {
         try validate(request, ignoringEmbeddings: ignoringEmbeddings)
+        guard admission else { return }
+        condition.lock()
+        defer { condition.unlock() }
+        if isDraining || isStopped { throw .draining }
+        if waitingCount >= configuration.maxQueue {
+            throw .queueFull(capacity: configuration.maxQueue, retryAfterSeconds: retryAfterLocked())
+        }
     }
 
     private func validate(_ request: GenerationRequest, ignoringEmbeddings: Bool = false) throws(SchedulerError) {

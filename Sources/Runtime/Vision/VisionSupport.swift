@@ -13,8 +13,6 @@ public final class VisionSupport: @unchecked Sendable {
     public let imageToken: Int
     public let beginToken: Int?
     public let endToken: Int?
-    /// The largest `max_pixels` a request may ask for (the server's bound).
-    public var maxPixelsBound: Int
     /// One image encodes at a time: the tower uses every core and its activations are large.
     private let lock = NSLock()
     /// Embeddings of recently encoded images by content hash (least recently used out first, within
@@ -23,9 +21,10 @@ public final class VisionSupport: @unchecked Sendable {
     private var cacheOrder: [UInt64] = []
     private var cacheBytes = 0
     public var cacheBudgetBytes = 256 << 20
+    private var encoded = 0, cached = 0
     /// Images encoded, and images served from the cache.
-    public private(set) var encodedImages = 0
-    public private(set) var cachedImages = 0
+    public var encodedImages: Int { lock.withLock { encoded } }
+    public var cachedImages: Int { lock.withLock { cached } }
 
     public init(encoder: any VisionEncoder, processor: GLM4VImageProcessor, tokenizer: Tokenizer) throws(EngineError) {
         guard let image = tokenizer.id(for: "<|image|>") else {
@@ -37,24 +36,23 @@ public final class VisionSupport: @unchecked Sendable {
         imageToken = image
         beginToken = tokenizer.id(for: "<|begin_of_image|>")
         endToken = tokenizer.id(for: "<|end_of_image|>")
-        maxPixelsBound = processor.maxPixels
     }
 
     /// The processor for one request: its `min_pixels` / `max_pixels` (both temporal copies counted, as
     /// transformers does), within the server's bound.
     public func processor(for options: ImageOptions) throws(ImageInputError) -> GLM4VImageProcessor {
         var p = processor
+        // The server bounds what a request may ask for (images.max_pixels); here only consistency is checked.
         if let max = options.maxPixels {
-            guard max > 0, max <= maxPixelsBound else {
-                throw ImageInputError(imageIndex: nil, "max_pixels must be between 1 and \(maxPixelsBound) on this server (got \(max))")
-            }
+            guard max > 0 else { throw ImageInputError(imageIndex: nil, "max_pixels must be positive (got \(max))") }
             p.maxPixels = max
         }
         if let min = options.minPixels {
-            guard min > 0, min <= p.maxPixels else {
-                throw ImageInputError(imageIndex: nil, "min_pixels must be between 1 and max_pixels \(p.maxPixels) (got \(min))")
-            }
+            guard min > 0 else { throw ImageInputError(imageIndex: nil, "min_pixels must be positive (got \(min))") }
             p.minPixels = min
+        }
+        guard p.minPixels <= p.maxPixels else {
+            throw ImageInputError(imageIndex: nil, "min_pixels \(p.minPixels) is over max_pixels \(p.maxPixels)")
         }
         return p
     }
@@ -108,12 +106,12 @@ public final class VisionSupport: @unchecked Sendable {
             if let hit = cache[image.contentHash], hit.count == image.tokenCount * encoder.configuration.outputWidth {
                 cacheOrder.removeAll { $0 == image.contentHash }
                 cacheOrder.append(image.contentHash)
-                cachedImages += 1
+                cached += 1
                 out.append(hit)
                 continue
             }
             let values = try encoder.encode(patches: image.patches.values, gridH: image.patches.gridH, gridW: image.patches.gridW)
-            encodedImages += 1
+            encoded += 1
             remember(values, for: image.contentHash)
             out.append(values)
         }
@@ -136,19 +134,34 @@ public final class VisionSupport: @unchecked Sendable {
         cacheBytes += bytes
     }
 
-    /// FNV-1a over the grid and the processed pixel values.
+    /// A 64-bit hash of the grid and the processed pixel values: each 64-bit word scrambled (MurmurHash3's 64-bit
+    /// finaliser) before it is folded in and the state rotated and multiplied, then a final avalanche; so a change in
+    /// any bit moves every output bit (unlike a plain multiply-xor fold, where paired high-bit flips cancel).
     static func contentHash(_ p: ImagePatches) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        func mix(_ v: UInt64) {
-            h ^= v
-            h = h &* 0x0000_0100_0000_01b3
+        @inline(__always) func scramble(_ x: UInt64) -> UInt64 {
+            var k = x
+            k ^= k >> 33; k = k &* 0xff51_afd7_ed55_8ccd
+            k ^= k >> 33; k = k &* 0xc4ce_b9fe_1a85_ec53
+            k ^= k >> 33
+            return k
         }
-        mix(UInt64(p.gridT)); mix(UInt64(p.gridH)); mix(UInt64(p.gridW))
+        var h: UInt64 = 0x9e37_79b9_7f4a_7c15
+        @inline(__always) func mix(_ v: UInt64) {
+            h ^= scramble(v &+ 0x632b_e59b_d9b4_e019)
+            h = ((h << 27) | (h >> 37)) &* 0x87c3_7b91_1142_53d5 &+ 0x52dc_e729
+        }
+        mix(UInt64(p.gridT)); mix(UInt64(p.gridH)); mix(UInt64(p.gridW)); mix(UInt64(p.values.count))
         p.values.withUnsafeBytes { raw in
-            let words = raw.bindMemory(to: UInt64.self)
-            for w in words { mix(w) }
-            if raw.count % 8 != 0 { for b in raw.suffix(raw.count % 8) { mix(UInt64(b)) } }
+            var offset = 0
+            while offset + 8 <= raw.count {
+                mix(raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                offset += 8
+            }
+            while offset < raw.count {
+                mix(UInt64(raw[offset]))
+                offset += 1
+            }
         }
-        return h
+        return scramble(h)
     }
 }
