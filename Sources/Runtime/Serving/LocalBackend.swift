@@ -90,7 +90,7 @@ public final class LocalBackend: InferenceBackend {
             encoded.firstTokenDeadline = request.firstTokenDeadline.map { $0 + encodeTime }
             let events: AsyncStream<GenerationEvent>
             do {
-                events = try scheduler.submit(encoded)
+                events = try scheduler.submit(encoded, alreadyAccepted: true)
             } catch let error as SchedulerError {
                 continuation.yield(.failed(error))
                 continuation.finish()
@@ -131,7 +131,14 @@ public final class LocalBackend: InferenceBackend {
     public var statistics: SchedulerStatistics { scheduler.currentStatistics }
     public func start() { scheduler.start() }
     public func beginDraining() { scheduler.beginDraining() }
-    public func waitUntilIdle() async { await scheduler.waitUntilIdle() }
+    /// Returns when no request is waiting, running, or having its images encoded (a drain finishes those too).
+    public func waitUntilIdle() async {
+        while true {
+            await scheduler.waitUntilIdle()
+            guard encodings.withLock({ !$0.isEmpty }) else { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
     public func shutdown() { scheduler.shutdown() }
 }
 

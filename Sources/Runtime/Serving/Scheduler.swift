@@ -85,15 +85,17 @@ public final class Scheduler: @unchecked Sendable {
 
     /// Checks a request and queues it. The stream yields the request's tokens, then its outcome;
     /// ending the stream early (the client went away) cancels the request and frees its blocks.
-    public func submit(_ request: GenerationRequest) throws(SchedulerError) -> AsyncStream<GenerationEvent> {
+    /// `alreadyAccepted`: the request was admitted earlier (`check(..., admission: true)`) and prepared since (its
+    /// images encoded): a drain begun meanwhile lets it finish, as it does the requests already queued.
+    public func submit(_ request: GenerationRequest, alreadyAccepted: Bool = false) throws(SchedulerError) -> AsyncStream<GenerationEvent> {
         try validate(request)
         let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream()
         condition.lock()
-        if isDraining || isStopped {
+        if isStopped || (isDraining && !alreadyAccepted) {
             condition.unlock()
             throw .draining
         }
-        guard waitingCount < configuration.maxQueue else {
+        guard waitingCount < configuration.maxQueue || alreadyAccepted else {
             let retry = retryAfterLocked()
             condition.unlock()
             throw .queueFull(capacity: configuration.maxQueue, retryAfterSeconds: retry)
