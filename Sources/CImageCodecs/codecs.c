@@ -94,22 +94,25 @@ static int32_t decode_png(const uint8_t *data, size_t size, uint64_t max_pixels,
         return status;
     }
     int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
-    // To 8-bit RGB the way Pillow's convert("RGB") does: palette and low-depth grey expanded, 16-bit
-    // samples keep their high byte, grey replicated, alpha dropped (not composited).
+    // To 8-bit RGB the way Pillow's convert("RGB") does: palette and low-depth grey expanded, 16-bit colour
+    // samples keep their high byte, grey replicated, alpha dropped (not composited). 16-bit grey without alpha is
+    // Pillow's mode I;16, whose conversion clamps each value to 255: read as 16 bits and clamped below.
+    const int grey16 = color == PNG_COLOR_TYPE_GRAY && depth == 16;
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (depth == 16) png_set_strip_16(png);
-    if (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+    if (depth == 16 && !grey16) png_set_strip_16(png);
+    if (!grey16 && (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA)) png_set_gray_to_rgb(png);
     if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
     size_t row_bytes = png_get_rowbytes(png, info);
-    if (row_bytes != (size_t)w * 3) {
+    if (row_bytes != (size_t)w * (grey16 ? 2 : 3)) {
         snprintf(out->message, sizeof out->message, "converts to %zu bytes a row, expected %u", row_bytes, (unsigned)w * 3);
         png_destroy_read_struct(&png, &info, NULL);
         return AG_IMAGE_UNSUPPORTED;
     }
-    pixels = malloc(row_bytes * h);
+    // Room for RGB even when the rows are 16-bit grey (2 bytes a pixel), converted in place below.
+    pixels = malloc((size_t)w * 3 * h);
     rows = malloc(sizeof(png_bytep) * h);
     if (!pixels || !rows) {
         free(pixels);
@@ -121,6 +124,18 @@ static int32_t decode_png(const uint8_t *data, size_t size, uint64_t max_pixels,
     png_read_image(png, rows);
     png_read_end(png, NULL);
     free(rows);
+    if (grey16) {
+        // Rows of big-endian 16-bit grey were read at the start of each 2w-byte row; spread them to RGB from the
+        // last pixel back so that nothing is overwritten before it is read.
+        uint8_t *p = pixels;
+        for (int64_t i = (int64_t)w * h - 1; i >= 0; i--) {
+            const int64_t y = i / w, x = i % w;
+            const uint8_t *s = p + (size_t)y * row_bytes + (size_t)x * 2;
+            const unsigned v = ((unsigned)s[0] << 8) | s[1];
+            const uint8_t c = v > 255 ? 255 : (uint8_t)v;
+            p[(size_t)i * 3] = p[(size_t)i * 3 + 1] = p[(size_t)i * 3 + 2] = c;
+        }
+    }
     png_destroy_read_struct(&png, &info, NULL);
     out->format = AG_FORMAT_PNG;
     out->width = (int32_t)w;

@@ -37,6 +37,29 @@ struct ImageDecoderTests {
         #expect(ImageDecoder.sniff(Array("<svg xmlns=".utf8)) == nil)
     }
 
+    /// A zlib stream holding `data` in one stored (uncompressed) deflate block.
+    static func storedZlib(_ data: [UInt8]) -> [UInt8] {
+        var a: UInt32 = 1, b: UInt32 = 0
+        for byte in data { a = (a + UInt32(byte)) % 65521; b = (b + a) % 65521 }
+        let adler = (b << 16) | a
+        let n = UInt16(data.count)
+        return [0x78, 0x01, 0x01, UInt8(n & 0xff), UInt8(n >> 8), UInt8(~n & 0xff), UInt8(~n >> 8)] + data
+            + [UInt8(adler >> 24), UInt8(adler >> 16 & 0xff), UInt8(adler >> 8 & 0xff), UInt8(adler & 0xff)]
+    }
+
+    @Test("16-bit grey PNG clamps to 255 as Pillow's I;16 conversion does (not the high byte)")
+    func grey16() throws {
+        let values: [UInt16] = [0, 100, 255, 256, 300, 1000, 65535, 5000]
+        func be(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)] }
+        let scanline: [UInt8] = [0] + values.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] }
+        let png = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a] + Self.chunk("IHDR", be(UInt32(values.count)) + be(1) + [16, 0, 0, 0, 0])
+            + Self.chunk("IDAT", Self.storedZlib(scanline)) + Self.chunk("IEND", [])
+        let image = try ImageDecoder.decode(png)
+        #expect(image.width == 8 && image.height == 1)
+        // Pillow 13: Image.open(png).convert("RGB") gives 0 100 255 255 255 255 255 255 on every channel.
+        #expect(image.pixels == [0, 100, 255, 255, 255, 255, 255, 255].flatMap { [UInt8($0), UInt8($0), UInt8($0)] })
+    }
+
     @Test("a truncated PNG is corrupt")
     func truncatedPNG() throws {
         let bytes = try Self.fixture("rgb61x45.png")
