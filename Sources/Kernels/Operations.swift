@@ -112,11 +112,22 @@ public enum Operations {
             return 0
         }
         let frequencies = (0 ..< half).map { pow(Double(base), -2 * Double($0) / Double(rotaryDimensions)) }
+        rotateHalves(x, offset: offset, stride: stride, rows: rows, heads: heads, headDimension: headDimension, pairs: half) { r, i in
+            Double(positions[3 * r + axis[i]]) * frequencies[i]
+        }
+    }
+
+    /// Rotates pairs (i, i + pairs) of the first 2 x `pairs` dimensions of every head of every row by angle(row, i),
+    /// the angles computed once per row: the NeoX-order rotation both multi-axis ropes share.
+    private static func rotateHalves(
+        _ x: FloatBuffer, offset: Int, stride: Int, rows: Int, heads: Int, headDimension: Int, pairs half: Int,
+        angle: (_ row: Int, _ pair: Int) -> Double
+    ) {
         var cosine = [Float](repeating: 0, count: half), sine = [Float](repeating: 0, count: half)
         let p = x.pointer(offset)
         for r in 0 ..< rows {
             for i in 0 ..< half {
-                let theta = Double(positions[3 * r + axis[i]]) * frequencies[i]
+                let theta = angle(r, i)
                 cosine[i] = Float(cos(theta))
                 sine[i] = Float(sin(theta))
             }
@@ -141,22 +152,8 @@ public enum Operations {
         precondition(headDimension % 4 == 0 && rowPositions.count == rows && columnPositions.count == rows)
         precondition(rows == 0 || offset + (rows - 1) * stride + heads * headDimension <= x.count)
         let frequencies = (0 ..< quarter).map { pow(Double(base), -2 * Double($0) / Double(half)) }
-        var cosine = [Float](repeating: 0, count: half), sine = [Float](repeating: 0, count: half)
-        let p = x.pointer(offset)
-        for r in 0 ..< rows {
-            for i in 0 ..< half {
-                let theta = Double(i < quarter ? rowPositions[r] : columnPositions[r]) * frequencies[i % quarter]
-                cosine[i] = Float(cos(theta))
-                sine[i] = Float(sin(theta))
-            }
-            for h in 0 ..< heads {
-                let head = p + r * stride + h * headDimension
-                for i in 0 ..< half {
-                    let (x0, x1) = (head[i], head[i + half])
-                    head[i] = x0 * cosine[i] - x1 * sine[i]
-                    head[i + half] = x1 * cosine[i] + x0 * sine[i]
-                }
-            }
+        rotateHalves(x, offset: offset, stride: stride, rows: rows, heads: heads, headDimension: headDimension, pairs: half) { r, i in
+            Double(i < quarter ? rowPositions[r] : columnPositions[r]) * frequencies[i % quarter]
         }
     }
 

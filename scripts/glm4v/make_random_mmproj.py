@@ -119,26 +119,10 @@ def fixture_vocabulary(size: int):
     return vocab, types, merges, template
 
 
-def text_from(source: str, out: str) -> None:
-    from gguf import GGUFReader
-    r = GGUFReader(source)
-    arch = "glm4"
-    def scalar(key):
-        f = r.fields[key]
-        return f.parts[f.data[0]][0]
-    n_vocab = len(r.fields["tokenizer.ggml.tokens"].data)
-    vocab, types, merges, template = fixture_vocabulary(n_vocab)
-    w = GGUFWriter(out, arch)
-    w.add_name("glm4v-9b-random")
-    for key, add in [("context_length", w.add_context_length), ("embedding_length", w.add_embedding_length),
-                     ("block_count", w.add_block_count), ("feed_forward_length", w.add_feed_forward_length),
-                     ("attention.head_count", w.add_head_count), ("attention.head_count_kv", w.add_head_count_kv),
-                     ("rope.dimension_count", w.add_rope_dimension_count)]:
-        add(int(scalar(f"{arch}.{key}")))
-    w.add_rope_freq_base(float(scalar(f"{arch}.rope.freq_base")))
-    w.add_layer_norm_rms_eps(float(scalar(f"{arch}.attention.layer_norm_rms_epsilon")))
-    w.add_rope_dimension_sections([8, 12, 12, 0])
-    w.add_file_type(int(scalar("general.file_type")))
+def add_tokenizer(w, size: int) -> None:
+    """The tiny fixture's tokenizer (byte-level BPE with GLM's special and image tokens) in `size` entries, its
+    chat template, and GLM's end/turn ids."""
+    vocab, types, merges, template = fixture_vocabulary(size)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("glm4")
     w.add_token_list(vocab)
@@ -150,6 +134,28 @@ def text_from(source: str, out: str) -> None:
     w.add_pad_token_id(290)
     w.add_add_bos_token(False)
     w.add_chat_template(template)
+
+
+def text_from(source: str, out: str) -> None:
+    from gguf import GGUFReader
+    r = GGUFReader(source)
+    arch = "glm4"
+    def scalar(key):
+        f = r.fields[key]
+        return f.parts[f.data[0]][0]
+    size = len(r.fields["tokenizer.ggml.tokens"].data)
+    w = GGUFWriter(out, arch)
+    w.add_name("glm4v-9b-random")
+    for key, add in [("context_length", w.add_context_length), ("embedding_length", w.add_embedding_length),
+                     ("block_count", w.add_block_count), ("feed_forward_length", w.add_feed_forward_length),
+                     ("attention.head_count", w.add_head_count), ("attention.head_count_kv", w.add_head_count_kv),
+                     ("rope.dimension_count", w.add_rope_dimension_count)]:
+        add(int(scalar(f"{arch}.{key}")))
+    w.add_rope_freq_base(float(scalar(f"{arch}.rope.freq_base")))
+    w.add_layer_norm_rms_eps(float(scalar(f"{arch}.attention.layer_norm_rms_epsilon")))
+    w.add_rope_dimension_sections([8, 12, 12, 0])
+    w.add_file_type(int(scalar("general.file_type")))
+    add_tokenizer(w, size)
     for t in r.tensors:
         w.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
     w.write_header_to_file()
@@ -160,7 +166,7 @@ def text_from(source: str, out: str) -> None:
 
 def text_stub(path: str, g) -> None:
     vocab_size, hidden, heads, kv, hd, ff = 320, OUT, 32, 2, 128, 13696
-    vocab, types, merges, template = fixture_vocabulary(vocab_size)
+    size = vocab_size
     w = GGUFWriter(path, "glm4")
     w.add_name("glm4v-stub")
     w.add_context_length(32768)
@@ -176,17 +182,7 @@ def text_stub(path: str, g) -> None:
     w.add_rope_dimension_count(hd // 2)
     w.add_rope_dimension_sections([8, 12, 12, 0])
     w.add_file_type(1)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("glm4")
-    w.add_token_list(vocab)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_eos_token_id(290)
-    w.add_bos_token_id(290)
-    w.add_eot_token_id(297)
-    w.add_pad_token_id(290)
-    w.add_add_bos_token(False)
-    w.add_chat_template(template)
+    add_tokenizer(w, size)
 
     def m(name, rows, cols):
         w.add_tensor(name, (g.standard_normal((rows, cols), dtype=np.float32) * 0.02).astype(np.float16), raw_dtype=GGMLQuantizationType.F16)
