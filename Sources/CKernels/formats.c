@@ -449,9 +449,7 @@ int ag_quantize_weights(int type, const float *src, void *dst, int64_t n) {
         // Round to nearest even on the dropped 16 bits; NaN stays a quiet NaN.
         uint16_t *h = dst;
         for (int64_t i = 0; i < n; i++) {
-            const uint32_t u = ag_f32_to_bits(src[i]);
-            h[i] = (u & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((u >> 16) | 0x40u)
-                                                 : (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+            h[i] = ag_f32_to_bf16(src[i]);
         }
         return 0;
     }

@@ -17,6 +17,19 @@ void ag_quantize_packed_k_row(const float *x, void *dst, int64_t n);
 // task_start[count] the total, which is returned.
 int64_t ag_plan_tasks(const int64_t *units, int count, int threads, int64_t align, int64_t *per, int64_t *task_start);
 #define AG_QK_K 256 // elements per super-block of the K-quants
+// Packed F16 / BF16 weights (packed_float.c): a group of 16 rows is n * 32 bytes.
+size_t ag_packed_float_group_bytes(int64_t n);
+void ag_pack_float(int kind, const uint16_t *src, int64_t rows, int64_t n, uint16_t *dst);
+void ag_bf16_row(const float *x, uint16_t *dst, int64_t n);
+int ag_packed_float_bf16_dot_available(void);
+// Row `row` (0..15) of a packed F16/BF16 group dotted with float32 x, one fused multiply-add per position in order:
+// what the F16 kernels and the AVX2 BF16 kernel compute, bit for bit.
+float ag_packed_float_reference(int kind, const void *group, int row, const float *x, int64_t n);
+// One group (or two consecutive ones when `pair`) against `batch` activation rows of `format`, at `isa`;
+// y[b * ys + o] for the first `valid` outputs o of the 16 or 32.
+void ag_packed_float_groups(int kind, int format, int isa, const uint8_t *group, size_t group_bytes, int pair,
+                            int64_t n, const void *x, size_t xs_bytes, int64_t batch, float *y, int64_t ys,
+                            int64_t valid);
 
 typedef uint16_t ag_half;
 
@@ -90,6 +103,12 @@ static inline ag_half ag_f32_to_half(float f) {
 }
 
 static inline float ag_bf16_to_f32(uint16_t h) { return ag_bits_to_f32((uint32_t)h << 16); }
+
+// Round to nearest even on the dropped 16 bits; a NaN stays a (quiet) NaN.
+static inline uint16_t ag_f32_to_bf16(float f) {
+    const uint32_t u = ag_f32_to_bits(f);
+    return (u & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((u >> 16) | 0x40u) : (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
 
 // Q4_K / Q5_K: the 12 scale bytes hold 8 six-bit scales and 8 six-bit mins.
 // Unpacks them into sc[0..7] = scales, sc[8..15] = mins (bytes), as ggml's get_scale_min_k4.

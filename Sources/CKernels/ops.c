@@ -50,6 +50,62 @@ void ag_silu_mul(const float *gate, const float *up, float *out, int64_t n) {
     }
 }
 
+// ---- the same on the pool: row ranges (or element ranges) per task, each computed as above, so the
+// results do not depend on the split. Small inputs run on the calling thread.
+
+typedef struct {
+    int op;  // 0 rmsnorm, 1 rope, 2 silu_mul
+    int64_t per, count;
+    const float *x; int64_t x_stride; const float *weight; float *out; int64_t out_stride; int64_t n; float eps;
+    float *rx; int heads, head_dim, rot_dims; const int32_t *positions; float base; int neox;
+    const float *gate, *up;
+} rows_job;
+
+static void rows_task(void *raw, int64_t index, int thread) {
+    (void)thread;
+    const rows_job *j = raw;
+    const int64_t a = index * j->per, b = a + j->per < j->count ? a + j->per : j->count;
+    if (a >= b) return;
+    switch (j->op) {
+    case 0: ag_rmsnorm(j->x + a * j->x_stride, j->x_stride, j->weight, j->out + a * j->out_stride, j->out_stride, b - a, j->n, j->eps); break;
+    case 1: ag_rope(j->rx + a * j->x_stride, j->x_stride, b - a, j->heads, j->head_dim, j->rot_dims, j->positions + a, j->base, j->neox); break;
+    default: ag_silu_mul(j->gate + a, j->up + a, j->out + a, b - a); break;
+    }
+}
+
+// Runs `job` over `count` units in tasks of at least `least` units, two tasks per thread.
+static void run_rows(ag_pool *pool, rows_job *job, int64_t count, int64_t least) {
+    const int threads = pool ? ag_pool_threads(pool) : 1;
+    job->count = count;
+    if (threads < 2 || count < 2 * least) {
+        job->per = count;
+        rows_task(job, 0, 0);
+        return;
+    }
+    int64_t per = (count + 2 * threads - 1) / (2 * threads);
+    if (per < least) per = least;
+    job->per = per;
+    ag_pool_run(pool, rows_task, job, (count + per - 1) / per);
+}
+
+void ag_rmsnorm_pool(ag_pool *pool, const float *x, int64_t x_stride, const float *weight, float *out, int64_t out_stride,
+                     int64_t rows, int64_t n, float eps) {
+    rows_job job = {.op = 0, .x = x, .x_stride = x_stride, .weight = weight, .out = out, .out_stride = out_stride, .n = n, .eps = eps};
+    run_rows(pool, &job, rows, 8);
+}
+
+void ag_rope_pool(ag_pool *pool, float *x, int64_t x_stride, int64_t rows, int heads, int head_dim, int rot_dims,
+                  const int32_t *positions, float base, int neox) {
+    rows_job job = {.op = 1, .rx = x, .x_stride = x_stride, .heads = heads, .head_dim = head_dim, .rot_dims = rot_dims,
+                    .positions = positions, .base = base, .neox = neox};
+    run_rows(pool, &job, rows, 4);
+}
+
+void ag_silu_mul_pool(ag_pool *pool, const float *gate, const float *up, float *out, int64_t n) {
+    rows_job job = {.op = 2, .gate = gate, .up = up, .out = out};
+    run_rows(pool, &job, n, 16384);
+}
+
 void ag_add(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
@@ -595,10 +651,7 @@ int ag_kv_store(int kv_type, const float *src, void *dst, int64_t n) {
     case AG_TYPE_BF16: {
         uint16_t *y = dst;
         for (int64_t i = 0; i < n; i++) {
-            const uint32_t u = ag_f32_to_bits(src[i]);
-            // Round to nearest even; a NaN stays a (quiet) NaN.
-            y[i] = (u & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((u >> 16) | 0x40u)
-                                                   : (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+            y[i] = ag_f32_to_bf16(src[i]);
         }
         return 0;
     }

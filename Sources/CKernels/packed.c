@@ -75,6 +75,8 @@ static int packed_kind(int type) {
     case AG_TYPE_Q4_K: return AG_PACKED_Q4K;
     case AG_TYPE_Q5_K: return AG_PACKED_Q5K;
     case AG_TYPE_Q6_K: return AG_PACKED_Q6K;
+    case AG_TYPE_F16: return AG_PACKED_F16;
+    case AG_TYPE_BF16: return AG_PACKED_BF16;
     default: return -1;
     }
 }
@@ -89,26 +91,38 @@ static size_t block_group_bytes(int kind) {
     case AG_PACKED_Q4K: return PK_Q4K_BYTES;
     case AG_PACKED_Q5K: return PK_Q5K_BYTES;
     case AG_PACKED_Q6K: return PK_Q6K_BYTES;
+    case AG_PACKED_F16: case AG_PACKED_BF16: return 2 * PK_ROWS * 2;  // a pair of positions (packed_float.c)
     default: return 0;
     }
 }
 
 static int is_k_kind(int kind) { return kind == AG_PACKED_Q4K || kind == AG_PACKED_Q5K || kind == AG_PACKED_Q6K; }
 
-static int64_t block_elements(int kind) { return is_k_kind(kind) ? AG_QK_K : AG_QK; }
+static int is_float_kind(int kind) { return kind == AG_PACKED_F16 || kind == AG_PACKED_BF16; }
+
+static int64_t block_elements(int kind) { return is_k_kind(kind) ? AG_QK_K : is_float_kind(kind) ? 2 : AG_QK; }
+
+// BF16 weights read bf16 activations where vdpbf16ps runs (the AVX-512 path on a CPU with avx512_bf16).
+static int bf16_input_format(int isa) {
+    return isa >= AG_ISA_AVX512 && ag_packed_float_bf16_dot_available() ? AG_PACKED_INPUT_BF16 : AG_PACKED_INPUT_F32;
+}
+
+static int input_format(int kind, int isa) {
+    switch (kind) {
+    case AG_PACKED_Q4: case AG_PACKED_Q8: case AG_PACKED_Q5: case AG_PACKED_Q51: return AG_PACKED_INPUT_BLOCKS;
+    case AG_PACKED_Q4K: case AG_PACKED_Q5K: case AG_PACKED_Q6K: return AG_PACKED_INPUT_SUPERBLOCKS;
+    case AG_PACKED_F16: return AG_PACKED_INPUT_F32;
+    case AG_PACKED_BF16: return bf16_input_format(isa);
+    default: return -1;
+    }
+}
 
 int ag_packed_kind(int weight_type) {
     if (ag_isa_active() < AG_ISA_AVX2) return -1;
     return packed_kind(weight_type);
 }
 
-int ag_packed_input_format(int kind) {
-    switch (kind) {
-    case AG_PACKED_Q4: case AG_PACKED_Q8: case AG_PACKED_Q5: case AG_PACKED_Q51: return AG_PACKED_INPUT_BLOCKS;
-    case AG_PACKED_Q4K: case AG_PACKED_Q5K: case AG_PACKED_Q6K: return AG_PACKED_INPUT_SUPERBLOCKS;
-    default: return -1;
-    }
-}
+int ag_packed_input_format(int kind) { return input_format(kind, ag_isa_active()); }
 
 size_t ag_packed_group_bytes(int kind, int64_t n) {
     const size_t bb = block_group_bytes(kind);
@@ -249,6 +263,10 @@ int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, v
     const int64_t nb = n / AG_QK, groups = (rows + PK_ROWS - 1) / PK_ROWS;
     const size_t row_bytes = ag_row_bytes(weight_type, n), bb = block_group_bytes(kind);
     uint8_t *out = dst;
+    if (is_float_kind(kind)) {
+        ag_pack_float(kind, src, rows, n, dst);
+        return 0;
+    }
     memset(out, 0, ag_packed_bytes(weight_type, rows, n));
     if (kind == AG_PACKED_Q4K || kind == AG_PACKED_Q5K) {
         pack_q4k(src, rows, n, out, kind == AG_PACKED_Q5K);
@@ -304,6 +322,8 @@ int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, v
 
 size_t ag_packed_activation_bytes(int format, int64_t n) {
     if (format == AG_PACKED_INPUT_SUPERBLOCKS) return (size_t)(n / AG_QK_K) * (256 + 4 + 16 + 32);
+    if (format == AG_PACKED_INPUT_F32) return (size_t)n * sizeof(float);
+    if (format == AG_PACKED_INPUT_BF16) return ((size_t)n * 2 + 3) / 4 * 4;
     return (size_t)(n / AG_QK) * (32 + 12);
 }
 
@@ -375,6 +395,15 @@ void ag_quantize_packed_row(const float *x, void *dst, int64_t n) {
 }
 
 size_t ag_quantize_packed_rows(ag_pool *pool, int format, const float *x, int64_t x_stride, int64_t batch, int64_t n, void *dst) {
+    if (format == AG_PACKED_INPUT_F32 || format == AG_PACKED_INPUT_BF16) {
+        const size_t stride = ag_packed_activation_bytes(format, n);
+        for (int64_t b = 0; b < batch; b++) {
+            char *row = (char *)dst + (size_t)b * stride;
+            if (format == AG_PACKED_INPUT_F32) memcpy(row, x + b * x_stride, (size_t)n * sizeof(float));
+            else ag_bf16_row(x + b * x_stride, (uint16_t *)row, n);
+        }
+        return stride;
+    }
     return ag_quantize_rows(pool, format == AG_PACKED_INPUT_SUPERBLOCKS ? AG_ACT_PACKED_K : AG_ACT_PACKED,
                             x, x_stride, batch, n, dst);
 }
@@ -834,7 +863,9 @@ typedef struct {
     ag_packed_target targets[AG_MATMUL_MAX_TARGETS];
     int64_t task_start[AG_MATMUL_MAX_TARGETS + 1];
     int64_t groups_per_task;
-    int isa;  // the caller's path: AG_ISA_AVX512 or AG_ISA_AVX2
+    int64_t slices, slice_rows;  // float kinds: activation rows in slices of slice_rows, a task per (groups, slice)
+    int isa;     // the caller's path: AG_ISA_AVX512 or AG_ISA_AVX2
+    int format;  // the activations' format, as the caller quantized them
     int64_t n, batch;
     const int8_t *xq;
     size_t xq_stride;
@@ -843,6 +874,8 @@ typedef struct {
 static void pm_task(void *raw, int64_t index, int thread) {
     (void)thread;
     const pm_job *job = raw;
+    const int64_t slice = index % job->slices;
+    index /= job->slices;
     int t = 0;
     while (index >= job->task_start[t + 1]) t++;
     const ag_packed_target *target = &job->targets[t];
@@ -851,6 +884,19 @@ static void pm_task(void *raw, int64_t index, int thread) {
     int64_t g0 = (index - job->task_start[t]) * job->groups_per_task, g1 = g0 + job->groups_per_task;
     const int64_t groups = (target->rows + PK_ROWS - 1) / PK_ROWS;
     if (g1 > groups) g1 = groups;
+    if (is_float_kind(target->kind)) {
+        // Pairs of groups (tasks start on even groups) against this task's slice of the activation rows.
+        const int64_t b0 = slice * job->slice_rows;
+        const int64_t rows = job->batch - b0 < job->slice_rows ? job->batch - b0 : job->slice_rows;
+        for (int64_t g = g0; g < g1; g += 2) {
+            const int pair = g + 1 < g1;
+            ag_packed_float_groups(target->kind, job->format, job->isa, (const uint8_t *)target->packed + (size_t)g * gb, gb,
+                                   pair, job->n, (const char *)job->xq + (size_t)b0 * job->xq_stride, job->xq_stride, rows,
+                                   target->y + b0 * target->y_stride + g * PK_ROWS, target->y_stride,
+                                   target->rows - g * PK_ROWS);
+        }
+        return;
+    }
 #if defined(__x86_64__)
     // Activation rows in chunks of up to 8 per pass over a group (the group's weights stay in L1).
     for (int64_t g = g0; g < g1; g++) {
@@ -881,20 +927,28 @@ int ag_matmul_packed(ag_pool *pool, const ag_packed_target *targets, int count, 
     pm_job job;
     memset(&job, 0, sizeof job);
     job.isa = isa;
+    job.format = input_format(targets[0].kind, isa);
     job.count = count;
     job.n = n;
     job.batch = batch;
     job.xq = xq;
     job.xq_stride = xq_stride;
     int64_t groups[AG_MATMUL_MAX_TARGETS];
+    int64_t align = 1;
     for (int i = 0; i < count; i++) {
-        const int format = ag_packed_input_format(targets[i].kind);
-        if (format < 0 || format != ag_packed_input_format(targets[0].kind)) return -1;
+        const int format = input_format(targets[i].kind, isa);
+        if (format < 0 || format != job.format) return -1;
+        if (is_float_kind(targets[i].kind)) align = 2;
         if (ag_packed_group_bytes(targets[i].kind, n) == 0) return -1;
         job.targets[i] = targets[i];
         groups[i] = (targets[i].rows + PK_ROWS - 1) / PK_ROWS;
     }
-    const int64_t tasks = ag_plan_tasks(groups, count, ag_pool_threads(pool), 1, &job.groups_per_task, job.task_start);
-    ag_pool_run(pool, pm_task, &job, tasks);
+    const int64_t tasks = ag_plan_tasks(groups, count, ag_pool_threads(pool), align, &job.groups_per_task, job.task_start);
+    // Float kinds are compute bound with long tasks: a long batch (a prompt, image patches) is cut into slices of
+    // 64 rows so that the threads finish together; each slice reads the groups' weights again (from cache, or
+    // at a cost of a few percent of its arithmetic from memory).
+    job.slice_rows = align == 2 ? 64 : batch;
+    job.slices = (batch + job.slice_rows - 1) / job.slice_rows;
+    ag_pool_run(pool, pm_task, &job, tasks * job.slices);
     return 0;
 }

@@ -311,8 +311,8 @@ public struct WeightMatrix: @unchecked Sendable {
     /// The activation format of the packed products (AG_PACKED_INPUT_*), or -1 without a packed copy.
     var packedInputFormat: Int32 { packed.map { ag_packed_input_format($0.kind) } ?? -1 }
 
-    /// This matrix with a row-interleaved copy for the batched AVX-512 VNNI / AVX2 kernels (Q4_0, Q4_1,
-    /// Q5_0, Q8_0 and Q4_K; see packed.c), or itself unchanged where there are none (another type, a CPU without
+    /// This matrix with a row-interleaved copy for the batched AVX-512 / AVX2 kernels (Q4_0, Q4_1, Q5_0, Q5_1,
+    /// Q8_0, Q4_K, Q5_K and Q6_K, see packed.c; F16 and BF16, see packed_float.c), or itself unchanged where there are none (another type, a CPU without
     /// AVX2, `AUTOGLM_KERNELS=scalar`). The copy costs as much memory as the tensor; the file's pages of the
     /// tensor are released afterwards, so the resident size stays about the file's size.
     public func packedForBatching() -> WeightMatrix {
@@ -361,39 +361,4 @@ public func dequantize(_ type: GGUFTensorType, bytes: [UInt8], count: Int) -> [F
         }
     }
     return out
-}
-
-/// An F16 weight matrix repacked for batched products over many rows (a vision tower's: thousands of patches
-/// through each matrix): tiles of 16 output rows stored column by column, so that the AVX-512 kernel converts each
-/// weight once per 8 activation rows. The copy is the size of the F16 tensor; the file's pages of it are released.
-public final class PackedF16Matrix: @unchecked Sendable {
-    public let name: String
-    public let rows: Int
-    public let columns: Int
-    let tiles: UnsafeMutablePointer<UInt16>
-
-    /// nil unless `matrix` is F16 and the AVX-512 kernel runs here (elsewhere the engine's F16 kernels are faster
-    /// than this layout's scalar fallback).
-    public init?(_ matrix: WeightMatrix, pool: WorkerPool) {
-        guard matrix.type == .f16, KernelPath.active == .avx512 else { return nil }
-        name = matrix.name
-        rows = matrix.rows
-        columns = matrix.columns
-        let bytes = ag_f16_tiles_bytes(Int64(rows), Int64(columns))
-        tiles = UnsafeMutablePointer<UInt16>.allocate(capacity: bytes / 2)
-        ag_pack_f16_tiles(pool.raw, matrix.bytes.assumingMemoryBound(to: UInt16.self), Int64(rows), Int64(columns), tiles)
-        matrix.owner.releasePages(UnsafeRawBufferPointer(start: matrix.bytes, count: rows * matrix.rowBytes))
-    }
-
-    deinit { tiles.deallocate() }
-
-    /// output[b * outputStride + r] = W[r] . input[offset + b * stride ..< + columns] for b < batch.
-    public func multiply(_ input: FloatBuffer, offset: Int = 0, stride: Int, batch: Int, into output: FloatBuffer,
-                         outputOffset: Int = 0, outputStride: Int? = nil, pool: WorkerPool) {
-        let ys = outputStride ?? rows
-        precondition(batch > 0 && offset + (batch - 1) * stride + columns <= input.count)
-        precondition(outputOffset + (batch - 1) * ys + rows <= output.count)
-        ag_gemm_f16_tiles(pool.raw, input.pointer(offset), Int64(stride), Int64(batch), tiles, Int64(rows), Int64(columns),
-                          output.pointer(outputOffset), Int64(ys))
-    }
 }

@@ -42,9 +42,19 @@ public enum Operations {
         }
         precondition(offset + (batch - 1) * stride + columns <= input.count)
         if allPacked {
-            let xq = scratch.reserve(ag_packed_activation_bytes(packedFormat, Int64(columns)) * batch + 64)
-            let packedStride = ag_quantize_packed_rows(pool.raw, packedFormat, input.pointer(offset), Int64(stride), Int64(batch),
-                                                       Int64(columns), xq)
+            // Float32 activations (F16 weights) are read where they are; the others are converted once.
+            let direct = packedFormat == Int32(AG_PACKED_INPUT_F32)
+            let xq: UnsafeRawPointer
+            let packedStride: Int
+            if direct {
+                xq = UnsafeRawPointer(input.pointer(offset))
+                packedStride = stride * MemoryLayout<Float>.stride
+            } else {
+                let buffer = scratch.reserve(ag_packed_activation_bytes(packedFormat, Int64(columns)) * batch + 64)
+                packedStride = ag_quantize_packed_rows(pool.raw, packedFormat, input.pointer(offset), Int64(stride),
+                                                       Int64(batch), Int64(columns), buffer)
+                xq = UnsafeRawPointer(buffer)
+            }
             var raw = targets.map { t in
                 ag_packed_target(
                     kind: t.weights.packed!.kind, packed: t.weights.packed!.base + t.weights.packedOffset,
@@ -71,24 +81,25 @@ public enum Operations {
 
     public static func rmsNorm(
         _ x: FloatBuffer, offset: Int = 0, stride: Int, weight: FloatBuffer, into out: FloatBuffer, outOffset: Int = 0,
-        outStride: Int, rows: Int, width: Int, epsilon: Float
+        outStride: Int, rows: Int, width: Int, epsilon: Float, pool: WorkerPool? = nil
     ) {
         precondition(offset + (rows - 1) * stride + width <= x.count && weight.count >= width)
         precondition(outOffset + (rows - 1) * outStride + width <= out.count)
-        ag_rmsnorm(x.pointer(offset), Int64(stride), weight.pointer(), out.pointer(outOffset), Int64(outStride), Int64(rows), Int64(width), epsilon)
+        ag_rmsnorm_pool(pool?.raw, x.pointer(offset), Int64(stride), weight.pointer(), out.pointer(outOffset), Int64(outStride),
+                        Int64(rows), Int64(width), epsilon)
     }
 
     public enum RopeLayout: Int32, Sendable { case adjacentPairs = 0, halves = 1 }
 
     public static func rope(
         _ x: FloatBuffer, offset: Int = 0, stride: Int, positions: [Int32], heads: Int, headDimension: Int,
-        rotaryDimensions: Int, base: Float, layout: RopeLayout
+        rotaryDimensions: Int, base: Float, layout: RopeLayout, pool: WorkerPool? = nil
     ) {
         precondition(offset + (positions.count - 1) * stride + heads * headDimension <= x.count)
         precondition(rotaryDimensions <= headDimension && rotaryDimensions % 2 == 0 && rotaryDimensions <= 1024)
         positions.withUnsafeBufferPointer { p in
-            ag_rope(x.pointer(offset), Int64(stride), Int64(positions.count), Int32(heads), Int32(headDimension),
-                    Int32(rotaryDimensions), p.baseAddress!, base, layout.rawValue)
+            ag_rope_pool(pool?.raw, x.pointer(offset), Int64(stride), Int64(positions.count), Int32(heads), Int32(headDimension),
+                         Int32(rotaryDimensions), p.baseAddress!, base, layout.rawValue)
         }
     }
 
@@ -190,9 +201,9 @@ public enum Operations {
         }
     }
 
-    public static func siluMul(gate: FloatBuffer, up: FloatBuffer, into out: FloatBuffer, count: Int) {
+    public static func siluMul(gate: FloatBuffer, up: FloatBuffer, into out: FloatBuffer, count: Int, pool: WorkerPool? = nil) {
         precondition(gate.count >= count && up.count >= count && out.count >= count)
-        ag_silu_mul(gate.pointer(), up.pointer(), out.pointer(), Int64(count))
+        ag_silu_mul_pool(pool?.raw, gate.pointer(), up.pointer(), out.pointer(), Int64(count))
     }
 
     public static func add(_ x: FloatBuffer, into y: FloatBuffer, count: Int) {

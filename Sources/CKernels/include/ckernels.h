@@ -128,10 +128,12 @@ void ag_matmul_quantized(ag_pool *pool, const ag_matmul_target *targets, int cou
 // packed.c). Per output, the float operations do not depend on the batch size, so batched and solo
 // results are bitwise equal, and the AVX2 and AVX-512 paths give bitwise equal results.
 
-enum { AG_PACKED_Q4 = 0, AG_PACKED_Q8 = 1, AG_PACKED_Q5 = 2, AG_PACKED_Q4K = 3, AG_PACKED_Q5K = 4, AG_PACKED_Q6K = 5, AG_PACKED_Q51 = 6 };
+enum { AG_PACKED_Q4 = 0, AG_PACKED_Q8 = 1, AG_PACKED_Q5 = 2, AG_PACKED_Q4K = 3, AG_PACKED_Q5K = 4, AG_PACKED_Q6K = 5, AG_PACKED_Q51 = 6,
+       AG_PACKED_F16 = 7, AG_PACKED_BF16 = 8 };
 /// The activation formats of the packed products: blocks of 32 (Q4, Q8, Q5) or super-blocks of 256
-/// quantized as Q8_K (Q4K, Q5K, Q6K). Matrices fused into one product must share it.
-enum { AG_PACKED_INPUT_BLOCKS = 0, AG_PACKED_INPUT_SUPERBLOCKS = 1 };
+/// quantized as Q8_K (Q4K, Q5K, Q6K); float32 rows (F16, and BF16 without avx512_bf16); bf16 rows (BF16 with
+/// vdpbf16ps, on the AVX-512 path of a CPU with avx512_bf16). Matrices fused into one product must share it.
+enum { AG_PACKED_INPUT_BLOCKS = 0, AG_PACKED_INPUT_SUPERBLOCKS = 1, AG_PACKED_INPUT_F32 = 2, AG_PACKED_INPUT_BF16 = 3 };
 /// The packed kind for weights of `weight_type` on the active path, or -1 when there is none
 /// (another type, or a path below AVX2).
 int ag_packed_kind(int weight_type);
@@ -173,6 +175,12 @@ void ag_rope(float *x, int64_t x_stride, int64_t rows, int heads, int head_dim, 
              const int32_t *positions, float base, int neox);
 /// out[i] = silu(gate[i]) * up[i], silu(z) = z / (1 + e^-z).
 void ag_silu_mul(const float *gate, const float *up, float *out, int64_t n);
+/// ag_rmsnorm, ag_rope and ag_silu_mul split over the pool (rows, or elements); the same results as one call.
+void ag_rmsnorm_pool(ag_pool *pool, const float *x, int64_t x_stride, const float *weight, float *out, int64_t out_stride,
+                     int64_t rows, int64_t n, float eps);
+void ag_rope_pool(ag_pool *pool, float *x, int64_t x_stride, int64_t rows, int heads, int head_dim, int rot_dims,
+                  const int32_t *positions, float base, int neox);
+void ag_silu_mul_pool(ag_pool *pool, const float *gate, const float *up, float *out, int64_t n);
 /// y[i] += x[i].
 void ag_add(float *y, const float *x, int64_t n);
 /// x[r * x_stride + i] += bias[i] for r < rows, i < n (a bias vector added to every row).
@@ -201,14 +209,6 @@ int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, in
 /// Returns 0, or -1 for head_dim over 256 or an empty input.
 int ag_attention_dense(ag_pool *pool, const float *q, const float *k, const float *v, int64_t stride, float *out,
                        int64_t out_stride, int64_t tokens, int heads, int head_dim, float scale);
-
-/// F16 weights for batched products: tiles of 16 output rows stored column by column ([n][16] halves), rows
-/// padded with zeros to a multiple of 16. ag_f16_tiles_bytes gives the size of the packed copy.
-size_t ag_f16_tiles_bytes(int64_t rows, int64_t n);
-void ag_pack_f16_tiles(ag_pool *pool, const uint16_t *w, int64_t rows, int64_t n, uint16_t *dst);
-/// y[b][0..<rows] = W x[b] for b < batch, W in ag_pack_f16_tiles' layout; float32 arithmetic (AVX-512, else scalar).
-void ag_gemm_f16_tiles(ag_pool *pool, const float *x, int64_t x_stride, int64_t batch, const uint16_t *tiles, int64_t rows,
-                       int64_t n, float *y, int64_t y_stride);
 
 /// Runs `iterations` rounds of 12 independent vector FMA chains on every pool thread (AVX-512 or AVX2; nothing on
 /// the scalar path): time it to get the float32 FMA peak. Each round of each thread is

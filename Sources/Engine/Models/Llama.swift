@@ -101,7 +101,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         }
         for (l, layer) in layers.enumerated() {
             Operations.rmsNorm(ws.x, stride: d, weight: layer.attentionNorm, into: ws.normed, outStride: d,
-                               rows: n, width: d, epsilon: c.normEpsilon)
+                               rows: n, width: d, epsilon: c.normEpsilon, pool: pool)
             project(ws.normed, stride: d, rows: n, [
                 MatmulTarget(layer.query, output: ws.query),
                 MatmulTarget(layer.key, output: ws.key),
@@ -110,7 +110,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             for buffer in [(ws.query, c.headCount, c.queryWidth), (ws.key, c.kvHeadCount, c.kvWidth)] {
                 Operations.rope(buffer.0, stride: buffer.2, positions: plan.positions, heads: buffer.1,
                                 headDimension: c.headDimension, rotaryDimensions: c.rotaryDimensions,
-                                base: c.ropeBase, layout: .adjacentPairs)
+                                base: c.ropeBase, layout: .adjacentPairs, pool: pool)
             }
             plan.store(keys: ws.key, values: ws.value, layer: l, cache: cache)
             Operations.attention(
@@ -124,12 +124,12 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             Operations.add(ws.projected, into: ws.x, count: n * d)
 
             Operations.rmsNorm(ws.x, stride: d, weight: layer.feedForwardNorm, into: ws.normed, outStride: d,
-                               rows: n, width: d, epsilon: c.normEpsilon)
+                               rows: n, width: d, epsilon: c.normEpsilon, pool: pool)
             project(ws.normed, stride: d, rows: n, [
                 MatmulTarget(layer.gate, output: ws.gate),
                 MatmulTarget(layer.up, output: ws.up),
             ], scratch: ws.scratch)
-            Operations.siluMul(gate: ws.gate, up: ws.up, into: ws.hidden, count: n * c.feedForwardWidth)
+            Operations.siluMul(gate: ws.gate, up: ws.up, into: ws.hidden, count: n * c.feedForwardWidth, pool: pool)
             project(ws.hidden, stride: c.feedForwardWidth, rows: n, [MatmulTarget(layer.down, output: ws.projected)],
                     scratch: ws.scratch)
             Operations.add(ws.projected, into: ws.x, count: n * d)

@@ -7,15 +7,9 @@ import Kernels
 /// by `Operations.attentionDense`. Weights are read in place from the mmproj (any type the kernels run; llama.cpp
 /// writes F16, the convolutions F16 or F32). One image at a time.
 public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
-    /// A weight matrix: F16 ones repacked for many-row products, the others on the engine's kernels.
-    enum Linear {
-        case f16(PackedF16Matrix)
-        case kernels(WeightMatrix)
-
-        init(_ m: WeightMatrix, pool: WorkerPool) {
-            self = PackedF16Matrix(m, pool: pool).map(Linear.f16) ?? .kernels(m)
-        }
-    }
+    /// A weight matrix, packed for the batched kernels where the CPU has them (F16 ones as tiles of 16 outputs
+    /// for float multiply-adds over all patches; see packed_float.c).
+    typealias Linear = WeightMatrix
 
     struct Block {
         let norm1, norm2: FloatBuffer
@@ -67,13 +61,13 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
             guard info.type.isWeightType, let m = WeightMatrix(file: file, tensor: info, flattening: columns), m.rows == rows else {
                 throw .badTensorShape(name, expected: [columns, rows], found: info.dimensions)
             }
-            return m
+            return m.packedForBatching()
         }
         func optional(_ name: String, _ count: Int) throws(EngineError) -> FloatBuffer? { w.has(name) ? try w.vector(name, count: count) : nil }
         let d = c.width, p = c.patchSize, ff = c.feedForwardWidth, out = c.outputWidth, group = c.mergeSize * c.mergeSize
         let pool = WorkerPool(threads: threads)
         self.pool = pool
-        func linear(_ m: WeightMatrix) -> Linear { Linear(m, pool: pool) }
+        func linear(_ m: WeightMatrix) -> Linear { m }
         patchEmbedding = try (0 ..< c.temporalPatchSize).map { (t: Int) throws(EngineError) -> Linear in
             linear(try flat(t == 0 ? "v.patch_embd.weight" : "v.patch_embd.weight.\(t)", columns: 3 * p * p, rows: d))
         }
@@ -134,7 +128,7 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
             if f > 0 { Operations.add(t, into: x, count: n * d) }
         }
         if let patchBias { Operations.addBias(patchBias, to: x, stride: d, rows: n, width: d) }
-        Operations.rmsNorm(x, stride: d, weight: embeddingNorm, into: normed, outStride: d, rows: n, width: d, epsilon: c.normEpsilon)
+        Operations.rmsNorm(x, stride: d, weight: embeddingNorm, into: normed, outStride: d, rows: n, width: d, epsilon: c.normEpsilon, pool: pool)
         t.write(interpolatedPositions(coordinates, gridH: gridH, gridW: gridW), at: 0)
         Operations.add(t, into: normed, count: n * d)
         x.copy(from: normed, sourceOffset: 0, to: 0, length: n * d)
@@ -144,7 +138,7 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
         let ff = c.feedForwardWidth
         let gate = FloatBuffer(count: n * ff), up = FloatBuffer(count: n * ff)
         for block in blocks {
-            Operations.rmsNorm(x, stride: d, weight: block.norm1, into: normed, outStride: d, rows: n, width: d, epsilon: c.normEpsilon)
+            Operations.rmsNorm(x, stride: d, weight: block.norm1, into: normed, outStride: d, rows: n, width: d, epsilon: c.normEpsilon, pool: pool)
             project(normed, stride: d, rows: n, [(block.qkv, qkv)])
             if let bias = block.qkvBias { Operations.addBias(bias, to: qkv, stride: 3 * d, rows: n, width: 3 * d) }
             for offset in [0, d] {
@@ -163,15 +157,15 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
             if let bias = block.outputBias { Operations.addBias(bias, to: t, stride: d, rows: n, width: d) }
             Operations.add(t, into: x, count: n * d)
 
-            Operations.rmsNorm(x, stride: d, weight: block.norm2, into: normed, outStride: d, rows: n, width: d, epsilon: c.normEpsilon)
+            Operations.rmsNorm(x, stride: d, weight: block.norm2, into: normed, outStride: d, rows: n, width: d, epsilon: c.normEpsilon, pool: pool)
             project(normed, stride: d, rows: n, [(block.gate, gate), (block.up, up)])
-            Operations.siluMul(gate: gate, up: up, into: gate, count: n * ff)
+            Operations.siluMul(gate: gate, up: up, into: gate, count: n * ff, pool: pool)
             project(gate, stride: ff, rows: n, [(block.down, t)])
             Operations.add(t, into: x, count: n * d)
         }
 
         // Merge each block of patches into one token, then the projector.
-        Operations.rmsNorm(x, stride: d, weight: postNorm, into: normed, outStride: d, rows: n, width: d, epsilon: c.normEpsilon)
+        Operations.rmsNorm(x, stride: d, weight: postNorm, into: normed, outStride: d, rows: n, width: d, epsilon: c.normEpsilon, pool: pool)
         let tokens = n / group, out = c.outputWidth, mw = c.mergerWidth
         let merged = FloatBuffer(count: n * d)
         Operations.interleaveGroups(normed, into: merged, rows: n, width: d, group: group)
@@ -182,7 +176,7 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
         Operations.layerNormGELU(z, rows: tokens, width: out, weight: mergerNorm, bias: mergerNormBias, epsilon: 1e-5)
         let g2 = FloatBuffer(count: tokens * mw), u2 = FloatBuffer(count: tokens * mw)
         project(z, stride: out, rows: tokens, [(mergerGate, g2), (mergerUp, u2)])
-        Operations.siluMul(gate: g2, up: u2, into: g2, count: tokens * mw)
+        Operations.siluMul(gate: g2, up: u2, into: g2, count: tokens * mw, pool: pool)
         project(g2, stride: mw, rows: tokens, [(mergerDown, y)])
         return y.slice(0, tokens * out)
     }
@@ -227,14 +221,8 @@ public final class GLM4VisionEncoder: VisionEncoder, @unchecked Sendable {
 
     private func project(_ input: FloatBuffer, stride: Int, rows: Int, _ targets: [(Linear, FloatBuffer)]) {
         let start = clock.now
-        var others: [MatmulTarget] = []
-        for (linear, output) in targets {
-            switch linear {
-            case .f16(let m): m.multiply(input, stride: stride, batch: rows, into: output, pool: pool)
-            case .kernels(let m): others.append(MatmulTarget(m, output: output))
-            }
-        }
-        if !others.isEmpty { SharedLayers.project(input, stride: stride, rows: rows, others, pool: pool, scratch: scratch) }
+        SharedLayers.project(input, stride: stride, rows: rows, targets.map { MatmulTarget($0.0, output: $0.1) }, pool: pool,
+                             scratch: scratch)
         profile.matrixSeconds += Self.seconds(clock.now - start)
     }
 
