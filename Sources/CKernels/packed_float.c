@@ -30,6 +30,7 @@
 #endif
 
 #define PF_ROWS 16
+#define PF_CHUNK 1024  // positions per pass (even: BF16 pairs stay whole)
 
 size_t ag_packed_float_group_bytes(int64_t n) { return (size_t)n * PF_ROWS * 2; }
 
@@ -80,13 +81,21 @@ PF512 static inline void store16(float *y, __m512 acc, int64_t valid) {
     _mm512_mask_storeu_ps(y, m, acc);
 }
 
-// R activation rows (stride xs floats) x T groups (1 or 2: w0, w1), all n positions.
+// The partial sums of an earlier chunk of positions (valid lanes), or zeros.
+PF512 static inline __m512 load16(const float *y, int64_t valid, int add) {
+    if (!add || valid <= 0) return _mm512_setzero_ps();
+    const __mmask16 m = valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1u);
+    return _mm512_maskz_loadu_ps(m, y);
+}
+
+// R activation rows (stride xs floats) x T groups (1 or 2: w0, w1), positions 0..n-1 of the pointers given,
+// continuing the sums in y when `add` (a later chunk of positions: the same chain of operations).
 #define PF_F16_512(NAME, R, T)                                                                                     \
 PF512 static void NAME(const uint16_t *w0, const uint16_t *w1, int64_t n, const float *x, int64_t xs, float *y,   \
-                       int64_t ys, int64_t valid) {                                                               \
+                       int64_t ys, int64_t valid, int add) {                                                      \
     __m512 acc[R][T];                                                                                            \
     for (int r = 0; r < R; r++)                                                                                  \
-        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();                                             \
+        for (int t = 0; t < T; t++) acc[r][t] = load16(y + r * ys + 16 * t, valid - 16 * t, add);               \
     for (int64_t k = 0; k < n; k++) {                                                                            \
         __m512 w[T];                                                                                             \
         w[0] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w0 + k * PF_ROWS)));                         \
@@ -99,6 +108,7 @@ PF512 static void NAME(const uint16_t *w0, const uint16_t *w1, int64_t n, const 
     for (int r = 0; r < R; r++)                                                                                  \
         for (int t = 0; t < T; t++) store16(y + r * ys + 16 * t, acc[r][t], valid - 16 * t);                     \
 }
+PF_F16_512(f16_512_12x2, 12, 2)
 PF_F16_512(f16_512_8x2, 8, 2)
 PF_F16_512(f16_512_4x2, 4, 2)
 PF_F16_512(f16_512_2x2, 2, 2)
@@ -111,10 +121,10 @@ PF_F16_512(f16_512_1x1, 1, 1)
 // The same with vdpbf16ps: x holds bf16 rows (stride xs halves), read as 32-bit pairs.
 #define PF_BF16_512(NAME, R, T)                                                                                    \
 PFBF16 static void NAME(const uint16_t *w0, const uint16_t *w1, int64_t n, const uint16_t *x, int64_t xs,          \
-                        float *y, int64_t ys, int64_t valid) {                                                    \
+                        float *y, int64_t ys, int64_t valid, int add) {                                           \
     __m512 acc[R][T];                                                                                            \
     for (int r = 0; r < R; r++)                                                                                  \
-        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();                                             \
+        for (int t = 0; t < T; t++) acc[r][t] = load16(y + r * ys + 16 * t, valid - 16 * t, add);               \
     for (int64_t j = 0; j < n / 2; j++) {                                                                        \
         __m512bh w[T];                                                                                           \
         w[0] = (__m512bh)_mm512_loadu_si512((const void *)(w0 + j * 2 * PF_ROWS));                              \
@@ -139,6 +149,13 @@ PF_BF16_512(bf16_512_2x1, 2, 1)
 PF_BF16_512(bf16_512_1x1, 1, 1)
 
 // AVX2: 8 lanes; lanes 0-7 and 8-15 of one group in two registers.
+PF256 static inline __m256 load8(const float *y, int64_t valid, int add) {
+    if (!add || valid <= 0) return _mm256_setzero_ps();
+    if (valid >= 8) return _mm256_loadu_ps(y);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_maskload_ps(y, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)valid), lanes));
+}
+
 PF256 static inline void store8(float *y, __m256 acc, int64_t valid) {
     if (valid <= 0) return;
     if (valid >= 8) {
@@ -151,9 +168,12 @@ PF256 static inline void store8(float *y, __m256 acc, int64_t valid) {
 
 #define PF_F16_256(NAME, R)                                                                                        \
 PF256 static void NAME(const uint16_t *w, int64_t n, const float *x, int64_t xs, float *y, int64_t ys,             \
-                       int64_t valid) {                                                                           \
+                       int64_t valid, int add) {                                                                  \
     __m256 acc[R][2];                                                                                            \
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();                                     \
+    for (int r = 0; r < R; r++) {                                                                                \
+        acc[r][0] = load8(y + r * ys, valid, add);                                                               \
+        acc[r][1] = load8(y + r * ys + 8, valid - 8, add);                                                       \
+    }                                                                                                            \
     for (int64_t k = 0; k < n; k++) {                                                                            \
         const __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k * PF_ROWS)));                   \
         const __m256 c = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k * PF_ROWS + 8)));               \
@@ -175,9 +195,12 @@ PF_F16_256(f16_256_1, 1)
 // BF16 widened by shifts: the low half of a pair word is w[2j], the high half w[2j+1].
 #define PF_BF16_256(NAME, R)                                                                                       \
 PF256 static void NAME(const uint16_t *w, int64_t n, const float *x, int64_t xs, float *y, int64_t ys,             \
-                       int64_t valid) {                                                                           \
+                       int64_t valid, int add) {                                                                  \
     __m256 acc[R][2];                                                                                            \
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();                                     \
+    for (int r = 0; r < R; r++) {                                                                                \
+        acc[r][0] = load8(y + r * ys, valid, add);                                                               \
+        acc[r][1] = load8(y + r * ys + 8, valid - 8, add);                                                       \
+    }                                                                                                            \
     const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);                                                    \
     for (int64_t j = 0; j < n / 2; j++) {                                                                        \
         const __m256i p0 = _mm256_loadu_si256((const __m256i *)(w + j * 2 * PF_ROWS));                           \
@@ -204,9 +227,9 @@ PF_BF16_256(bf16_256_4, 4)
 PF_BF16_256(bf16_256_2, 2)
 PF_BF16_256(bf16_256_1, 1)
 
-typedef void (*pf512_fn)(const uint16_t *, const uint16_t *, int64_t, const float *, int64_t, float *, int64_t, int64_t);
-typedef void (*pfbf_fn)(const uint16_t *, const uint16_t *, int64_t, const uint16_t *, int64_t, float *, int64_t, int64_t);
-typedef void (*pf256_fn)(const uint16_t *, int64_t, const float *, int64_t, float *, int64_t, int64_t);
+typedef void (*pf512_fn)(const uint16_t *, const uint16_t *, int64_t, const float *, int64_t, float *, int64_t, int64_t, int);
+typedef void (*pfbf_fn)(const uint16_t *, const uint16_t *, int64_t, const uint16_t *, int64_t, float *, int64_t, int64_t, int);
+typedef void (*pf256_fn)(const uint16_t *, int64_t, const float *, int64_t, float *, int64_t, int64_t, int);
 #endif
 
 int ag_packed_float_bf16_dot_available(void) {
@@ -227,50 +250,56 @@ void ag_packed_float_groups(int kind, int format, int isa, const uint8_t *group,
                             int64_t valid) {
 #if defined(__x86_64__)
     const uint16_t *w0 = (const uint16_t *)group, *w1 = (const uint16_t *)(group + group_bytes);
-    if (isa >= AG_ISA_AVX512 && kind == AG_PACKED_F16) {
-        const float *xf = x;
-        const int64_t xs = (int64_t)(xs_bytes / sizeof(float));
-        static const pf512_fn two[9] = {0, f16_512_1x2, f16_512_2x2, 0, f16_512_4x2, 0, 0, 0, f16_512_8x2};
-        static const pf512_fn one[9] = {0, f16_512_1x1, f16_512_2x1, 0, f16_512_4x1, 0, 0, 0, f16_512_8x1};
-        for (int64_t b = 0; b < batch;) {
-            const int64_t left = batch - b;
-            const int r = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-            (pair ? two : one)[r](w0, w1, n, xf + b * xs, xs, y + b * ys, ys, valid);
-            b += r;
-        }
-        return;
-    }
-    if (isa >= AG_ISA_AVX512 && kind == AG_PACKED_BF16 && format == AG_PACKED_INPUT_BF16) {
-        const uint16_t *xh = x;
-        const int64_t xs = (int64_t)(xs_bytes / sizeof(uint16_t));
-        static const pfbf_fn two[9] = {0, bf16_512_1x2, bf16_512_2x2, 0, bf16_512_4x2, 0, 0, 0, bf16_512_8x2};
-        static const pfbf_fn one[9] = {0, bf16_512_1x1, bf16_512_2x1, 0, bf16_512_4x1, 0, 0, 0, bf16_512_8x1};
-        for (int64_t b = 0; b < batch;) {
-            const int64_t left = batch - b;
-            const int r = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-            (pair ? two : one)[r](w0, w1, n, xh + b * xs, xs, y + b * ys, ys, valid);
-            b += r;
-        }
-        return;
-    }
-    if (isa >= AG_ISA_AVX2 && format == AG_PACKED_INPUT_F32) {
-        const float *xf = x;
-        const int64_t xs = (int64_t)(xs_bytes / sizeof(float));
-        const int f16 = kind == AG_PACKED_F16;
-        const int most = f16 ? 6 : 4;
-        for (int g = 0; g <= pair; g++) {
-            const uint16_t *w = g ? w1 : w0;
+    const int f16_512 = isa >= AG_ISA_AVX512 && kind == AG_PACKED_F16;
+    const int bf16_512 = isa >= AG_ISA_AVX512 && kind == AG_PACKED_BF16 && format == AG_PACKED_INPUT_BF16;
+    const int f32_256 = !f16_512 && isa >= AG_ISA_AVX2 && format == AG_PACKED_INPUT_F32;
+    // Positions in chunks of PF_CHUNK, so that the chunk of the groups' weights (64 KB for a pair) and of the
+    // activation rows stay in cache while the rows go past; each chunk continues the sums of the one before.
+    for (int64_t k0 = 0; k0 < n; k0 += PF_CHUNK) {
+        const int64_t kn = n - k0 < PF_CHUNK ? n - k0 : PF_CHUNK;
+        const int add = k0 > 0;
+        const uint16_t *c0 = w0 + k0 * PF_ROWS, *c1 = w1 + k0 * PF_ROWS;  // both layouts: 16 halves a position
+        if (f16_512) {
+            const int64_t xs = (int64_t)(xs_bytes / sizeof(float));
+            const float *xf = (const float *)x + k0;
+            static const pf512_fn two[13] = {0, f16_512_1x2, f16_512_2x2, 0, f16_512_4x2, 0, 0, 0, f16_512_8x2, 0, 0, 0, f16_512_12x2};
+            static const pf512_fn one[9] = {0, f16_512_1x1, f16_512_2x1, 0, f16_512_4x1, 0, 0, 0, f16_512_8x1};
             for (int64_t b = 0; b < batch;) {
                 const int64_t left = batch - b;
-                const int r = left >= most ? most : left >= most / 2 ? most / 2 : 1;
-                const pf256_fn fn = f16 ? (r == 6 ? f16_256_6 : r == 3 ? f16_256_3 : f16_256_1)
-                                        : (r == 4 ? bf16_256_4 : r == 2 ? bf16_256_2 : bf16_256_1);
-                fn(w, n, xf + b * xs, xs, y + b * ys + 16 * g, ys, valid - 16 * g);
+                const int r = left >= 12 && pair ? 12 : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                (pair ? two : one)[r](c0, c1, kn, xf + b * xs, xs, y + b * ys, ys, valid, add);
                 b += r;
             }
+        } else if (bf16_512) {
+            const int64_t xs = (int64_t)(xs_bytes / sizeof(uint16_t));
+            const uint16_t *xh = (const uint16_t *)x + k0;
+            static const pfbf_fn two[9] = {0, bf16_512_1x2, bf16_512_2x2, 0, bf16_512_4x2, 0, 0, 0, bf16_512_8x2};
+            static const pfbf_fn one[9] = {0, bf16_512_1x1, bf16_512_2x1, 0, bf16_512_4x1, 0, 0, 0, bf16_512_8x1};
+            for (int64_t b = 0; b < batch;) {
+                const int64_t left = batch - b;
+                const int r = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                (pair ? two : one)[r](c0, c1, kn, xh + b * xs, xs, y + b * ys, ys, valid, add);
+                b += r;
+            }
+        } else if (f32_256) {
+            const int64_t xs = (int64_t)(xs_bytes / sizeof(float));
+            const float *xf = (const float *)x + k0;
+            const int f16 = kind == AG_PACKED_F16;
+            const int most = f16 ? 6 : 4;
+            for (int g = 0; g <= pair; g++) {
+                const uint16_t *w = g ? c1 : c0;
+                for (int64_t b = 0; b < batch;) {
+                    const int64_t left = batch - b;
+                    const int r = left >= most ? most : left >= most / 2 ? most / 2 : 1;
+                    const pf256_fn fn = f16 ? (r == 6 ? f16_256_6 : r == 3 ? f16_256_3 : f16_256_1)
+                                            : (r == 4 ? bf16_256_4 : r == 2 ? bf16_256_2 : bf16_256_1);
+                    fn(w, kn, xf + b * xs, xs, y + b * ys + 16 * g, ys, valid - 16 * g, add);
+                    b += r;
+                }
+            }
         }
-        return;
     }
+    if (f16_512 || bf16_512 || f32_256) return;
 #endif
     // No vector path (not reached: packing needs AVX2): the reference, one output at a time.
     for (int g = 0; g <= pair; g++) {
