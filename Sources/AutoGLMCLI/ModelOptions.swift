@@ -19,7 +19,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "Worker threads for the kernels (default: the number of cores).")
     var threads: Int?
 
-    @Option(help: "How the KV cache stores keys and values: f16 (default), bf16 or f32.")
+    @Option(help: "How the KV cache stores keys and values: f16 (default), bf16, q8_0 (about half of f16) or f32.")
     var kvType: String?
 
     var kvCacheType: KVCacheType {
@@ -30,7 +30,7 @@ struct ModelOptions: ParsableArguments {
     static func kvCacheType(_ text: String?, fallback: String? = nil) throws -> KVCacheType {
         guard let name = text ?? fallback else { return .engineDefault }
         guard let type = KVCacheType(name: name) else {
-            throw ValidationError("--kv-type must be one of f16, bf16, f32 (got \(name)).")
+            throw ValidationError("--kv-type must be one of f16, bf16, q8_0, f32 (got \(name)).")
         }
         return type
     }
@@ -77,7 +77,12 @@ struct ModelOptions: ParsableArguments {
                 printError("converted \(path): \(report.summary)")
                 for note in report.notes { printError("note: \(note)") }
             }
+            if let problem = try kvCacheType.problem(headDimension: loaded.model.configuration.headDimension) {
+                throw CLIError(problem)
+            }
             return (loaded.model, loaded.tokenizer)
+        } catch let error as CLIError {
+            throw error
         } catch ModelLoadError.gguf(let error) {
             if case .fileNotFound = error, let model, !model.contains("/"), !model.hasSuffix(".gguf") {
                 let directory = ModelStore.directory(environment: ProcessInfo.processInfo.environment)

@@ -36,7 +36,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "KV cache size, e.g. 512MiB (default: models[].kv_memory_budget, else context x sequences up to 1 GiB).")
     var kvMemory: String?
 
-    @Option(help: "How the KV cache stores keys and values: f16, bf16 or f32 (default: models[].kv_type, else f16).")
+    @Option(help: "How the KV cache stores keys and values: f16, bf16, q8_0 or f32 (default: models[].kv_type, else f16).")
     var kvType: String?
 
     @Option(name: .customLong("upstream"), parsing: .singleValue,
@@ -221,6 +221,10 @@ struct ServeCommand: AsyncParsableCommand {
             }
             if let report = loaded.conversion {
                 logger.info("converted a Hugging Face directory in memory", metadata: ["summary": .string(report.summary)])
+            }
+            if let problem = finalSettings.kvType.problem(headDimension: loaded.model.configuration.headDimension) {
+                logger.error("cannot serve a model", metadata: ["model": .string(name), "error": .string(problem)])
+                throw CLIError("model '\(name)': \(problem)")
             }
             let backend = LocalBackend(model: loaded.model, tokenizer: loaded.tokenizer, settings: finalSettings, observer: metrics,
                                        vision: loaded.vision)

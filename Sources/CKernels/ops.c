@@ -141,6 +141,7 @@ typedef struct {
     const int64_t *table_offsets;
     int kv_type;
     const char *k_arena, *v_arena;
+    const uint16_t *k_scales, *v_scales;  // Q8_0 only
     int block_size, heads, kv_heads, head_dim;
     float scale;
     const int64_t *tile_start;  // tiles + 1 token indices
@@ -153,6 +154,8 @@ typedef struct {
     int64_t scores_capacity;
     float *values;  // one block of values as float32
     int64_t values_capacity;
+    float *keys;    // one block of Q8_0 keys as float32 (transposed, as stored)
+    int64_t keys_capacity;
 } attention_scratch;
 
 static _Thread_local attention_scratch tl_attention;
@@ -166,7 +169,37 @@ static float *scratch_floats(float **buffer, int64_t *capacity, int64_t needed) 
     return *buffer;
 }
 
-static size_t kv_element_bytes(int kv_type) { return kv_type == AG_TYPE_F32 ? 4 : 2; }
+static size_t kv_element_bytes(int kv_type) { return kv_type == AG_TYPE_F32 ? 4 : kv_type == AG_TYPE_Q8_0 ? 1 : 2; }
+
+// Q8_0 KV: `count` rows (positions j of the block starting at position `first_slot` of the arena) of `hd` elements of
+// one KV head, dequantized. Keys (transposed: element d of position j at d * bs + j) into kf[d * bs + j]; values
+// (position-major, rows of kv_width) into vf[j * hd + d]. The scale of (slot, element e) is
+// scales[(slot * kv_width + e) / 32].
+static void q8_keys_to_f32(const int8_t *k, const uint16_t *scales, int64_t first_slot, int64_t kv_width, int64_t head0,
+                           int bs, int hd, float *kf) {
+    for (int j = 0; j < bs; j++) {
+        const uint16_t *sc = scales + ((first_slot + j) * kv_width + head0) / 32;
+        for (int g = 0; g < hd / 32; g++) {
+            const float d = ag_half_to_f32(sc[g]);
+            for (int i = 0; i < 32; i++) {
+                const int64_t e = (int64_t)(32 * g + i) * bs + j;
+                kf[e] = d * (float)k[e];
+            }
+        }
+    }
+}
+
+static void q8_values_to_f32(const int8_t *v, const uint16_t *scales, int64_t first_slot, int64_t kv_width, int64_t head0,
+                             int count, int hd, float *vf) {
+    for (int j = 0; j < count; j++) {
+        const int8_t *row = v + (int64_t)j * kv_width;
+        const uint16_t *sc = scales + ((first_slot + j) * kv_width + head0) / 32;
+        for (int g = 0; g < hd / 32; g++) {
+            const float d = ag_half_to_f32(sc[g]);
+            for (int i = 0; i < 32; i++) vf[(int64_t)j * hd + 32 * g + i] = d * (float)row[32 * g + i];
+        }
+    }
+}
 
 static inline float kv_element(int kv_type, const char *base, int64_t i) {
     switch (kv_type) {
@@ -566,14 +599,21 @@ static void attention_task(void *raw, int64_t index, int thread) {
     const int64_t blocks = (longest + bs - 1) / bs, ss = blocks * bs;
     float *scores = scratch_floats(&tl_attention.scores, &tl_attention.scores_capacity, ss * rows.count);
     float *vf = scratch_floats(&tl_attention.values, &tl_attention.values_capacity, (int64_t)bs * hd);
+    const int q8 = job->kv_type == AG_TYPE_Q8_0;
+    float *kf = q8 ? scratch_floats(&tl_attention.keys, &tl_attention.keys_capacity, (int64_t)bs * hd) : NULL;
+    const int key_type = q8 ? AG_TYPE_F32 : job->kv_type;  // Q8_0 keys are read as float32 once widened
     for (int64_t b = 0; b < blocks; b++) {
         // This KV head's keys in block b: dimension d of its positions at element d * bs.
         const char *kb = job->k_arena + ((size_t)table[b] * (size_t)bs * (size_t)kv_width + (size_t)kvh * (size_t)hd * (size_t)bs) * eb;
+        if (q8) {
+            q8_keys_to_f32((const int8_t *)kb, job->k_scales, (int64_t)table[b] * bs, kv_width, (int64_t)kvh * hd, bs, hd, kf);
+            kb = (const char *)kf;
+        }
 #if defined(__x86_64__)
-        if (job->isa >= AG_ISA_AVX512) { scores_avx512(&rows, kb, job->kv_type, bs, b * bs, hd, job->scale, scores, ss); continue; }
-        if (job->isa >= AG_ISA_AVX2) { scores_avx2(&rows, kb, job->kv_type, bs, b * bs, hd, job->scale, scores, ss); continue; }
+        if (job->isa >= AG_ISA_AVX512) { scores_avx512(&rows, kb, key_type, bs, b * bs, hd, job->scale, scores, ss); continue; }
+        if (job->isa >= AG_ISA_AVX2) { scores_avx2(&rows, kb, key_type, bs, b * bs, hd, job->scale, scores, ss); continue; }
 #endif
-        scores_generic(&rows, kb, job->kv_type, bs, b * bs, hd, job->scale, scores, ss);
+        scores_generic(&rows, kb, key_type, bs, b * bs, hd, job->scale, scores, ss);
     }
     for (int r = 0; r < rows.count; r++) {
         float *s = scores + r * ss;
@@ -607,19 +647,26 @@ static void attention_task(void *raw, int64_t index, int thread) {
         const int count = longest - first < bs ? (int)(longest - first) : bs;
         // The block's values (position-major rows, as stored) converted to float32 once.
         const char *v0 = job->v_arena + ((size_t)table[b] * (size_t)bs * (size_t)kv_width + (size_t)kvh * (size_t)hd) * eb;
+        if (q8) q8_values_to_f32((const int8_t *)v0, job->v_scales, (int64_t)table[b] * bs, kv_width, (int64_t)kvh * hd, count, hd, vf);
 #if defined(__x86_64__)
         if (job->isa >= AG_ISA_AVX512) {
+            if (q8) {
+                values_avx512(&rows, vf, first, count, hd, scores, ss);
+                continue;
+            }
             values_to_f32_avx512(job->kv_type, v0, (size_t)kv_width * eb, count, hd, vf);
             values_avx512(&rows, vf, first, count, hd, scores, ss);
             continue;
         }
         if (job->isa >= AG_ISA_AVX2) {
-            for (int j = 0; j < count; j++) ag_dequantize_row(job->kv_type, v0 + (size_t)j * (size_t)kv_width * eb, vf + (int64_t)j * hd, hd);
+            if (!q8)
+                for (int j = 0; j < count; j++) ag_dequantize_row(job->kv_type, v0 + (size_t)j * (size_t)kv_width * eb, vf + (int64_t)j * hd, hd);
             values_avx2(&rows, vf, first, count, hd, scores, ss);
             continue;
         }
 #endif
-        for (int j = 0; j < count; j++) ag_dequantize_row(job->kv_type, v0 + (size_t)j * (size_t)kv_width * eb, vf + (int64_t)j * hd, hd);
+        if (!q8)
+            for (int j = 0; j < count; j++) ag_dequantize_row(job->kv_type, v0 + (size_t)j * (size_t)kv_width * eb, vf + (int64_t)j * hd, hd);
         values_generic(&rows, vf, first, count, hd, scores, ss);
     }
 }
@@ -636,6 +683,17 @@ int ag_kv_store_strided(int kv_type, const float *src, void *dst, int64_t n, int
             converted = buffer;
         }
         for (int64_t i = 0; i < m; i++) memcpy((char *)dst + (size_t)((i0 + i) * stride) * eb, (const char *)converted + (size_t)i * eb, eb);
+    }
+    return 0;
+}
+
+int ag_kv_store_q8(const float *src, int8_t *dst, uint16_t *scales, int64_t n, int64_t stride) {
+    if (n % AG_QK != 0 || stride < 1) return -1;
+    for (int64_t i = 0; i < n; i += AG_QK) {
+        ag_block_q8_0 block;
+        if (ag_quantize_row(AG_TYPE_Q8_0, src + i, &block, AG_QK) != 0) return -1;
+        for (int k = 0; k < AG_QK; k++) dst[(i + k) * stride] = block.qs[k];
+        scales[i / AG_QK] = block.d;
     }
     return 0;
 }
@@ -663,8 +721,10 @@ int ag_kv_store(int kv_type, const float *src, void *dst, int64_t n) {
 int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                  int64_t tokens, const int32_t *positions, const int32_t *block_tables,
                  const int64_t *table_offsets, int kv_type, const void *k_arena, const void *v_arena,
+                 const uint16_t *k_scales, const uint16_t *v_scales,
                  int block_size, int heads, int kv_heads, int head_dim, float scale) {
-    if (kv_type != AG_TYPE_F32 && kv_type != AG_TYPE_F16 && kv_type != AG_TYPE_BF16) return -1;
+    if (kv_type != AG_TYPE_F32 && kv_type != AG_TYPE_F16 && kv_type != AG_TYPE_BF16 && kv_type != AG_TYPE_Q8_0) return -1;
+    if (kv_type == AG_TYPE_Q8_0 && (head_dim % 32 != 0 || !k_scales || !v_scales)) return -1;
     if (tokens < 1 || kv_heads < 1 || heads % kv_heads != 0 || heads / kv_heads > AG_ATTENTION_MAX_ROWS) return -1;
     // Tiles: runs of consecutive tokens of one sequence (same block table), at most 64 query rows each.
     const int group = heads / kv_heads;
@@ -677,7 +737,8 @@ int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, in
     }
     tile_start[tiles] = tokens;
     attention_job job = {q, q_stride, out, out_stride, positions, block_tables, table_offsets,
-                         kv_type, k_arena, v_arena, block_size, heads, kv_heads, head_dim, scale, tile_start, tiles, ag_isa_active()};
+                         kv_type, k_arena, v_arena, k_scales, v_scales, block_size, heads, kv_heads, head_dim, scale, tile_start,
+                         tiles, ag_isa_active()};
     ag_pool_run(pool, attention_task, &job, tiles * kv_heads);
     free(tile_start);
     return 0;

@@ -34,19 +34,20 @@
 //   so a super-block costs 148 bytes a row (the file's 144 and 4 of padding to whole registers).
 //   Per (row, activation row, super-block) the sums are integers, as ggml's Q4_K x Q8_K:
 //   S = sum_j scale_j * dot_j and M = sum_j min_j * bsum_j, then y += S*(d*dx) - M*(dmin*dx).
-//   Q5K (from Q5_K): the Q4K layout with the fifth bits after the nibbles, and the rest moved up:
-//     32 x 64 bytes of nibbles as Q4K                                                       2048
-//     8 x 64 bytes of fifth bits: register m, lane r holds row r's 32-bit word for nibble
-//       registers 4m..4m+3: bit t of byte i is the fifth bit of the low nibble i of register 4m+t,
-//       bit 4+t that of its high nibble i (as Q5 above: (h << (4-t)) & 0x10, (h >> t) & 0x10)  512
+//   Q5K (from Q5_K): the Q4K registers with fifth bits, each quarter p of the super-block (64 elements) holding
+//     its 8 nibble registers (as Q4K's 8p..8p+7) then its 2 fifth-bit registers (640 bytes a quarter):
+//     fifth-bit register m, lane r holds row r's 32-bit word for nibble registers 4m..4m+3: bit t of
+//       byte i is the fifth bit of the low nibble i of register 4m+t, bit 4+t that of its high nibble i
+//       (as Q5 above: (h << (4-t)) & 0x10, (h >> t) & 0x10)                        4 x 640 = 2560
 //     scales 128, mins 128, 16 fp16 d, 16 fp16 dmin, as Q4K                                  320
 //   180 bytes a row (the file's 176). Sums as Q4K with five-bit weights.
-//   Q6K (from Q6_K: 16 sub-blocks of 16, signed eight-bit scales, weights q - 32 with q in 0..63):
-//     32 x 64 bytes of the low four bits, laid out as Q4K's nibbles                          2048
-//     16 x 64 bytes of the top two bits: register m, lane r holds row r's word for nibble
-//       registers 2m (A) and 2m+1 (B): byte i bits 0-1 are A's low element i, 2-3 A's high, 4-5
-//       B's low, 6-7 B's high; shifted left 4, left 2, not, right 2, each & 0x30              1024
-//     8 x 32 bytes: scales 2i, 2i+1 of row r at 32i+2r, 32i+2r+1 (int8)                        256
+//   Q6K (from Q6_K: 16 sub-blocks of 16, signed eight-bit scales, weights q - 32 with q in 0..63), per
+//     quarter p of the super-block (832 bytes), then d:
+//     8 x 64 bytes of the low four bits: registers 8p..8p+7, laid out as Q4K's nibbles          512
+//     4 x 64 bytes of the top two bits: register m (4p..4p+3), lane r holds row r's word for
+//       nibble registers 2m (A) and 2m+1 (B): byte i bits 0-1 are A's low element i, 2-3 A's
+//       high, 4-5 B's low, 6-7 B's high; shifted left 4, left 2, not, right 2, each & 0x30     256
+//     2 x 32 bytes: scales 2i, 2i+1 (i = 2p, 2p+1) of row r at 2r, 2r+1 (int8)                  64
 //     16 fp16 d                                                                                 32
 //   210 bytes a row, as the file. With q unsigned, per (row, activation row, super-block):
 //   S = sum_j scale_j * dot_j, M = sum_j scale_j * bsum16_j, y += (S - 32 M) * (d*dx): the integer
@@ -65,6 +66,17 @@
 #define PK_Q4K_BYTES 2368  // one super-block of a group of 16 Q4_K rows
 #define PK_Q5K_BYTES 2880  // ... of Q5_K rows
 #define PK_Q6K_BYTES 3360  // ... of Q6_K rows
+
+// Where the parts of a packed K-quant super-block are (layouts above): each quarter p (64 elements) of the
+// super-block keeps its nibble registers and its extra bits (and for Q6K its scales) together, so that a kernel
+// reads the block front to back as one stream. (Interleaving two streams 2 KB apart halved what one core drew
+// from memory at batch 1.)
+#define K_NIB(q5, p, k) (((q5) ? 640 : 512) * (p) + 64 * (k))  // nibble register 8p+k of Q4K (q5 = 0) or Q5K
+#define Q5_FIFTH(p, j) (640 * (p) + 512 + 64 * (j))            // fifth-bit register 2p+j of Q5K
+#define Q6_NIB(p, k) (832 * (p) + 64 * (k))                    // low-bit register 8p+k of Q6K
+#define Q6_TOP(p, j) (832 * (p) + 512 + 64 * (j))              // top-bit register 4p+j of Q6K
+#define Q6_SC(i) (832 * ((i) / 2) + 768 + 32 * ((i) % 2))      // scales of sub-blocks 2i, 2i+1 of Q6K
+#define Q6_D 3328
 
 static int packed_kind(int type) {
     switch (type) {
@@ -179,13 +191,13 @@ static void pack_q4k(const void *src, int64_t rows, int64_t n, uint8_t *out, int
                                 h[i] |= (uint8_t)(((qh >> (2 * p + 1)) & 1u) << (4 + t));
                             }
                         }
-                        memcpy(blk + 2048 + 64 * m + 4 * r, h, 4);
+                        memcpy(blk + Q5_FIFTH(m / 2, m % 2) + 4 * r, h, 4);
                     }
                 } else {
                     const ag_block_q4_K *w = (const ag_block_q4_K *)rowp + b;
                     qs = w->qs; scales = w->scales; wd = w->d; wdmin = w->dmin;
                 }
-                for (int reg = 0; reg < 32; reg++) memcpy(blk + reg * 64 + r * 4, qs + 4 * reg, 4);
+                for (int reg = 0; reg < 32; reg++) memcpy(blk + K_NIB(q5, reg / 8, reg % 8) + r * 4, qs + 4 * reg, 4);
                 uint8_t sm[16];
                 ag_unpack_k4_scales(scales, sm);
                 for (int j = 0; j < 8; j++) blk[tail + 16 * j + r] = sm[j];
@@ -210,7 +222,7 @@ static void pack_q6k(const void *src, int64_t rows, int64_t n, uint8_t *out) {
     for (int64_t g = 0; g < groups; g++) {
         for (int64_t b = 0; b < nsb; b++) {
             uint8_t *blk = out + ((size_t)g * (size_t)nsb + (size_t)b) * PK_Q6K_BYTES;
-            ag_half *d = (ag_half *)(blk + 3328);
+            ag_half *d = (ag_half *)(blk + Q6_D);
             for (int r = 0; r < PK_ROWS; r++) {
                 const int64_t row = g * PK_ROWS + r;
                 if (row >= rows) break;  // padding rows stay zero
@@ -232,7 +244,7 @@ static void pack_q6k(const void *src, int64_t rows, int64_t n, uint8_t *out) {
                     for (int i = 0; i < 4; i++) {
                         lanes[i] = (uint8_t)((q[64 * p + 4 * k + i] & 0x0F) | ((q[64 * p + 32 + 4 * k + i] & 0x0F) << 4));
                     }
-                    memcpy(blk + 64 * reg + 4 * r, lanes, 4);
+                    memcpy(blk + Q6_NIB(p, k) + 4 * r, lanes, 4);
                 }
                 for (int m = 0; m < 16; m++) {
                     uint8_t lanes[4];
@@ -245,11 +257,11 @@ static void pack_q6k(const void *src, int64_t rows, int64_t n, uint8_t *out) {
                         }
                         lanes[i] = v;
                     }
-                    memcpy(blk + 2048 + 64 * m + 4 * r, lanes, 4);
+                    memcpy(blk + Q6_TOP(m / 4, m % 4) + 4 * r, lanes, 4);
                 }
                 for (int i = 0; i < 8; i++) {
-                    blk[3072 + 32 * i + 2 * r] = sc[2 * i];
-                    blk[3072 + 32 * i + 2 * r + 1] = sc[2 * i + 1];
+                    blk[Q6_SC(i) + 2 * r] = sc[2 * i];
+                    blk[Q6_SC(i) + 2 * r + 1] = sc[2 * i + 1];
                 }
                 d[r] = w->d;
             }
@@ -486,11 +498,11 @@ AVX512 static inline __attribute__((always_inline)) void group_q4k(
             for (int half = 0; half < 2; half++) {
                 __m512i q[8];
                 for (int k = 0; k < 8; k++) {
-                    const __m512i v = _mm512_loadu_si512((const void *)(w + 64 * (8 * p + k)));
+                    const __m512i v = _mm512_loadu_si512((const void *)(w + K_NIB(q5, p, k)));
                     q[k] = _mm512_and_si512(half ? _mm512_srli_epi16(v, 4) : v, low);
                     if (q5) {
                         const int t = k & 3;
-                        const __m512i h = _mm512_loadu_si512((const void *)(w + 2048 + 64 * (2 * p + k / 4)));
+                        const __m512i h = _mm512_loadu_si512((const void *)(w + Q5_FIFTH(p, k / 4)));
                         q[k] = _mm512_or_si512(q[k], _mm512_and_si512(half ? _mm512_srli_epi32(h, t) : _mm512_slli_epi32(h, 4 - t), bit4));
                     }
                 }
@@ -545,15 +557,15 @@ AVX512 static inline __attribute__((always_inline)) void group_q6k(
             for (int half = 0; half < 2; half++) {
                 __m512i q[8];
                 for (int k = 0; k < 8; k++) {
-                    const __m512i v = _mm512_loadu_si512((const void *)(w + 64 * (8 * p + k)));
-                    const __m512i h = _mm512_loadu_si512((const void *)(w + 2048 + 64 * (4 * p + k / 2)));
+                    const __m512i v = _mm512_loadu_si512((const void *)(w + Q6_NIB(p, k)));
+                    const __m512i h = _mm512_loadu_si512((const void *)(w + Q6_TOP(p, k / 2)));
                     __m512i hb;
                     if (k & 1) hb = half ? _mm512_srli_epi32(h, 2) : h;
                     else hb = half ? _mm512_slli_epi32(h, 2) : _mm512_slli_epi32(h, 4);
                     q[k] = _mm512_or_si512(_mm512_and_si512(half ? _mm512_srli_epi16(v, 4) : v, low), _mm512_and_si512(hb, top));
                 }
                 // Sub-blocks 4p + 2 half (q[0..3]) and 4p + 2 half + 1 (q[4..7]): their scales, as int32.
-                const __m512i s16 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + 3072 + 32 * (2 * p + half))));
+                const __m512i s16 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + Q6_SC(2 * p + half))));
                 const __m512i sc0 = _mm512_srai_epi32(_mm512_slli_epi32(s16, 16), 16), sc1 = _mm512_srai_epi32(s16, 16);
                 for (int c = 0; c < nc; c++) {
                     const int32_t *xq = (const int32_t *)(x + (size_t)c * xs + b * 256 + 64 * p + 32 * half);
@@ -563,8 +575,8 @@ AVX512 static inline __attribute__((always_inline)) void group_q6k(
             }
         }
         __m512i scales[8];
-        for (int i = 0; i < 8; i++) scales[i] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + 3072 + 32 * i)));
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 3328)));
+        for (int i = 0; i < 8; i++) scales[i] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(w + Q6_SC(i))));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + Q6_D)));
         for (int c = 0; c < nc; c++) {
             const int8_t *xc = x + (size_t)c * xs;
             const float *xd = (const float *)(xc + nb * 256);
@@ -720,11 +732,11 @@ AVX2F static inline __attribute__((always_inline)) void half_group_q4k(
             for (int half = 0; half < 2; half++) {
                 __m256i q[8];
                 for (int k = 0; k < 8; k++) {
-                    const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 64 * (8 * p + k) + 32 * hg));
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(w + K_NIB(q5, p, k) + 32 * hg));
                     q[k] = _mm256_and_si256(half ? _mm256_srli_epi16(v, 4) : v, low);
                     if (q5) {
                         const int t = k & 3;
-                        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 2048 + 64 * (2 * p + k / 4) + 32 * hg));
+                        const __m256i h = _mm256_loadu_si256((const __m256i *)(w + Q5_FIFTH(p, k / 4) + 32 * hg));
                         q[k] = _mm256_or_si256(q[k], _mm256_and_si256(half ? _mm256_srli_epi32(h, t) : _mm256_slli_epi32(h, 4 - t), bit4));
                     }
                 }
@@ -781,14 +793,14 @@ AVX2F static inline __attribute__((always_inline)) void half_group_q6k(
             for (int half = 0; half < 2; half++) {
                 __m256i q[8];
                 for (int k = 0; k < 8; k++) {
-                    const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 64 * (8 * p + k) + 32 * hg));
-                    const __m256i h = _mm256_loadu_si256((const __m256i *)(w + 2048 + 64 * (4 * p + k / 2) + 32 * hg));
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(w + Q6_NIB(p, k) + 32 * hg));
+                    const __m256i h = _mm256_loadu_si256((const __m256i *)(w + Q6_TOP(p, k / 2) + 32 * hg));
                     __m256i hb;
                     if (k & 1) hb = half ? _mm256_srli_epi32(h, 2) : h;
                     else hb = half ? _mm256_slli_epi32(h, 2) : _mm256_slli_epi32(h, 4);
                     q[k] = _mm256_or_si256(_mm256_and_si256(half ? _mm256_srli_epi16(v, 4) : v, low), _mm256_and_si256(hb, top));
                 }
-                const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 3072 + 32 * (2 * p + half) + 16 * hg)));
+                const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + Q6_SC(2 * p + half) + 16 * hg)));
                 const __m256i sc0 = _mm256_srai_epi32(_mm256_slli_epi32(s16, 16), 16), sc1 = _mm256_srai_epi32(s16, 16);
                 for (int c = 0; c < nc; c++) {
                     const int32_t *xq = (const int32_t *)(x + (size_t)c * xs + b * 256 + 64 * p + 32 * half);
@@ -804,8 +816,8 @@ AVX2F static inline __attribute__((always_inline)) void half_group_q6k(
             }
         }
         __m256i scales[8];
-        for (int i = 0; i < 8; i++) scales[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 3072 + 32 * i + 16 * hg)));
-        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 3328 + 16 * hg)));
+        for (int i = 0; i < 8; i++) scales[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + Q6_SC(i) + 16 * hg)));
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + Q6_D + 16 * hg)));
         for (int c = 0; c < nc; c++) {
             const int8_t *xc = x + (size_t)c * xs;
             const float *xd = (const float *)(xc + nb * 256);

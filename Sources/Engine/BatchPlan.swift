@@ -76,9 +76,11 @@ struct BatchPlan {
             let p = Int(positions[t])
             let block = blockTables[Int(tableOffsets[t]) + p / cache.blockSize]
             let slot = p % cache.blockSize
+            let scales = cache.scaleIndex(block: block, slot: slot)
             cache.keys[layer].store(from: keys, sourceOffset: t * width, to: cache.keyOffset(block: block, slot: slot),
-                                    length: width, stride: cache.blockSize)
-            cache.values[layer].store(from: values, sourceOffset: t * width, to: cache.slotOffset(block: block, slot: slot), length: width)
+                                    length: width, stride: cache.blockSize, scaleIndex: scales)
+            cache.values[layer].store(from: values, sourceOffset: t * width, to: cache.slotOffset(block: block, slot: slot),
+                                      length: width, scaleIndex: scales)
         }
     }
 }

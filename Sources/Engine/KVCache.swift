@@ -18,6 +18,7 @@ public final class PagedKVCache: @unchecked Sendable {
 
     public init(layerCount: Int, kvWidth: Int, blockSize: Int = 16, blockCount: Int, elementType: KVCacheType = .engineDefault) {
         precondition(blockSize > 0 && blockCount > 0)
+        precondition(elementType != .q8_0 || kvWidth % 32 == 0, "q8_0 KV needs rows of whole blocks of 32 (KVCacheType.problem)")
         self.layerCount = layerCount
         self.kvWidth = kvWidth
         self.blockSize = blockSize
@@ -37,7 +38,7 @@ public final class PagedKVCache: @unchecked Sendable {
 
     /// Bytes of K and V storage per token slot across all layers.
     public static func bytesPerToken(_ configuration: ModelConfiguration, elementType: KVCacheType = .engineDefault) -> Int {
-        2 * configuration.layerCount * configuration.kvWidth * elementType.bytesPerElement
+        2 * configuration.layerCount * elementType.bytes(elements: configuration.kvWidth)
     }
 
     /// Copies every layer's keys and values of block `source` into block `destination` (copy on write
@@ -54,9 +55,15 @@ public final class PagedKVCache: @unchecked Sendable {
 
     /// The key (or value) stored for a token slot of a layer, as float32 (tests and tools).
     public func storedKey(layer: Int, block: Int32, slot: Int) -> [Float] {
-        keys[layer].floats(keyOffset(block: block, slot: slot), kvWidth, stride: blockSize)
+        keys[layer].floats(keyOffset(block: block, slot: slot), kvWidth, stride: blockSize, scaleIndex: scaleIndex(block: block, slot: slot))
     }
-    public func storedValue(layer: Int, block: Int32, slot: Int) -> [Float] { values[layer].floats(slotOffset(block: block, slot: slot), kvWidth) }
+    public func storedValue(layer: Int, block: Int32, slot: Int) -> [Float] {
+        values[layer].floats(slotOffset(block: block, slot: slot), kvWidth, scaleIndex: scaleIndex(block: block, slot: slot))
+    }
+
+    /// The q8_0 scale index of a token slot's row (its first 32 elements; keys and values alike).
+    @inline(__always)
+    func scaleIndex(block: Int32, slot: Int) -> Int { slotOffset(block: block, slot: slot) / 32 }
 
     /// Element offset of a token slot's value inside a layer's buffer (kvWidth contiguous elements).
     @inline(__always)

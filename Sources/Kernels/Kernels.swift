@@ -95,12 +95,30 @@ public final class FloatBuffer: @unchecked Sendable {
 /// How the KV cache stores each element. Attention reads the stored type directly (the dot products
 /// and weighted sums convert as they load); scores, softmax and sums stay float32.
 public enum KVCacheType: String, Sendable, CaseIterable, Codable {
-    case f32, f16, bf16
+    /// q8_0: ggml's Q8_0 along the head dimension (int8 and an fp16 scale per 32 elements of a token's row: 1.0625
+    /// bytes an element, about half of f16); needs a head dimension that is a multiple of 32.
+    case f32, f16, bf16, q8_0
 
     /// The engine's default: half the memory and bandwidth of f32, perplexity within 0.1% (BENCHMARKS.md).
     public static let engineDefault = KVCacheType.f16
 
-    public var bytesPerElement: Int { self == .f32 ? 4 : 2 }
+    /// Bytes of `elements` stored elements (for q8_0, a multiple of 32: the int8 values and their scales).
+    public func bytes(elements: Int) -> Int {
+        switch self {
+        case .f32: elements * 4
+        case .f16, .bf16: elements * 2
+        case .q8_0: elements + elements / 32 * 2
+        }
+    }
+
+    /// Bytes of one element's value in the arena (the scales of q8_0 come after all of them).
+    var elementBytes: Int { self == .f32 ? 4 : self == .q8_0 ? 1 : 2 }
+
+    /// Why this type cannot hold a model's keys and values, or nil when it can.
+    public func problem(headDimension: Int) -> String? {
+        guard self == .q8_0, headDimension % 32 != 0 else { return nil }
+        return "kv type q8_0 quantizes keys and values in blocks of 32 along the head dimension; this model's head dimension is \(headDimension). Use f16 or bf16."
+    }
 
     /// ggml's type id (what the kernels take).
     var ggmlType: Int32 {
@@ -108,60 +126,91 @@ public enum KVCacheType: String, Sendable, CaseIterable, Codable {
         case .f32: Int32(AG_TYPE_F32)
         case .f16: Int32(AG_TYPE_F16)
         case .bf16: Int32(AG_TYPE_BF16)
+        case .q8_0: Int32(AG_TYPE_Q8_0)
         }
     }
 
-    /// Accepts the names llama.cpp and vLLM use too (fp16, float16, bfloat16, fp32, float32).
+    /// Accepts the names llama.cpp and vLLM use too (fp16, float16, bfloat16, fp32, float32, q8, int8).
     public init?(name: String) {
         switch name.lowercased() {
         case "f32", "fp32", "float32": self = .f32
         case "f16", "fp16", "float16", "half": self = .f16
         case "bf16", "bfloat16": self = .bf16
+        case "q8_0", "q8", "int8": self = .q8_0
         default: return nil
         }
     }
 }
 
-/// Zero-initialized storage for `count` KV elements of `type` (calloc: pages cost nothing until written).
+/// Zero-initialized storage for `count` KV elements of `type` (calloc: pages cost nothing until written). For q8_0
+/// the int8 values come first, then an fp16 scale for each 32 elements of a token's row (`scaleIndex` below: the
+/// position-major element offset of the row's first element, divided by 32, for keys and values alike).
 public final class KVArena: @unchecked Sendable {
     public let type: KVCacheType
     public let count: Int
     let base: UnsafeMutableRawPointer
 
     public init(type: KVCacheType, count: Int) {
+        precondition(type != .q8_0 || count % 32 == 0, "a q8_0 KV arena holds whole blocks of 32")
         self.type = type
         self.count = count
-        guard let raw = calloc(max(1, count), type.bytesPerElement) else {
-            fatalError("out of memory allocating \(count * type.bytesPerElement) bytes of KV cache")
+        guard let raw = calloc(max(1, type.bytes(elements: count)), 1) else {
+            fatalError("out of memory allocating \(type.bytes(elements: count)) bytes of KV cache")
         }
         base = raw
     }
 
     deinit { free(base) }
 
+    /// The q8_0 scales (nil for the other types).
+    var scales: UnsafeMutablePointer<UInt16>? {
+        type == .q8_0 ? (base + count).assumingMemoryBound(to: UInt16.self) : nil
+    }
+
     /// Stores `length` floats of `source` (from `sourceOffset`) at elements `offset`, `offset + stride`, ...,
-    /// converting to `type` (a key goes into its block transposed: stride = the block size).
-    public func store(from source: FloatBuffer, sourceOffset: Int, to offset: Int, length: Int, stride: Int = 1) {
+    /// converting to `type` (a key goes into its block transposed: stride = the block size). For q8_0, `length` is a
+    /// multiple of 32 and the scales go to `scaleIndex ..< scaleIndex + length / 32`.
+    public func store(from source: FloatBuffer, sourceOffset: Int, to offset: Int, length: Int, stride: Int = 1,
+                      scaleIndex: Int = 0) {
         precondition(sourceOffset >= 0 && sourceOffset + length <= source.count && offset >= 0 && stride >= 1
             && (length == 0 || offset + (length - 1) * stride < count))
-        _ = ag_kv_store_strided(type.ggmlType, source.pointer(sourceOffset), base + offset * type.bytesPerElement,
+        if let scales {
+            precondition(length % 32 == 0 && scaleIndex >= 0 && scaleIndex + length / 32 <= count / 32)
+            _ = ag_kv_store_q8(source.pointer(sourceOffset), (base + offset).assumingMemoryBound(to: Int8.self),
+                               scales + scaleIndex, Int64(length), Int64(stride))
+            return
+        }
+        _ = ag_kv_store_strided(type.ggmlType, source.pointer(sourceOffset), base + offset * type.elementBytes,
                                 Int64(length), Int64(stride))
     }
 
-    /// Copies elements `source ..< source + length` over `destination ..< destination + length`, as stored.
+    /// Copies elements `source ..< source + length` over `destination ..< destination + length`, as stored (for q8_0,
+    /// multiples of 32 with their scales).
     public func copyElements(from source: Int, to destination: Int, length: Int) {
         precondition(source >= 0 && destination >= 0 && length >= 0 && source + length <= count && destination + length <= count)
-        let size = type.bytesPerElement
+        let size = type.elementBytes
         memmove(base + destination * size, base + source * size, length * size)
+        if let scales {
+            precondition(source % 32 == 0 && destination % 32 == 0 && length % 32 == 0)
+            memmove(scales + destination / 32, scales + source / 32, length / 32 * 2)
+        }
     }
 
-    /// Elements `offset`, `offset + stride`, ... (`length` of them) as float32 (for tests and tools).
-    public func floats(_ offset: Int, _ length: Int, stride: Int = 1) -> [Float] {
+    /// Elements `offset`, `offset + stride`, ... (`length` of them) as float32 (for tests and tools); q8_0 elements
+    /// with the scales from `scaleIndex` (element i uses scale scaleIndex + i / 32).
+    public func floats(_ offset: Int, _ length: Int, stride: Int = 1, scaleIndex: Int = 0) -> [Float] {
         precondition(offset >= 0 && length >= 0 && stride >= 1 && (length == 0 || offset + (length - 1) * stride < count))
         var out = [Float](repeating: 0, count: length)
+        if let scales {
+            for i in 0 ..< length {
+                let q = (base + offset + i * stride).load(as: Int8.self)
+                out[i] = Float(Float16(bitPattern: scales[scaleIndex + i / 32])) * Float(q)
+            }
+            return out
+        }
         out.withUnsafeMutableBufferPointer { dst in
             for i in 0 ..< length {
-                _ = ag_dequantize_row(type.ggmlType, base + (offset + i * stride) * type.bytesPerElement, dst.baseAddress! + i, 1)
+                _ = ag_dequantize_row(type.ggmlType, base + (offset + i * stride) * type.elementBytes, dst.baseAddress! + i, 1)
             }
         }
         return out

@@ -275,6 +275,7 @@ public enum Operations {
                 tableOffsets.withUnsafeBufferPointer { to in
                     _ = ag_attention(pool.raw, query.pointer(), Int64(queryStride), out.pointer(), Int64(outStride), Int64(tokens),
                                      p.baseAddress!, bt.baseAddress!, to.baseAddress!, keys.type.ggmlType, keys.base, values.base,
+                                     keys.scales, values.scales,
                                      Int32(blockSize), Int32(heads), Int32(kvHeads), Int32(headDimension), scale)
                 }
             }

@@ -1,9 +1,10 @@
 import CKernels
 import Foundation
+import GGUF
 import Kernels
 import Testing
 
-/// The KV cache's element types (f32, f16, bf16): stores round to nearest even, and paged attention
+/// The KV cache's element types (f32, f16, bf16, q8_0): stores round to nearest even (q8_0 as ggml's Q8_0), and paged attention
 /// reads each type directly, on every kernel path the CPU has.
 @Suite("KV cache element types and attention over them", .serialized)
 struct KVCacheTests {
@@ -61,10 +62,11 @@ struct KVCacheTests {
         return out
     }
 
-    @Test("paged attention over f32, f16 and bf16 caches equals float64 over the stored values (GQA, scattered blocks)",
+    @Test("paged attention over f32, f16, bf16 and q8_0 caches equals float64 over the stored values (GQA, scattered blocks)",
           arguments: KVCacheType.allCases)
     func attention(type: KVCacheType) throws {
-        let heads = 8, kvHeads = 2, headDim = 40, blockSize = 4, length = 23
+        // A head dimension that is not a multiple of 16 where the type allows (q8_0 takes blocks of 32).
+        let heads = 8, kvHeads = 2, headDim = type == .q8_0 ? 64 : 40, blockSize = 4, length = 23
         let width = kvHeads * headDim
         var random = SplitRandom(seed: 11)
         // Blocks of the sequence deliberately out of order in the arena.
@@ -76,11 +78,11 @@ struct KVCacheTests {
         func valueOffset(_ p: Int) -> Int { (Int(table[p / blockSize]) * blockSize + p % blockSize) * width }
         func keyOffset(_ p: Int) -> Int { Int(table[p / blockSize]) * blockSize * width + p % blockSize }
         for p in 0 ..< length {
-            keys.store(from: keysIn, sourceOffset: p * width, to: keyOffset(p), length: width, stride: blockSize)
-            values.store(from: valuesIn, sourceOffset: p * width, to: valueOffset(p), length: width)
+            keys.store(from: keysIn, sourceOffset: p * width, to: keyOffset(p), length: width, stride: blockSize, scaleIndex: valueOffset(p) / 32)
+            values.store(from: valuesIn, sourceOffset: p * width, to: valueOffset(p), length: width, scaleIndex: valueOffset(p) / 32)
         }
-        let storedKeys = (0 ..< length).map { keys.floats(keyOffset($0), width, stride: blockSize) }
-        let storedValues = (0 ..< length).map { values.floats(valueOffset($0), width) }
+        let storedKeys = (0 ..< length).map { keys.floats(keyOffset($0), width, stride: blockSize, scaleIndex: valueOffset($0) / 32) }
+        let storedValues = (0 ..< length).map { values.floats(valueOffset($0), width, scaleIndex: valueOffset($0) / 32) }
         // Three query tokens: a prefill chunk's last positions.
         let positions: [Int32] = [20, 21, 22]
         let q = (0 ..< positions.count * heads * headDim).map { _ in random.gaussian() }
@@ -108,8 +110,8 @@ struct KVCacheTests {
           arguments: KVCacheType.allCases)
     func stridedStore(type: KVCacheType) {
         var random = SplitRandom(seed: 5)
-        let values = (0 ..< 150).map { _ in random.gaussian() * 3 }
-        let arena = KVArena(type: type, count: 150 * 4 + 8)
+        let values = (0 ..< 160).map { _ in random.gaussian() * 3 }
+        let arena = KVArena(type: type, count: 160 * 4 + 32)
         arena.store(from: FloatBuffer(values), sourceOffset: 0, to: 3, length: values.count, stride: 4)
         let plain = KVArena(type: type, count: values.count)
         plain.store(from: FloatBuffer(values), sourceOffset: 0, to: 0, length: values.count)
@@ -132,8 +134,10 @@ struct KVCacheTests {
             let v = FloatBuffer((0 ..< count * width).map { _ in random.gaussian() })
             for p in 0 ..< count {
                 let block = Int(table[p / blockSize])
-                keys.store(from: k, sourceOffset: p * width, to: block * blockSize * width + p % blockSize, length: width, stride: blockSize)
-                values.store(from: v, sourceOffset: p * width, to: (block * blockSize + p % blockSize) * width, length: width)
+                let slot = (block * blockSize + p % blockSize) * width
+                keys.store(from: k, sourceOffset: p * width, to: block * blockSize * width + p % blockSize, length: width, stride: blockSize,
+                           scaleIndex: slot / 32)
+                values.store(from: v, sourceOffset: p * width, to: slot, length: width, scaleIndex: slot / 32)
             }
         }
         let rowWidth = heads * headDim
@@ -160,5 +164,39 @@ struct KVCacheTests {
             let bAlone = run(qB, positions: (0 ..< 20).map { Int32($0) }, offsets: Array(repeating: 0, count: 20), table: tableB, threads: 2)
             #expect(Array(both[length * rowWidth ..< both.count]) == bAlone, "\(type) \(path): B beside A differs from B alone")
         }
+    }
+
+    @Test("q8_0 stores ggml's Q8_0 blocks: d = max|x| / 127 in fp16, every element within half a step of its value (and the scale's rounding)")
+    func q8Store() throws {
+        var random = SplitRandom(seed: 8)
+        let values = (0 ..< 96).map { i in random.gaussian() * (i < 32 ? 0.01 : 4) }  // blocks of very different scales
+        let arena = KVArena(type: .q8_0, count: 96)
+        arena.store(from: FloatBuffer(values), sourceOffset: 0, to: 0, length: 96, scaleIndex: 0)
+        let back = arena.floats(0, 96)
+        var ggml = [UInt8](repeating: 0, count: 3 * 34)
+        values.withUnsafeBufferPointer { src in ggml.withUnsafeMutableBytes { _ = ag_quantize_row(Int32(AG_TYPE_Q8_0), src.baseAddress, $0.baseAddress, 96) } }
+        #expect(back == dequantize(.q8_0, bytes: ggml, count: 96), "the same values as ggml's Q8_0 row")
+        for block in 0 ..< 3 {
+            let range = block * 32 ..< (block + 1) * 32
+            let step = range.map { abs(values[$0]) }.max()! / 127
+            // Half a step, plus the scale's rounding to fp16 (2^-11 of it) times |q| <= 127.
+            for i in range { #expect(abs(back[i] - values[i]) <= step * (0.5 + 127.0 / 2048) + 1e-7, "element \(i)") }
+        }
+        // 96 elements: 96 bytes of int8 and 3 fp16 scales.
+        #expect(KVCacheType.q8_0.bytes(elements: 96) == 102 && KVCacheType.f16.bytes(elements: 96) == 192)
+        #expect(KVCacheType(name: "q8") == .q8_0 && KVCacheType(name: "Q8_0") == .q8_0)
+        #expect(KVCacheType.q8_0.problem(headDimension: 80) != nil && KVCacheType.q8_0.problem(headDimension: 128) == nil)
+        #expect(KVCacheType.f16.problem(headDimension: 80) == nil)
+    }
+
+    @Test("copying q8_0 elements takes their scales along")
+    func q8Copy() {
+        var random = SplitRandom(seed: 9)
+        let values = (0 ..< 64).map { _ in random.gaussian() }
+        let arena = KVArena(type: .q8_0, count: 256)
+        arena.store(from: FloatBuffer(values), sourceOffset: 0, to: 64, length: 64, scaleIndex: 2)
+        arena.copyElements(from: 64, to: 192, length: 64)
+        #expect(arena.floats(192, 64, scaleIndex: 6) == arena.floats(64, 64, scaleIndex: 2))
+        #expect(arena.floats(192, 64, scaleIndex: 6) != [Float](repeating: 0, count: 64))
     }
 }

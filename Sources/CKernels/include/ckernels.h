@@ -188,7 +188,10 @@ void ag_add_bias(float *x, int64_t x_stride, int64_t rows, const float *bias, in
 
 /// Paged attention for a batch of query tokens.
 /// K and V live in arenas of blocks of `block_size` positions, elements of `kv_type` (AG_TYPE_F32,
-/// AG_TYPE_F16 or AG_TYPE_BF16), kv_width = kv_heads * head_dim. In block b (the sequence's
+/// AG_TYPE_F16, AG_TYPE_BF16 or AG_TYPE_Q8_0), kv_width = kv_heads * head_dim. Q8_0: one int8 an element, and an
+/// fp16 scale for each 32 elements of a token's row (head_dim a multiple of 32) in k_scales / v_scales: the scale of
+/// element e of the token at block b, position j is scales[((b * block_size + j) * kv_width + e) / 32], for keys
+/// and values alike; value = scale * int8 (ggml's Q8_0 blocks along the head dimension). In block b (the sequence's
 /// positions p with p / block_size = its index in the block table), position j = p % block_size:
 ///   value element e (KV head e / head_dim) at (b * block_size + j) * kv_width + e   (position-major);
 ///   key element e at b * block_size * kv_width + e * block_size + j   (transposed within the block:
@@ -202,6 +205,7 @@ void ag_add_bias(float *x, int64_t x_stride, int64_t rows, const float *bias, in
 int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, int64_t out_stride,
                  int64_t tokens, const int32_t *positions, const int32_t *block_tables,
                  const int64_t *table_offsets, int kv_type, const void *k_arena, const void *v_arena,
+                 const uint16_t *k_scales, const uint16_t *v_scales,
                  int block_size, int heads, int kv_heads, int head_dim, float scale);
 
 /// Bidirectional attention (a vision tower's: every token sees every token). q, k and v hold `tokens` rows of
@@ -223,6 +227,10 @@ int ag_kv_store_strided(int kv_type, const float *src, void *dst, int64_t n, int
 /// Stores `n` floats into a KV arena of `kv_type` (F32 copies; F16 and BF16 round to nearest even).
 /// Returns 0, or -1 for another type.
 int ag_kv_store(int kv_type, const float *src, void *dst, int64_t n);
+
+/// Q8_0 KV: quantizes `n` floats (a multiple of 32) as ggml's Q8_0 (per 32: d = max|x| / 127, q = round(x / d)), the
+/// int8 values to dst[0], dst[stride], ... and the fp16 scales to scales[0 .. n / 32). Returns 0, or -1.
+int ag_kv_store_q8(const float *src, int8_t *dst, uint16_t *scales, int64_t n, int64_t stride);
 
 #ifdef __cplusplus
 }

@@ -47,7 +47,7 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var threads: Int?
         public var kvMemoryBudgetBytes: Int?
         public var maxSequences: Int
-        /// The KV cache's element type for the built-in engine: "f16" (default), "bf16" or "f32".
+        /// The KV cache's element type for the built-in engine: "f16" (default), "bf16", "q8_0" or "f32".
         public var kvType: String
         public var device: Device
         public var preset: String?

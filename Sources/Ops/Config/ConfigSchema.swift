@@ -92,7 +92,7 @@ public enum ConfigSchema {
         ConfigField("threads", .integer(1 ... 1024), help: "Engine threads (default: physical cores)."),
         ConfigField("kv_memory_budget", .size(1 << 20 ... 1 << 50), help: "Memory for the KV cache (default: context_length x max_sequences, at most 1 GiB)."),
         ConfigField("max_sequences", .integer(1 ... 4096), default: .integer(8), help: "Sequences decoded together."),
-        ConfigField("kv_type", .choice(["f16", "bf16", "f32"]), default: .string("f16"),
+        ConfigField("kv_type", .choice(["f16", "bf16", "q8_0", "f32"]), default: .string("f16"),
                     help: "How the built-in engine's KV cache stores keys and values (f16: half of f32's memory, perplexity within 0.1%)."),
         ConfigField("device", .choice(["cpu", "gpu"]), default: .string("cpu"), help: "Where the model runs: the CPU engine, or a GPU (an upstream on this host)."),
         ConfigField("mmproj", .string, help: "For a GLM-4.1V / AutoGLM-Phone text GGUF: its vision tower, llama.cpp's mmproj GGUF (as llama-server's --mmproj). A Hugging Face directory brings its own."),
