@@ -131,6 +131,7 @@ void ag_add_bias(float *x, int64_t x_stride, int64_t rows, const float *bias, in
 // each. So a token's attention is bitwise the same in a prefill chunk, alone in decode or batched.
 
 #define AG_ATTENTION_MAX_ROWS 64  // query rows (tokens x query heads of one KV head) per task
+#define AG_Q8_KV_MAX_SCALES 4096   // block_size x head_dim / 32 for a Q8_0 cache (e.g. 256 positions x 512 dims)
 
 typedef struct {
     const float *q;
@@ -171,42 +172,97 @@ static float *scratch_floats(float **buffer, int64_t *capacity, int64_t needed) 
 
 static size_t kv_element_bytes(int kv_type) { return kv_type == AG_TYPE_F32 ? 4 : kv_type == AG_TYPE_Q8_0 ? 1 : 2; }
 
-// Q8_0 KV: `count` rows (positions j of the block starting at position `first_slot` of the arena) of `hd` elements of
-// one KV head, dequantized. Keys (transposed: element d of position j at d * bs + j) into kf[d * bs + j]; values
-// (position-major, rows of kv_width) into vf[j * hd + d]. The scale of (slot, element e) is
-// scales[(slot * kv_width + e) / 32].
-static void q8_keys_to_f32(const int8_t *k, const uint16_t *scales, int64_t first_slot, int64_t kv_width, int64_t head0,
-                           int bs, int hd, float *kf) {
-    for (int j = 0; j < bs; j++) {
-        const uint16_t *sc = scales + ((first_slot + j) * kv_width + head0) / 32;
-        for (int g = 0; g < hd / 32; g++) {
-            const float d = ag_half_to_f32(sc[g]);
-            for (int i = 0; i < 32; i++) {
-                const int64_t e = (int64_t)(32 * g + i) * bs + j;
-                kf[e] = d * (float)k[e];
-            }
-        }
-    }
-}
-
-static void q8_values_to_f32(const int8_t *v, const uint16_t *scales, int64_t first_slot, int64_t kv_width, int64_t head0,
-                             int count, int hd, float *vf) {
-    for (int j = 0; j < count; j++) {
-        const int8_t *row = v + (int64_t)j * kv_width;
-        const uint16_t *sc = scales + ((first_slot + j) * kv_width + head0) / 32;
-        for (int g = 0; g < hd / 32; g++) {
-            const float d = ag_half_to_f32(sc[g]);
-            for (int i = 0; i < 32; i++) vf[(int64_t)j * hd + 32 * g + i] = d * (float)row[32 * g + i];
-        }
-    }
-}
-
 static inline float kv_element(int kv_type, const char *base, int64_t i) {
     switch (kv_type) {
     case AG_TYPE_F16: return ag_half_to_f32(((const ag_half *)base)[i]);
     case AG_TYPE_BF16: return ag_bf16_to_f32(((const uint16_t *)base)[i]);
     default: return ((const float *)base)[i];
     }
+}
+
+// Q8_0 KV: one block of one KV head dequantized (value = scale * int8, one rounding, the same on every path).
+// The scales of the block's positions and this head's groups of 32 go first into st[g * bs + j] (position j,
+// group g): scales[((first_slot + j) * kv_width + head0) / 32 + g].
+static void q8_block_scales(const uint16_t *scales, int64_t first_slot, int64_t kv_width, int64_t head0, int bs, int hd,
+                            float *st) {
+    for (int j = 0; j < bs; j++) {
+        const uint16_t *sc = scales + ((first_slot + j) * kv_width + head0) / 32;
+        for (int g = 0; g < hd / 32; g++) st[g * bs + j] = ag_half_to_f32(sc[g]);
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+// Keys, transposed as stored (element d of position j at d * bs + j), into kf[d * bs + j].
+__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
+static void q8_keys_avx512(const int8_t *k, const float *st, int bs, int hd, float *kf) {
+    for (int d = 0; d < hd; d++) {
+        const float *s = st + (d / 32) * bs;
+        for (int j = 0; j < bs; j += 16) {
+            const __mmask16 m = (__mmask16)(bs - j >= 16 ? 0xFFFFu : (1u << (bs - j)) - 1u);
+            const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, k + (int64_t)d * bs + j)));
+            _mm512_mask_storeu_ps(kf + (int64_t)d * bs + j, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, s + j)));
+        }
+    }
+}
+
+// Values, position-major rows of kv_width, into vf[j * hd + e].
+__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
+static void q8_values_avx512(const int8_t *v, int64_t kv_width, const float *st, int bs, int count, int hd, float *vf) {
+    for (int j = 0; j < count; j++) {
+        for (int g = 0; g < hd / 32; g++) {
+            const __m512 d = _mm512_set1_ps(st[g * bs + j]);
+            for (int h = 0; h < 32; h += 16) {
+                const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(v + j * kv_width + 32 * g + h))));
+                _mm512_storeu_ps(vf + (int64_t)j * hd + 32 * g + h, _mm512_mul_ps(x, d));
+            }
+        }
+    }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void q8_keys_avx2(const int8_t *k, const float *st, int bs, int hd, float *kf) {
+    for (int d = 0; d < hd; d++) {
+        const float *s = st + (d / 32) * bs;
+        int j = 0;
+        for (; j + 8 <= bs; j += 8) {
+            const __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(k + (int64_t)d * bs + j))));
+            _mm256_storeu_ps(kf + (int64_t)d * bs + j, _mm256_mul_ps(x, _mm256_loadu_ps(s + j)));
+        }
+        for (; j < bs; j++) kf[(int64_t)d * bs + j] = (float)k[(int64_t)d * bs + j] * s[j];
+    }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void q8_values_avx2(const int8_t *v, int64_t kv_width, const float *st, int bs, int count, int hd, float *vf) {
+    for (int j = 0; j < count; j++) {
+        for (int g = 0; g < hd / 32; g++) {
+            const __m256 d = _mm256_set1_ps(st[g * bs + j]);
+            for (int h = 0; h < 32; h += 8) {
+                const __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + j * kv_width + 32 * g + h))));
+                _mm256_storeu_ps(vf + (int64_t)j * hd + 32 * g + h, _mm256_mul_ps(x, d));
+            }
+        }
+    }
+}
+#endif
+
+static void q8_keys_to_f32(int isa, const int8_t *k, const float *st, int bs, int hd, float *kf) {
+#if defined(__x86_64__)
+    if (isa >= AG_ISA_AVX512) { q8_keys_avx512(k, st, bs, hd, kf); return; }
+    if (isa >= AG_ISA_AVX2) { q8_keys_avx2(k, st, bs, hd, kf); return; }
+#endif
+    for (int d = 0; d < hd; d++)
+        for (int j = 0; j < bs; j++) kf[(int64_t)d * bs + j] = (float)k[(int64_t)d * bs + j] * st[(d / 32) * bs + j];
+}
+
+static void q8_values_to_f32(int isa, const int8_t *v, int64_t kv_width, const float *st, int bs, int count, int hd, float *vf) {
+#if defined(__x86_64__)
+    if (isa >= AG_ISA_AVX512) { q8_values_avx512(v, kv_width, st, bs, count, hd, vf); return; }
+    if (isa >= AG_ISA_AVX2) { q8_values_avx2(v, kv_width, st, bs, count, hd, vf); return; }
+#endif
+    for (int j = 0; j < count; j++)
+        for (int e = 0; e < hd; e++) vf[(int64_t)j * hd + e] = (float)v[j * kv_width + e] * st[(e / 32) * bs + j];
 }
 
 // The rows of one task: query row r is token t0 + r / group, query head kvh * group + r % group.
@@ -602,11 +658,13 @@ static void attention_task(void *raw, int64_t index, int thread) {
     const int q8 = job->kv_type == AG_TYPE_Q8_0;
     float *kf = q8 ? scratch_floats(&tl_attention.keys, &tl_attention.keys_capacity, (int64_t)bs * hd) : NULL;
     const int key_type = q8 ? AG_TYPE_F32 : job->kv_type;  // Q8_0 keys are read as float32 once widened
+    float st[AG_Q8_KV_MAX_SCALES];  // one block's scales (Q8_0), bs x hd / 32 of them
     for (int64_t b = 0; b < blocks; b++) {
         // This KV head's keys in block b: dimension d of its positions at element d * bs.
         const char *kb = job->k_arena + ((size_t)table[b] * (size_t)bs * (size_t)kv_width + (size_t)kvh * (size_t)hd * (size_t)bs) * eb;
         if (q8) {
-            q8_keys_to_f32((const int8_t *)kb, job->k_scales, (int64_t)table[b] * bs, kv_width, (int64_t)kvh * hd, bs, hd, kf);
+            q8_block_scales(job->k_scales, (int64_t)table[b] * bs, kv_width, (int64_t)kvh * hd, bs, hd, st);
+            q8_keys_to_f32(job->isa, (const int8_t *)kb, st, bs, hd, kf);
             kb = (const char *)kf;
         }
 #if defined(__x86_64__)
@@ -647,7 +705,10 @@ static void attention_task(void *raw, int64_t index, int thread) {
         const int count = longest - first < bs ? (int)(longest - first) : bs;
         // The block's values (position-major rows, as stored) converted to float32 once.
         const char *v0 = job->v_arena + ((size_t)table[b] * (size_t)bs * (size_t)kv_width + (size_t)kvh * (size_t)hd) * eb;
-        if (q8) q8_values_to_f32((const int8_t *)v0, job->v_scales, (int64_t)table[b] * bs, kv_width, (int64_t)kvh * hd, count, hd, vf);
+        if (q8) {
+            q8_block_scales(job->v_scales, (int64_t)table[b] * bs, kv_width, (int64_t)kvh * hd, bs, hd, st);
+            q8_values_to_f32(job->isa, (const int8_t *)v0, kv_width, st, bs, count, hd, vf);
+        }
 #if defined(__x86_64__)
         if (job->isa >= AG_ISA_AVX512) {
             if (q8) {
@@ -724,7 +785,8 @@ int ag_attention(ag_pool *pool, const float *q, int64_t q_stride, float *out, in
                  const uint16_t *k_scales, const uint16_t *v_scales,
                  int block_size, int heads, int kv_heads, int head_dim, float scale) {
     if (kv_type != AG_TYPE_F32 && kv_type != AG_TYPE_F16 && kv_type != AG_TYPE_BF16 && kv_type != AG_TYPE_Q8_0) return -1;
-    if (kv_type == AG_TYPE_Q8_0 && (head_dim % 32 != 0 || !k_scales || !v_scales)) return -1;
+    if (kv_type == AG_TYPE_Q8_0 && (head_dim % 32 != 0 || !k_scales || !v_scales || (int64_t)block_size * head_dim / 32 > AG_Q8_KV_MAX_SCALES))
+        return -1;
     if (tokens < 1 || kv_heads < 1 || heads % kv_heads != 0 || heads / kv_heads > AG_ATTENTION_MAX_ROWS) return -1;
     // Tiles: runs of consecutive tokens of one sequence (same block table), at most 64 query rows each.
     const int group = heads / kv_heads;
