@@ -160,6 +160,91 @@ static void dense_avx512_accumulate2_128(float *o0, float *o1, const float *p0, 
         _mm512_storeu_ps(o1 + 16 * c, a1[c]);
     }
 }
+
+// ---- AVX2 (8 lanes): the same steps for a CPU without AVX-512 ----
+#define AD2 __attribute__((target("avx2,fma")))
+
+// 4 queries x 64 keys, 16 keys (two registers a query) at a time: 8 accumulators.
+AD2 static void dense_avx2_scores4(const float *q0, const float *q1, const float *q2, const float *q3, const float *kt,
+                                   int64_t kt_stride, int head_dim, float scale, float *s0, float *s1, float *s2, float *s3) {
+    const float *qs[4] = {q0, q1, q2, q3};
+    float *outs[4] = {s0, s1, s2, s3};
+    const __m256 sc = _mm256_set1_ps(scale);
+    for (int c = 0; c < AG_DENSE_KEYS; c += 16) {
+        __m256 a[4][2];
+        for (int r = 0; r < 4; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
+        for (int e = 0; e < head_dim; e++) {
+            const float *row = kt + (int64_t)e * kt_stride + c;
+            const __m256 k0 = _mm256_loadu_ps(row), k1 = _mm256_loadu_ps(row + 8);
+            for (int r = 0; r < 4; r++) {
+                const __m256 b = _mm256_set1_ps(qs[r][e]);
+                a[r][0] = _mm256_fmadd_ps(b, k0, a[r][0]);
+                a[r][1] = _mm256_fmadd_ps(b, k1, a[r][1]);
+            }
+        }
+        for (int r = 0; r < 4; r++) {
+            _mm256_storeu_ps(outs[r] + c, _mm256_mul_ps(a[r][0], sc));
+            _mm256_storeu_ps(outs[r] + c + 8, _mm256_mul_ps(a[r][1], sc));
+        }
+    }
+}
+
+// e^x for x <= 0 as dense_exp512; 2^n put in the exponent bits (x >= -87: n >= -126, a normal number).
+AD2 static inline __m256 dense_exp256(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+    const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_sub_ps(t, n);
+    __m256 p = _mm256_set1_ps(1.5403530393381609e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076284772e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821580e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650695910071e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718055994531e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+AD2 static float dense_avx2_softmax_tile(float *s, int count, float *running_max, float *running_sum) {
+    for (int j = count; j < AG_DENSE_KEYS; j++) s[j] = -INFINITY;  // past the last key: e^-inf = 0
+    __m256 mx = _mm256_loadu_ps(s);
+    for (int c = 8; c < AG_DENSE_KEYS; c += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + c));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, mx);
+    float tile_max = lanes[0];
+    for (int i = 1; i < 8; i++) tile_max = lanes[i] > tile_max ? lanes[i] : tile_max;
+    const float m = tile_max > *running_max ? tile_max : *running_max;
+    const float correction = expf(*running_max - m);
+    const __m256 mv = _mm256_set1_ps(m);
+    __m256 sum = _mm256_setzero_ps();
+    for (int c = 0; c < AG_DENSE_KEYS; c += 8) {
+        const __m256 e = dense_exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), mv));
+        sum = _mm256_add_ps(sum, e);
+        _mm256_storeu_ps(s + c, e);
+    }
+    _mm256_storeu_ps(lanes, sum);
+    float total = 0;
+    for (int i = 0; i < 8; i++) total += lanes[i];
+    *running_sum = *running_sum * correction + total;
+    *running_max = m;
+    return correction;
+}
+
+// o[0..head_dim) += sum_j p[j] v_j, head_dim a multiple of 8, in slabs of up to 64 (8 registers).
+AD2 static void dense_avx2_accumulate(float *o, const float *p, const float *v, int64_t v_stride, int count, int head_dim) {
+    for (int d = 0; d < head_dim; d += 64) {
+        const int lanes = head_dim - d >= 64 ? 8 : (head_dim - d) / 8;
+        __m256 acc[8];
+        for (int c = 0; c < lanes; c++) acc[c] = _mm256_loadu_ps(o + d + 8 * c);
+        for (int j = 0; j < count; j++) {
+            const __m256 pj = _mm256_set1_ps(p[j]);
+            const float *vj = v + (int64_t)j * v_stride + d;
+            for (int c = 0; c < lanes; c++) acc[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * c), acc[c]);
+        }
+        for (int c = 0; c < lanes; c++) _mm256_storeu_ps(o + d + 8 * c, acc[c]);
+    }
+}
 #endif
 
 static void dense_task(void *context, int64_t index, int thread) {
@@ -181,7 +266,8 @@ static void dense_task(void *context, int64_t index, int thread) {
         float *orow = o + (first + i) * job->out_stride + offset;
         for (int e = 0; e < hd; e++) orow[e] = 0;
     }
-    const int fast = job->isa >= 2 && hd % 16 == 0;
+    const int fast = job->isa >= AG_ISA_AVX512 && hd % 16 == 0;
+    const int fast2 = !fast && job->isa >= AG_ISA_AVX2 && hd % 8 == 0;
     for (int64_t k0 = 0; k0 < job->tokens; k0 += AG_DENSE_KEYS) {
         const int count = (int)(job->tokens - k0 < AG_DENSE_KEYS ? job->tokens - k0 : AG_DENSE_KEYS);
         const float *kt = kt_head + k0;
@@ -192,6 +278,13 @@ static void dense_task(void *context, int64_t index, int thread) {
                 const float *qb = job->q + (first + i) * job->stride + offset;
                 dense_avx512_scores4(qb, qb + job->stride, qb + 2 * job->stride, qb + 3 * job->stride, kt, job->padded, hd, job->scale,
                                      scores[i], scores[i + 1], scores[i + 2], scores[i + 3]);
+            }
+        }
+        if (fast2) {
+            for (; i + 4 <= nq; i += 4) {
+                const float *qb = job->q + (first + i) * job->stride + offset;
+                dense_avx2_scores4(qb, qb + job->stride, qb + 2 * job->stride, qb + 3 * job->stride, kt, job->padded, hd, job->scale,
+                                   scores[i], scores[i + 1], scores[i + 2], scores[i + 3]);
             }
         }
 #endif
@@ -213,6 +306,17 @@ static void dense_task(void *context, int64_t index, int thread) {
                 }
             }
             for (; i < nq; i++) dense_avx512_accumulate(o + (first + i) * job->out_stride + offset, scores[i], vb, job->stride, count, hd);
+            continue;
+        }
+        if (fast2) {
+            const float *vb = job->v + k0 * job->stride + offset;
+            for (i = 0; i < nq; i++) {
+                const float correction = dense_avx2_softmax_tile(scores[i], count, &running_max[i], &running_sum[i]);
+                float *orow = o + (first + i) * job->out_stride + offset;
+                if (correction != 1.0f)
+                    for (int e = 0; e < hd; e++) orow[e] *= correction;
+                dense_avx2_accumulate(orow, scores[i], vb, job->stride, count, hd);
+            }
             continue;
         }
 #endif

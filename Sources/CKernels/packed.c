@@ -10,9 +10,11 @@
 //
 // Packed layout, per group of 16 rows (rows padded with zero weights to a multiple of 16), per
 // 32-element block b, groups back to back:
-//   Q4 (from Q4_0 or Q4_1): 4 x 64 bytes of nibbles (register k, lane r = qs[4k..4k+3] of row r:
+//   Q4 (from Q4_1): 4 x 64 bytes of nibbles (register k, lane r = qs[4k..4k+3] of row r:
 //     low nibbles are elements 4k.., high nibbles 16+4k..), then 16 fp16 d, then 16 fp16 m
-//     (Q4_0 becomes m = -8d, exact: value = d*q + m).                               320 bytes
+//     (value = d*q + m).                                                            320 bytes
+//   Q40 (from Q4_0): the Q4 nibbles and d, no m: the kernels take m = -8d (exact), as the file's 18
+//     bytes a row a block.                                                          288 bytes
 //   Q8 (from Q8_0): 8 x 64 bytes (register k, lane r = qs[4k..4k+3] of row r, each byte + 128 so
 //     that it is unsigned for vpdpbusd), then 16 fp16 d.                             544 bytes
 //   Q5 (from Q5_0): the Q4 nibbles (256 bytes), then 16 x 4 bytes of fifth bits, then 16 fp16 d;
@@ -80,7 +82,8 @@
 
 static int packed_kind(int type) {
     switch (type) {
-    case AG_TYPE_Q4_0: case AG_TYPE_Q4_1: return AG_PACKED_Q4;
+    case AG_TYPE_Q4_0: return AG_PACKED_Q40;
+    case AG_TYPE_Q4_1: return AG_PACKED_Q4;
     case AG_TYPE_Q8_0: return AG_PACKED_Q8;
     case AG_TYPE_Q5_0: return AG_PACKED_Q5;
     case AG_TYPE_Q5_1: return AG_PACKED_Q51;
@@ -97,6 +100,7 @@ static int packed_kind(int type) {
 static size_t block_group_bytes(int kind) {
     switch (kind) {
     case AG_PACKED_Q4: return 320;
+    case AG_PACKED_Q40: return 288;
     case AG_PACKED_Q8: return 544;
     case AG_PACKED_Q5: return 352;
     case AG_PACKED_Q51: return 384;
@@ -121,7 +125,7 @@ static int bf16_input_format(int isa) {
 
 static int input_format(int kind, int isa) {
     switch (kind) {
-    case AG_PACKED_Q4: case AG_PACKED_Q8: case AG_PACKED_Q5: case AG_PACKED_Q51: return AG_PACKED_INPUT_BLOCKS;
+    case AG_PACKED_Q4: case AG_PACKED_Q40: case AG_PACKED_Q8: case AG_PACKED_Q5: case AG_PACKED_Q51: return AG_PACKED_INPUT_BLOCKS;
     case AG_PACKED_Q4K: case AG_PACKED_Q5K: case AG_PACKED_Q6K: return AG_PACKED_INPUT_SUPERBLOCKS;
     case AG_PACKED_F16: return AG_PACKED_INPUT_F32;
     case AG_PACKED_BF16: return bf16_input_format(isa);
@@ -295,7 +299,7 @@ int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, v
                 const int64_t row = g * PK_ROWS + r;
                 if (row >= rows) break;  // padding rows stay zero: d = m = 0
                 const uint8_t *rowp = (const uint8_t *)src + (size_t)row * row_bytes;
-                ag_half *d = (ag_half *)(blk + (kind == AG_PACKED_Q4 ? 256 : kind == AG_PACKED_Q8 ? 512 : 320));
+                ag_half *d = (ag_half *)(blk + (kind == AG_PACKED_Q4 || kind == AG_PACKED_Q40 ? 256 : kind == AG_PACKED_Q8 ? 512 : 320));
                 if (weight_type == AG_TYPE_Q5_1) {
                     const ag_block_q5_1 *w = (const ag_block_q5_1 *)rowp + b;
                     for (int k = 0; k < 4; k++) memcpy(blk + k * 64 + r * 4, w->qs + 4 * k, 4);
@@ -318,7 +322,6 @@ int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, v
                     const ag_block_q4_0 *w = (const ag_block_q4_0 *)rowp + b;
                     for (int k = 0; k < 4; k++) memcpy(blk + k * 64 + r * 4, w->qs + 4 * k, 4);
                     d[r] = w->d;
-                    d[PK_ROWS + r] = ag_f32_to_half(-8.0f * ag_half_to_f32(w->d));  // exact: a power-of-two scale
                 } else {
                     const ag_block_q8_0 *w = (const ag_block_q8_0 *)rowp + b;
                     for (int k = 0; k < 8; k++) {
@@ -334,8 +337,13 @@ int ag_pack_weights(int weight_type, const void *src, int64_t rows, int64_t n, v
 
 size_t ag_packed_activation_bytes(int format, int64_t n) {
     if (format == AG_PACKED_INPUT_SUPERBLOCKS) return (size_t)(n / AG_QK_K) * (256 + 4 + 16 + 32);
-    if (format == AG_PACKED_INPUT_F32) return (size_t)n * sizeof(float);
-    if (format == AG_PACKED_INPUT_BF16) return ((size_t)n * 2 + 3) / 4 * 4;
+    // Float rows a multiple of 4 KB apart (n = 4096 floats) would put the rows a kernel reads together in one L1 set:
+    // pad them by a cache line.
+    if (format == AG_PACKED_INPUT_F32) return (size_t)n * sizeof(float) + ((size_t)n * sizeof(float) % 4096 == 0 ? 64 : 0);
+    if (format == AG_PACKED_INPUT_BF16) {
+        const size_t bytes = ((size_t)n * 2 + 3) / 4 * 4;
+        return bytes + (bytes % 4096 == 0 ? 64 : 0);
+    }
     return (size_t)(n / AG_QK) * (32 + 12);
 }
 
@@ -450,21 +458,24 @@ AVX512 static inline __attribute__((always_inline)) void group_q4(
     __m512 acc[PK_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
     const __m512i low = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
-    const size_t bb = q5 == 2 ? 384 : q5 ? 352 : 320;
+    // q5: 0 Q4 (m stored), 1 Q5 (m = -16d), 2 Q51 (m stored), 3 Q40 (four bits, m = -8d).
+    const size_t bb = q5 == 3 ? 288 : q5 == 2 ? 384 : q5 ? 352 : 320;
+    const int five = q5 == 1 || q5 == 2;
     for (int64_t b = 0; b < nb; b++, w += bb) {
         __m512i q[8];
-        const __m512i h = q5 ? _mm512_loadu_si512((const void *)(w + 256)) : _mm512_setzero_si512();
+        const __m512i h = five ? _mm512_loadu_si512((const void *)(w + 256)) : _mm512_setzero_si512();
         for (int k = 0; k < 4; k++) {
             const __m512i v = _mm512_loadu_si512((const void *)(w + 64 * k));
             q[k] = _mm512_and_si512(v, low);
             q[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-            if (q5) {
+            if (five) {
                 q[k] = _mm512_or_si512(q[k], _mm512_and_si512(_mm512_slli_epi32(h, 4 - k), bit4));
                 q[k + 4] = _mm512_or_si512(q[k + 4], _mm512_and_si512(_mm512_srli_epi32(h, k), bit4));
             }
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + (q5 ? 320 : 256))));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + (five ? 320 : 256))));
         const __m512 mw = q5 == 1 ? _mm512_mul_ps(dw, _mm512_set1_ps(-16.0f))
+                        : q5 == 3 ? _mm512_mul_ps(dw, _mm512_set1_ps(-8.0f))
                                   : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + (q5 ? 352 : 288))));
         for (int c = 0; c < nc; c++) {
             const int8_t *xc = x + (size_t)c * xs;
@@ -480,6 +491,7 @@ AVX512 static inline __attribute__((always_inline)) void group_q4(
 
 #define group_q4_plain(w, nb, x, xs, nc, y, ys, valid) group_q4(w, nb, x, xs, nc, y, ys, valid, 0)
 #define group_q5(w, nb, x, xs, nc, y, ys, valid) group_q4(w, nb, x, xs, nc, y, ys, valid, 1)
+#define group_q40(w, nb, x, xs, nc, y, ys, valid) group_q4(w, nb, x, xs, nc, y, ys, valid, 3)
 #define group_q51(w, nb, x, xs, nc, y, ys, valid) group_q4(w, nb, x, xs, nc, y, ys, valid, 2)
 
 // Q4_K and Q5_K (q5 = 1): `nb` super-blocks. Per super-block and activation row the sums are
@@ -627,6 +639,7 @@ AVX512 static void group_avx512(int kind, const uint8_t *w, int64_t nb, const in
                                 float *y, int64_t ys, __mmask16 valid) {
     switch (kind) {
     case AG_PACKED_Q4: PK_GROUP_CASES(group_q4_plain) break;
+    case AG_PACKED_Q40: PK_GROUP_CASES(group_q40) break;
     case AG_PACKED_Q5: PK_GROUP_CASES(group_q5) break;
     case AG_PACKED_Q51: PK_GROUP_CASES(group_q51) break;
     case AG_PACKED_Q4K: PK_GROUP_CASES(group_q4k_plain) break;
@@ -658,7 +671,8 @@ AVX2F static inline __attribute__((always_inline)) void half_group(
         __m256i q[8];
         __m256 dw, mw = _mm256_setzero_ps();
         const int five = kind == AG_PACKED_Q5 || kind == AG_PACKED_Q51;
-        if (kind == AG_PACKED_Q4 || five) {
+        const int four = kind == AG_PACKED_Q4 || kind == AG_PACKED_Q40;
+        if (four || five) {
             const __m256i h = five ? _mm256_loadu_si256((const __m256i *)(w + 256 + 32 * half)) : _mm256_setzero_si256();
             for (int k = 0; k < 4; k++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 64 * k + 32 * half));
@@ -675,7 +689,8 @@ AVX2F static inline __attribute__((always_inline)) void half_group(
                                            : _mm256_mul_ps(dw, _mm256_set1_ps(-16.0f));
             } else {
                 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 256 + 16 * half)));
-                mw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 288 + 16 * half)));
+                mw = kind == AG_PACKED_Q40 ? _mm256_mul_ps(dw, _mm256_set1_ps(-8.0f))
+                                           : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 288 + 16 * half)));
             }
         } else {
             for (int k = 0; k < 8; k++) {
@@ -688,7 +703,7 @@ AVX2F static inline __attribute__((always_inline)) void half_group(
             const int32_t *xq = (const int32_t *)(xc + b * 32);
             const float *xd = (const float *)(xc + nb * 32);
             __m256i sum;
-            if (kind == AG_PACKED_Q4) {
+            if (four) {
                 __m256i s16 = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(xq[0]));
                 for (int k = 1; k < 8; k++) s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q[k], _mm256_set1_epi32(xq[k])));
                 sum = widen_pairs(s16);
@@ -847,6 +862,7 @@ AVX2F static void group_avx2(int kind, const uint8_t *w, int64_t nb, const int8_
                                              case 3: PK2_CASE(K, 3); break; default: PK2_CASE(K, 4); break; }
             switch (kind) {
             case AG_PACKED_Q4: PK2_CASES(AG_PACKED_Q4) break;
+            case AG_PACKED_Q40: PK2_CASES(AG_PACKED_Q40) break;
             case AG_PACKED_Q5: PK2_CASES(AG_PACKED_Q5) break;
             case AG_PACKED_Q51: PK2_CASES(AG_PACKED_Q51) break;
             case AG_PACKED_Q8: PK2_CASES(AG_PACKED_Q8) break;

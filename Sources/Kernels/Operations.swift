@@ -42,8 +42,9 @@ public enum Operations {
         }
         precondition(offset + (batch - 1) * stride + columns <= input.count)
         if allPacked {
-            // Float32 activations (F16 weights) are read where they are; the others are converted once.
-            let direct = packedFormat == Int32(AG_PACKED_INPUT_F32)
+            // Float32 activations (F16 weights) are read where they are, unless their rows are a multiple of 4 KB
+            // apart (they would share L1 sets: copied with a padded stride); the others are converted once.
+            let direct = packedFormat == Int32(AG_PACKED_INPUT_F32) && (stride * MemoryLayout<Float>.stride) % 4096 != 0
             let xq: UnsafeRawPointer
             let packedStride: Int
             if direct {

@@ -67,10 +67,13 @@ struct GLM4VisionTests {
         }
     }
 
-    @Test("dense attention equals the plain softmax-weighted sum for odd sizes (tiles and query blocks cut)")
-    func denseAttention() {
+    @Test("dense attention equals the plain softmax-weighted sum for odd sizes (tiles and query blocks cut), on every path",
+          arguments: KernelPath.allCases.filter { $0.rawValue <= KernelPath.detected.rawValue })
+    func denseAttention(path: KernelPath) {
+        KernelPath.select(path)
+        defer { KernelPath.select(.detected) }
         var random = SeededRandom(seed: 7)
-        for (tokens, heads, headDimension) in [(1, 1, 16), (5, 2, 12), (67, 3, 32), (130, 2, 64), (17, 1, 128)] {
+        for (tokens, heads, headDimension) in [(1, 1, 16), (5, 2, 12), (67, 3, 32), (130, 2, 64), (17, 1, 128), (70, 2, 40)] {
             let stride = 3 * heads * headDimension
             let values = (0 ..< tokens * stride).map { _ in Float(Double(random.next() >> 11) / Double(1 << 53) * 2 - 1) }
             let qkv = FloatBuffer(values), out = FloatBuffer(count: tokens * heads * headDimension)
@@ -101,7 +104,7 @@ struct GLM4VisionTests {
                     }
                 }
             }
-            #expect(worst < 1e-5, "tokens \(tokens), heads \(heads), head \(headDimension): \(worst)")
+            #expect(worst < 1e-5, "\(path): tokens \(tokens), heads \(heads), head \(headDimension): \(worst)")
         }
     }
 

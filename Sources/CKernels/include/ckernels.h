@@ -129,7 +129,7 @@ void ag_matmul_quantized(ag_pool *pool, const ag_matmul_target *targets, int cou
 // results are bitwise equal, and the AVX2 and AVX-512 paths give bitwise equal results.
 
 enum { AG_PACKED_Q4 = 0, AG_PACKED_Q8 = 1, AG_PACKED_Q5 = 2, AG_PACKED_Q4K = 3, AG_PACKED_Q5K = 4, AG_PACKED_Q6K = 5, AG_PACKED_Q51 = 6,
-       AG_PACKED_F16 = 7, AG_PACKED_BF16 = 8 };
+       AG_PACKED_F16 = 7, AG_PACKED_BF16 = 8, AG_PACKED_Q40 = 9 };
 /// The activation formats of the packed products: blocks of 32 (Q4, Q8, Q5) or super-blocks of 256
 /// quantized as Q8_K (Q4K, Q5K, Q6K); float32 rows (F16, and BF16 without avx512_bf16); bf16 rows (BF16 with
 /// vdpbf16ps, on the AVX-512 path of a CPU with avx512_bf16). Matrices fused into one product must share it.
