@@ -23,4 +23,4 @@ mkdir -p bench-out
     --input-len 128 --output-len 64 --num-prompts 100000 --max-duration "$duration" --seed 1 \
     --output bench-out/failover.json 2>/dev/null | grep -E "Completed|Errors|Output token|Duration" || true
 echo "gateway outcomes per endpoint:"
-curl -s "http://127.0.0.1:$gw/metrics" | grep '^autoglm:upstream_requests_total' || true
+curl -s "http://127.0.0.1:$gw/metrics" | grep '^autoglm_upstream_requests_total' || true

@@ -77,6 +77,8 @@ public struct ServerRoutes: Sendable {
     public var images = ImagePolicy()
     /// server.sse_heartbeat: a stream silent this long (a long prefill, images being encoded) gets an SSE comment.
     public var heartbeatSeconds: Double = 10
+    /// How /metrics names the series.
+    public var metricNames = MetricNames.autoglm
 
     public init(registry: ModelRegistry, metrics: [String: ServerMetrics], prometheus: PrometheusCollectorRegistry,
                 requestTimeout: Double?, maxBodyBytes: Int = 16 << 20) {
@@ -117,7 +119,7 @@ public struct ServerRoutes: Sendable {
         if let metricsPath { router.get(RouterPath(metricsPath)) { _, _ in
             for model in registry.locals.loaded { metrics[model.name]?.update(model.backend.statistics) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: prometheus.emitToBuffer())))
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: metricNames.exposition(prometheus.emitToBuffer()))))
         } }
         let started = Int(Date().timeIntervalSince1970)
         router.get("/v1/models") { _, _ in

@@ -31,6 +31,8 @@ public struct ServerOptions: Sendable {
     public var images = ImagePolicy()
     /// server.sse_heartbeat in seconds.
     public var heartbeatSeconds: Double = 10
+    /// metrics.names: how /metrics names the series.
+    public var metricNames = MetricNames.autoglm
 
     public init(host: String = "127.0.0.1", port: Int = 8080, apiKeys: [String] = [], requestTimeoutSeconds: Double? = 600,
                 drainSeconds: Double = 30, idleTimeoutSeconds: Double? = 60, metricsPath: String? = "/metrics",
@@ -76,6 +78,7 @@ public enum AutoGLMServer {
         routes.requestsPerMinute = options.requestsPerMinute
         routes.images = options.images
         routes.heartbeatSeconds = options.heartbeatSeconds
+        routes.metricNames = options.metricNames
         let router = routes.router(metricsPath: options.metricsPath, apiKeys: options.apiKeys)
         var server = HTTPServerBuilder.http1(configuration: .init(idleTimeout: options.idleTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) }))
         if let tls = options.tls {

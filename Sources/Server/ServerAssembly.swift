@@ -15,6 +15,7 @@ extension ServerOptions {
         self.tls = tls
         adminAPIKeys = config.server.adminAPIKeys
         heartbeatSeconds = config.server.sseHeartbeatSeconds
+        metricNames = MetricNames(rawValue: config.metrics.names) ?? .autoglm
         let i = config.images
         images = ImagePolicy(maxImagesPerRequest: config.limits.maxImagesPerRequest, maxImageBytes: config.limits.maxImageBytes,
                              decodeLimits: ImageDecodeLimits(maxPixels: config.limits.maxImagePixels, maxSide: 16_384),

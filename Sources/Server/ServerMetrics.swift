@@ -2,10 +2,48 @@ import Foundation
 public import Prometheus
 public import Serving
 
-/// The server's Prometheus metrics, named as vLLM names them (`vllm:` becomes `autoglm:`) so that
-/// existing dashboards and alerts carry over; labelled by `model_name`. Counters carry the
-/// `_total` suffix that Python's prometheus_client adds to vLLM's counters.
+/// How `/metrics` names the series (`metrics.names`).
+public enum MetricNames: String, Sendable, CaseIterable {
+    /// `autoglm_` + vLLM's names where vLLM has the metric: valid Prometheus names (colons are reserved for
+    /// recording rules), counters and only counters ending in `_total`.
+    case autoglm
+    /// vLLM's exact names (`vllm:num_requests_running`, `vllm:iteration_tokens_total`, ...), for dashboards and
+    /// autoscaling recipes written for vLLM. autoglm's own series get the same `vllm:` prefix.
+    case vllm
+
+    /// The exposition text under these names (the registry writes `autoglm_` names).
+    public func exposition(_ text: [UInt8]) -> [UInt8] {
+        guard self == .vllm else { return text }
+        var out = ""
+        out.reserveCapacity(text.count + text.count / 16)
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
+            out += Self.vllmLine(line)
+            out += "\n"
+        }
+        if out.hasSuffix("\n\n") { out.removeLast() }
+        return Array(out.utf8)
+    }
+
+    /// One line with its metric name (after `# HELP ` / `# TYPE `, or at the start) renamed.
+    static func vllmLine(_ line: Substring) -> String {
+        for lead in ["# HELP ", "# TYPE ", ""] where line.hasPrefix(lead + ServerMetrics.prefix) {
+            var name = line.dropFirst(lead.count + ServerMetrics.prefix.count)
+            // vLLM's histogram of tokens per engine step is called iteration_tokens_total.
+            if name.hasPrefix("iteration_tokens"), !name.hasPrefix("iteration_tokens_total") {
+                name = "iteration_tokens_total" + name.dropFirst("iteration_tokens".count)
+            }
+            return lead + "vllm:" + name
+        }
+        return String(line)
+    }
+}
+
+/// The server's Prometheus metrics: vLLM's names where vLLM has the metric, with the prefix `autoglm_`
+/// (`metrics.names: vllm` serves vLLM's exact `vllm:` names), labelled by `model_name`. Counters carry the
+/// `_total` suffix that Python's prometheus_client adds to vLLM's counters; nothing else does.
 public final class ServerMetrics: SchedulerObserver, Sendable {
+    /// The prefix of every series the registry holds.
+    public static let prefix = "autoglm_"
     public let registry: PrometheusCollectorRegistry
     let model: String
 
@@ -36,7 +74,7 @@ public final class ServerMetrics: SchedulerObserver, Sendable {
         waiting = gauge("num_requests_waiting", "Number of requests waiting to be scheduled.")
         kvUsage = gauge("kv_cache_usage_perc", "KV-cache usage: 1 means 100 percent of the blocks are in use.")
         kvBlocksUsed = gauge("kv_cache_blocks_used", "KV-cache blocks held by running sequences.")
-        kvBlocksTotal = gauge("kv_cache_blocks_total", "KV-cache blocks in the arena.")
+        kvBlocksTotal = gauge("kv_cache_blocks_capacity", "KV-cache blocks in the arena.")
         promptTokens = counter("prompt_tokens_total", "Prompt tokens processed (prefix-cache hits excluded).")
         generationTokens = counter("generation_tokens_total", "Generated tokens.")
         preemptions = counter("num_preemptions_total", "Sequences preempted for lack of KV blocks.")
@@ -51,11 +89,11 @@ public final class ServerMetrics: SchedulerObserver, Sendable {
         decodeTime = durations("request_decode_time_seconds", Self.latencyBuckets, "Time from the first token to the last.")
         requestPromptTokens = values("request_prompt_tokens", Self.tokenCountBuckets, "Prompt length per request.")
         requestGenerationTokens = values("request_generation_tokens", Self.tokenCountBuckets, "Generated tokens per request.")
-        iterationTokens = values("iteration_tokens_total", [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192], "Tokens per engine step.")
+        iterationTokens = values("iteration_tokens", [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192], "Tokens per engine step.")
         batchSize = values("batch_size", [1, 2, 4, 8, 16, 32, 64, 128, 256], "Sequences per engine step.")
     }
 
-    /// Counts one HTTP response (route, model, status): `autoglm:http_requests_total`.
+    /// Counts one HTTP response (route, model, status): `autoglm_http_requests_total`.
     public static func countRequest(registry: PrometheusCollectorRegistry, route: String, status: Int, model: String?) {
         registry.makeCounter(descriptor: Self.descriptor("http_requests_total", "HTTP requests by route, model and status."),
                              labels: [("route", route), ("model_name", model ?? ""), ("status", String(status))]).increment()
@@ -102,7 +140,7 @@ public final class ServerMetrics: SchedulerObserver, Sendable {
     }
 
     static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
-        MetricNameDescriptor(metricName: "autoglm:" + name, unitName: "", helpText: help)
+        MetricNameDescriptor(metricName: prefix + name, unitName: "", helpText: help)
     }
 
     static func duration(_ seconds: Double) -> Duration { .nanoseconds(Int64(max(0, seconds) * 1e9)) }

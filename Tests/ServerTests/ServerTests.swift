@@ -316,7 +316,7 @@ struct ServerTests {
         h.model.backend.shutdown()
     }
 
-    @Test("metrics: vLLM's names under autoglm:, prefix-cache hits, requests by route and status")
+    @Test("metrics: vLLM's names under autoglm_, prefix-cache hits, requests by route and status; valid Prometheus names")
     func metrics() async throws {
         let h = try Self.harness()
         defer { h.model.backend.shutdown() }
@@ -329,20 +329,44 @@ struct ServerTests {
             }
             _ = try await Self.post(client, "/v1/chat/completions", "{")
             let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
-            for name in ["autoglm:num_requests_running", "autoglm:num_requests_waiting", "autoglm:kv_cache_usage_perc",
-                         "autoglm:prompt_tokens_total", "autoglm:generation_tokens_total", "autoglm:time_to_first_token_seconds_bucket",
-                         "autoglm:inter_token_latency_seconds_bucket", "autoglm:e2e_request_latency_seconds_count",
-                         "autoglm:request_queue_time_seconds_bucket", "autoglm:batch_size_bucket", "autoglm:kv_cache_blocks_total"] {
+            for name in ["autoglm_num_requests_running", "autoglm_num_requests_waiting", "autoglm_kv_cache_usage_perc",
+                         "autoglm_prompt_tokens_total", "autoglm_generation_tokens_total", "autoglm_time_to_first_token_seconds_bucket",
+                         "autoglm_inter_token_latency_seconds_bucket", "autoglm_e2e_request_latency_seconds_count",
+                         "autoglm_request_queue_time_seconds_bucket", "autoglm_batch_size_bucket", "autoglm_kv_cache_blocks_capacity", "autoglm_iteration_tokens_bucket"] {
                 #expect(text.contains(name), "missing \(name)")
             }
             func value(_ prefix: String) -> Double? {
                 text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.split(separator: " ").last ?? "") }
             }
-            #expect(value(#"autoglm:generation_tokens_total{model_name="smol"}"#) == 8)
-            #expect((value(#"autoglm:prefix_cache_hits_total{model_name="smol"}"#) ?? 0) >= 32)
-            #expect(value(#"autoglm:request_success_total{model_name="smol",finished_reason="length"}"#) == 2)
-            #expect(text.contains(#"autoglm:http_requests_total{route="/v1/chat/completions",model_name="smol",status="200"} 2"#))
+            #expect(value(#"autoglm_generation_tokens_total{model_name="smol"}"#) == 8)
+            #expect((value(#"autoglm_prefix_cache_hits_total{model_name="smol"}"#) ?? 0) >= 32)
+            #expect(value(#"autoglm_request_success_total{model_name="smol",finished_reason="length"}"#) == 2)
+            #expect(text.contains(#"autoglm_http_requests_total{route="/v1/chat/completions",model_name="smol",status="200"} 2"#))
             #expect(text.contains(#"status="400"} 1"#))
+            Self.checkPrometheusNames(text)
+            // metrics.names: vllm serves vLLM's exact names.
+            let vllm = String(decoding: MetricNames.vllm.exposition(Array(text.utf8)), as: UTF8.self)
+            for name in ["vllm:num_requests_running{", "vllm:generation_tokens_total{", "vllm:iteration_tokens_total_bucket{",
+                         "# TYPE vllm:time_to_first_token_seconds histogram", "# HELP vllm:kv_cache_usage_perc "] {
+                #expect(vllm.contains(name), "missing \(name)")
+            }
+            #expect(!vllm.contains("autoglm_") && vllm.split(separator: "\n").count == text.split(separator: "\n").count)
+        }
+    }
+
+    /// The rules `promtool check metrics` applies to names: [a-zA-Z_][a-zA-Z0-9_]* (no colons: they are for recording
+    /// rules), counters end in `_total` and nothing else does.
+    static func checkPrometheusNames(_ text: String) {
+        var types: [String: String] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("# TYPE ") {
+            let parts = line.split(separator: " ")
+            types[String(parts[2])] = String(parts[3])
+        }
+        #expect(types.count >= 20)
+        for (name, type) in types {
+            #expect(name.range(of: "^[a-zA-Z_][a-zA-Z0-9_]*$", options: .regularExpression) != nil, "bad name \(name)")
+            #expect(name.hasPrefix(ServerMetrics.prefix), "\(name) without the prefix")
+            #expect((type == "counter") == name.hasSuffix("_total"), "\(name) is a \(type)")
         }
     }
 

@@ -280,9 +280,9 @@ struct UpstreamTests {
                     let status = try await Self.chat(client, model: "glm").status
                     #expect(status == .ok)
                 }
-                let state = Self.metric(registry, "autoglm:upstream_circuit_state{model_name=\"glm\",endpoint=\"\(dead)\"}")
+                let state = Self.metric(registry, "autoglm_upstream_circuit_state{model_name=\"glm\",endpoint=\"\(dead)\"}")
                 #expect(state == 2, "the dead endpoint's circuit is open")
-                let refused = Self.metric(registry, "autoglm:upstream_requests_total{model_name=\"glm\",endpoint=\"\(dead)\",outcome=\"connect_error\"}")
+                let refused = Self.metric(registry, "autoglm_upstream_requests_total{model_name=\"glm\",endpoint=\"\(dead)\",outcome=\"connect_error\"}")
                 #expect(refused == 2, "no attempt after the circuit opened")
             }
             #expect(fault.count("ok") == 6)
@@ -325,7 +325,7 @@ struct UpstreamTests {
                     #expect(r.status == .badRequest)
                     #expect(try Self.error(r)["message"] as? String == "max_tokens is too large")
                 }
-                #expect(Self.metric(registry, "autoglm:upstream_circuit_state{model_name=\"glm\"") == 0)
+                #expect(Self.metric(registry, "autoglm_upstream_circuit_state{model_name=\"glm\"") == 0)
             }
             #expect(fault.count("error400") == 3, "no retries of a 4xx")
         }
@@ -372,7 +372,7 @@ struct UpstreamTests {
             settings.breaker = .init(failureThreshold: 1, openSeconds: 0.2)
             try await Self.withGateway([model], settings: settings) { client, _, registry in
                 #expect(try await Self.chat(client, model: "glm").status == .badGateway)
-                #expect(Self.metric(registry, "autoglm:upstream_circuit_state{model_name=\"glm\"") == 2)
+                #expect(Self.metric(registry, "autoglm_upstream_circuit_state{model_name=\"glm\"") == 2)
                 fault.state.withLock { $0.failing = false }
                 var status = HTTPResponse.Status.serviceUnavailable
                 let deadline = ContinuousClock.now + .seconds(60)
@@ -381,7 +381,7 @@ struct UpstreamTests {
                     if status != .ok { try await Task.sleep(for: .milliseconds(50)) }
                 }
                 #expect(status == .ok)
-                #expect(Self.metric(registry, "autoglm:upstream_circuit_state{model_name=\"glm\"") == 0)
+                #expect(Self.metric(registry, "autoglm_upstream_circuit_state{model_name=\"glm\"") == 0)
             }
         }
     }

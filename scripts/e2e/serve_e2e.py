@@ -207,7 +207,7 @@ def overload_checks(port, proc):
     before = rss_kib(proc.pid)
     # Fill every sequence slot and the whole queue with long streams first, and see it in the metrics,
     # so that the burst meets a full server by construction, however slowly this machine sends it.
-    running_metric, waiting_metric = 'autoglm:num_requests_running{model_name=', 'autoglm:num_requests_waiting{model_name='
+    running_metric, waiting_metric = 'autoglm_num_requests_running{model_name=', 'autoglm_num_requests_waiting{model_name='
     # The running streams first: requests that arrive together all count as waiting until the scheduler
     # takes them, so six at once would overflow the queue of four.
     holders = [hold_stream(port) for _ in range(SEQUENCES)]
@@ -254,7 +254,7 @@ def disconnect_check(port):
     deadline = time.time() + 30
     running = None
     while time.time() < deadline:
-        running = metric(port, 'autoglm:num_requests_running{model_name=')
+        running = metric(port, 'autoglm_num_requests_running{model_name=')
         if running == 0:
             break
         time.sleep(0.2)

@@ -115,6 +115,8 @@ public struct AutoGLMConfig: Sendable, Equatable {
     public struct Metrics: Sendable, Equatable {
         public var enabled: Bool
         public var path: String
+        /// "autoglm" (autoglm_ + vLLM's names) or "vllm" (vLLM's exact vllm: names).
+        public var names = "autoglm"
     }
 
     public var server: Server
@@ -184,6 +186,7 @@ extension AutoGLMConfig {
                         allowedDomains: value("images.allowed_domains")?.listValue?.compactMap(\.stringValue) ?? [],
                         maxPixels: value("images.max_pixels")?.intValue, minPixels: value("images.min_pixels")?.intValue)
         logging = Logging(level: string("logging.level"), format: string("logging.format"))
-        metrics = Metrics(enabled: value("metrics.enabled")?.boolValue ?? true, path: string("metrics.path"))
+        metrics = Metrics(enabled: value("metrics.enabled")?.boolValue ?? true, path: string("metrics.path"),
+                          names: value("metrics.names")?.stringValue ?? "autoglm")
     }
 }

@@ -157,6 +157,8 @@ public enum ConfigSchema {
         ConfigField("metrics", .object([
             ConfigField("enabled", .boolean, default: .boolean(true), help: "Serve Prometheus metrics."),
             ConfigField("path", .urlPath, default: .string("/metrics"), help: "URL path of the metrics endpoint."),
+            ConfigField("names", .choice(["autoglm", "vllm"]), default: .string("autoglm"),
+                        help: "Series names: autoglm (autoglm_ + vLLM's names, valid Prometheus names) or vllm (vLLM's exact vllm: names, for dashboards written for vLLM)."),
         ]), help: "Prometheus metrics."),
     ]
 
