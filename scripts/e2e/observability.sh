@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The monitoring files against a real Prometheus (Debian's `prometheus` package, installed here when missing):
+#   1. promtool checks and unit-tests the alert rules (deploy/prometheus/autoglm-alerts.yml and its .test.yml);
+#   2. an `autoglm serve` (the default model, loopback) answers a few requests; `promtool check metrics` finds no
+#      problem in its /metrics, and every autoglm_ series the rules use is there;
+#   3. a Prometheus started here scrapes it, loads the rules, and answers a PromQL query for the request counter.
+# Bounded waits only; everything it starts is stopped on exit.
+#   scripts/e2e/observability.sh .build/release/autoglm
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+autoglm="${1:-.build/release/autoglm}"
+rules=deploy/prometheus/autoglm-alerts.yml
+
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    echo "installing prometheus (promtool and a server for this check)" >&2
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >&2
+fi
+
+echo "== promtool check rules / test rules"
+promtool check rules "$rules"
+(cd deploy/prometheus && promtool test rules autoglm-alerts.test.yml)
+
+work=$(mktemp -d)
+server_pid=""; prometheus_pid=""
+cleanup() {
+    [ -n "$prometheus_pid" ] && kill "$prometheus_pid" 2>/dev/null || true
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() {  # URL SECONDS
+    for _ in $(seq 1 "$2"); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 1; done
+    echo "error: $1 did not answer within $2 s" >&2; return 1
+}
+
+port=$(free_port)
+"$autoglm" serve --port "$port" >"$work/serve.log" 2>&1 &
+server_pid=$!
+wait_for "http://127.0.0.1:$port/ready" 120 || { tail -20 "$work/serve.log" >&2; exit 1; }
+request() {
+    curl -sf "http://127.0.0.1:$port/v1/completions" -H 'content-type: application/json' \
+        -d '{"model":"smollm2-135m-instruct","prompt":"Hello","max_tokens":2,"temperature":0}' >/dev/null
+}
+for _ in 1 2 3; do request; done
+
+echo "== promtool check metrics on a live /metrics"
+curl -sf "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
+if ! promtool check metrics <"$work/metrics.txt" >"$work/lint.txt" 2>&1 || [ -s "$work/lint.txt" ]; then
+    echo "error: promtool check metrics found problems:" >&2; cat "$work/lint.txt" >&2; exit 1
+fi
+
+echo "== every autoglm_ series the alert rules use exists"
+python3 - "$rules" "$work/metrics.txt" <<'PY'
+import re, sys
+rules, exposition = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+families = set(re.findall(r"^# TYPE (\S+) ", exposition, re.M))
+series = set()
+for f in families:
+    series |= {f, f + "_bucket", f + "_sum", f + "_count"}
+used = set(re.findall(r"\bautoglm_[a-z_]+", rules))
+missing = sorted(used - series)
+if missing:
+    sys.exit(f"error: the rules use series /metrics does not have: {', '.join(missing)}")
+print(f"ok: {len(used)} series used by the rules, all exposed ({len(families)} families)")
+PY
+
+echo "== a real Prometheus scrapes it and answers PromQL"
+prom_port=$(free_port)
+cat >"$work/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - $PWD/$rules
+scrape_configs:
+  - job_name: autoglm
+    static_configs:
+      - targets: ["127.0.0.1:$port"]
+EOF
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
+    --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
+prometheus_pid=$!
+wait_for "http://127.0.0.1:$prom_port/-/ready" 60 || { tail -20 "$work/prometheus.log" >&2; exit 1; }
+query() {  # PROMQL -> the first sample's value, or nothing
+    curl -sf "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode "query=$1" \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")'
+}
+# The counter must move between two scrapes: the requests made so far, then two more.
+before=""
+for _ in $(seq 1 30); do before=$(query 'sum(autoglm_http_requests_total{route="/v1/completions",status="200"})'); [ -n "$before" ] && break; sleep 1; done
+[ -n "$before" ] || { echo "error: Prometheus has no autoglm_http_requests_total after 30 s" >&2; tail -20 "$work/prometheus.log" >&2; exit 1; }
+request; request
+after="$before"
+for _ in $(seq 1 30); do
+    after=$(query 'sum(autoglm_http_requests_total{route="/v1/completions",status="200"})')
+    python3 -c "import sys; sys.exit(0 if float('${after:-0}') >= float('$before') + 2 else 1)" && break
+    sleep 1
+done
+python3 -c "import sys; sys.exit(0 if float('${after:-0}') >= float('$before') + 2 else 1)" \
+    || { echo "error: the request counter did not move in Prometheus ($before -> $after)" >&2; exit 1; }
+up=$(query 'up{job="autoglm"}')
+[ "$up" = "1" ] || { echo "error: up{job=\"autoglm\"} is '$up'" >&2; exit 1; }
+loaded=$(curl -sf "http://127.0.0.1:$prom_port/api/v1/rules" | python3 -c 'import json,sys; print(sum(len(g["rules"]) for g in json.load(sys.stdin)["data"]["groups"]))')
+[ "$loaded" -ge 6 ] || { echo "error: Prometheus loaded $loaded alert rules, expected 6" >&2; exit 1; }
+echo "ok: Prometheus scraped autoglm (up 1), the request counter moved $before -> $after, $loaded alert rules loaded"
