@@ -10,5 +10,6 @@ swift build -c release --build-tests -Xswiftc -enable-testing
 swift test -c release -Xswiftc -enable-testing --skip-build "$@"
 # The server as a real process: the official openai client, overload, disconnect, port in use, SIGTERM drain.
 scripts/e2e/run.sh .build/release/autoglm
-# The alert rules (promtool) and the metrics against a real Prometheus scraping a running server.
-scripts/e2e/observability.sh .build/release/autoglm
+# The systemd unit (systemd-analyze), the alert rules (promtool) and the metrics against a real Prometheus
+# scraping a running server.
+scripts/e2e/deploy.sh .build/release/autoglm

@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# The monitoring files against a real Prometheus (Debian's `prometheus` package, installed here when missing):
-#   1. promtool checks and unit-tests the alert rules (deploy/prometheus/autoglm-alerts.yml and its .test.yml);
+# The deployment and monitoring files against the real tools:
+#   0. `systemd-analyze verify` passes the systemd unit (deploy/systemd/autoglm.service) without a warning;
+#   1. promtool (Debian's `prometheus` package, installed here when missing) checks and unit-tests the alert rules
+#      (deploy/prometheus/autoglm-alerts.yml and its .test.yml);
 #   2. an `autoglm serve` (the default model, loopback) answers a few requests; `promtool check metrics` finds no
 #      problem in its /metrics, and every autoglm_ series the rules use is there;
 #   3. a Prometheus started here scrapes it, loads the rules, and answers a PromQL query for the request counter.
 # Bounded waits only; everything it starts is stopped on exit.
-#   scripts/e2e/observability.sh .build/release/autoglm
+#   scripts/e2e/deploy.sh .build/release/autoglm
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 autoglm="${1:-.build/release/autoglm}"
 rules=deploy/prometheus/autoglm-alerts.yml
 
-if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
-    echo "installing prometheus (promtool and a server for this check)" >&2
+autoglm=$(realpath "$autoglm")
+missing=()
+command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} (for this check)" >&2
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
+
+echo "== systemd-analyze verify deploy/systemd/autoglm.service"
+unit_dir=$(mktemp -d)
+# The unit names the installed binary; verify the built one in its place (verify checks that it exists).
+sed "s#/usr/local/bin/autoglm#$autoglm#g" deploy/systemd/autoglm.service >"$unit_dir/autoglm.service"
+verify=$(systemd-analyze verify "$unit_dir/autoglm.service" 2>&1) || { echo "$verify" >&2; exit 1; }
+rm -rf "$unit_dir"
+# It exits 0 on a setting it ignores: any message is a failure.
+[ -z "$verify" ] || { echo "error: systemd-analyze verify: $verify" >&2; exit 1; }
+echo "ok"
 
 echo "== promtool check rules / test rules"
 promtool check rules "$rules"
