@@ -3,9 +3,11 @@
 #   0. `systemd-analyze verify` passes the systemd unit (deploy/systemd/autoglm.service) without a warning;
 #   1. promtool (Debian's `prometheus` package, installed here when missing) checks and unit-tests the alert rules
 #      (deploy/prometheus/autoglm-alerts.yml and its .test.yml);
-#   2. an `autoglm serve` (the default model, loopback) answers a few requests; `promtool check metrics` finds no
-#      problem in its /metrics, and every autoglm_ series the rules use is there;
-#   3. a Prometheus started here scrapes it, loads the rules, and answers a PromQL query for the request counter.
+#   2. an `autoglm serve` (the default model, loopback) and a gateway in front of it (`serve --upstream`) answer a
+#      few requests; `promtool check metrics` finds no problem in either /metrics, and every autoglm_ series that the
+#      alert rules and the Grafana dashboard (deploy/grafana/autoglm-dashboard.json) query is there;
+#   3. a Prometheus started here scrapes it, loads the rules, answers a PromQL query for the request counter that
+#      moved, and evaluates every query of the dashboard.
 # Bounded waits only; everything it starts is stopped on exit.
 #   scripts/e2e/deploy.sh .build/release/autoglm
 set -euo pipefail
@@ -39,9 +41,10 @@ promtool check rules "$rules"
 (cd deploy/prometheus && promtool test rules autoglm-alerts.test.yml)
 
 work=$(mktemp -d)
-server_pid=""; prometheus_pid=""
+server_pid=""; gateway_pid=""; prometheus_pid=""
 cleanup() {
     [ -n "$prometheus_pid" ] && kill "$prometheus_pid" 2>/dev/null || true
+    [ -n "$gateway_pid" ] && kill "$gateway_pid" 2>/dev/null || true
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$work"
@@ -63,26 +66,44 @@ request() {
         -d '{"model":"smollm2-135m-instruct","prompt":"Hello","max_tokens":2,"temperature":0}' >/dev/null
 }
 for _ in 1 2 3; do request; done
+# A gateway in front of it, so that the upstream series exist too.
+gport=$(free_port)
+"$autoglm" serve --port "$gport" --upstream "smollm2-135m-instruct=http://127.0.0.1:$port/v1" >"$work/gateway.log" 2>&1 &
+gateway_pid=$!
+wait_for "http://127.0.0.1:$gport/ready" 60 || { tail -20 "$work/gateway.log" >&2; exit 1; }
+curl -sf "http://127.0.0.1:$gport/v1/completions" -H 'content-type: application/json' \
+    -d '{"model":"smollm2-135m-instruct","prompt":"Hello","max_tokens":2,"temperature":0}' >/dev/null
 
-echo "== promtool check metrics on a live /metrics"
-curl -sf "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
-if ! promtool check metrics <"$work/metrics.txt" >"$work/lint.txt" 2>&1 || [ -s "$work/lint.txt" ]; then
-    echo "error: promtool check metrics found problems:" >&2; cat "$work/lint.txt" >&2; exit 1
-fi
+echo "== promtool check metrics on the server's and the gateway's /metrics"
+for p in "$port" "$gport"; do
+    curl -sf "http://127.0.0.1:$p/metrics" >"$work/metrics-$p.txt"
+    if ! promtool check metrics <"$work/metrics-$p.txt" >"$work/lint.txt" 2>&1 || [ -s "$work/lint.txt" ]; then
+        echo "error: promtool check metrics found problems on port $p:" >&2; cat "$work/lint.txt" >&2; exit 1
+    fi
+done
+echo "ok"
 
-echo "== every autoglm_ series the alert rules use exists"
-python3 - "$rules" "$work/metrics.txt" <<'PY'
-import re, sys
-rules, exposition = open(sys.argv[1]).read(), open(sys.argv[2]).read()
-families = set(re.findall(r"^# TYPE (\S+) ", exposition, re.M))
+echo "== every autoglm_ series the alert rules and the dashboard query exists"
+python3 - "$rules" deploy/grafana/autoglm-dashboard.json "$work/metrics-$port.txt" "$work/metrics-$gport.txt" <<'PY'
+import json, re, sys
+rules, dashboard = open(sys.argv[1]).read(), json.load(open(sys.argv[2]))
+families = set()
+for path in sys.argv[3:]:
+    families |= set(re.findall(r"^# TYPE (\S+) ", open(path).read(), re.M))
 series = set()
 for f in families:
     series |= {f, f + "_bucket", f + "_sum", f + "_count"}
-used = set(re.findall(r"\bautoglm_[a-z_]+", rules))
-missing = sorted(used - series)
-if missing:
-    sys.exit(f"error: the rules use series /metrics does not have: {', '.join(missing)}")
-print(f"ok: {len(used)} series used by the rules, all exposed ({len(families)} families)")
+def exprs(panels):
+    for p in panels:
+        yield from (t["expr"] for t in p.get("targets", []))
+        yield from exprs(p.get("panels", []))
+queries = list(exprs(dashboard["panels"])) + [v["query"]["query"] for v in dashboard["templating"]["list"] if isinstance(v.get("query"), dict)]
+for name, text in (("alert rules", rules), ("dashboard", "\n".join(queries))):
+    used = set(re.findall(r"\bautoglm_[a-z0-9_]+", text))
+    missing = sorted(used - series)
+    if missing:
+        sys.exit(f"error: the {name} query series /metrics does not have: {', '.join(missing)}")
+    print(f"ok: the {name} query {len(used)} series, all exposed ({len(families)} families)")
 PY
 
 echo "== a real Prometheus scrapes it and answers PromQL"
@@ -124,3 +145,24 @@ up=$(query 'up{job="autoglm"}')
 loaded=$(curl -sf "http://127.0.0.1:$prom_port/api/v1/rules" | python3 -c 'import json,sys; print(sum(len(g["rules"]) for g in json.load(sys.stdin)["data"]["groups"]))')
 [ "$loaded" -ge 6 ] || { echo "error: Prometheus loaded $loaded alert rules, expected 6" >&2; exit 1; }
 echo "ok: Prometheus scraped autoglm (up 1), the request counter moved $before -> $after, $loaded alert rules loaded"
+# Every dashboard query parses and evaluates in this Prometheus (Grafana's variables given plain values).
+python3 - deploy/grafana/autoglm-dashboard.json "$prom_port" <<'PY'
+import json, sys, urllib.parse, urllib.request
+dashboard, port = json.load(open(sys.argv[1])), sys.argv[2]
+def exprs(panels):
+    for p in panels:
+        yield from ((p["title"], t["expr"]) for t in p.get("targets", []))
+        yield from exprs(p.get("panels", []))
+count = 0
+for title, expr in exprs(dashboard["panels"]):
+    q = expr.replace("$__rate_interval", "1m").replace("$model", ".*")
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+    try:
+        answer = json.load(urllib.request.urlopen(url, timeout=10))
+    except urllib.error.HTTPError as e:
+        sys.exit(f"error: the dashboard panel '{title}' has a query Prometheus refuses: {q}: {e.read().decode()[:300]}")
+    if answer.get("status") != "success":
+        sys.exit(f"error: the dashboard panel '{title}': {answer}")
+    count += 1
+print(f"ok: all {count} dashboard queries evaluate in Prometheus")
+PY
