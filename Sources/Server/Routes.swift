@@ -79,6 +79,8 @@ public struct ServerRoutes: Sendable {
     public var heartbeatSeconds: Double = 10
     /// How /metrics names the series.
     public var metricNames = MetricNames.autoglm
+    /// The engine loops' progress, for /live.
+    public var liveness = EngineLiveness()
 
     public init(registry: ModelRegistry, metrics: [String: ServerMetrics], prometheus: PrometheusCollectorRegistry,
                 requestTimeout: Double?, maxBodyBytes: Int = 16 << 20) {
@@ -97,7 +99,7 @@ public struct ServerRoutes: Sendable {
         if !apiKeys.isEmpty {
             // An admin key works on the API too.
             router.add(middleware: BearerAuthMiddleware(keys: Set(apiKeys + adminAPIKeys),
-                                                        openPaths: Set(["/health", "/ready"] + (metricsPath.map { [$0] } ?? []))))
+                                                        openPaths: Set(["/health", "/live", "/ready"] + (metricsPath.map { [$0] } ?? []))))
         }
         if maxConcurrentRequests != nil || requestsPerMinute > 0 {
             router.add(middleware: AdmissionMiddleware(
@@ -106,6 +108,23 @@ public struct ServerRoutes: Sendable {
         }
 
         router.get("/health") { _, _ in Self.json(.object([("status", .string("ok"))])) }
+        // Liveness: the HTTP server answers and no engine loop with work pending has gone without completing a step
+        // for liveness.stallSeconds (a Kubernetes livenessProbe; /ready is for readiness, /health for the process).
+        let liveness = self.liveness
+        router.get("/live") { _, _ in
+            let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+            var stalled: [(String, Double)] = []
+            for model in registry.locals.loaded {
+                let s = model.backend.statistics
+                if let seconds = liveness.observe(model: model.name, steps: s.steps, pendingWork: s.running + s.waiting > 0, now: now) {
+                    stalled.append((model.name, seconds))
+                }
+            }
+            if stalled.isEmpty { return Self.json(.object([("status", .string("live"))])) }
+            let which = stalled.map { "\($0.0) (no engine step for \(Int($0.1)) s with requests pending)" }.joined(separator: ", ")
+            return APIError(status: .serviceUnavailable, message: "Engine loop stalled: \(which).", type: "server_unavailable",
+                            param: nil, code: "engine_stalled", retryAfter: nil).response()
+        }
         router.get("/ready") { _, _ in
             if registry.isReady { return Self.json(.object([("status", .string("ready")), ("models", .array(registry.names.map { .string($0) }))])) }
             let draining = !registry.locals.isAcceptingRequests || !(registry.upstreams?.isAcceptingRequests ?? true)
