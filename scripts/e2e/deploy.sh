@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The deployment and monitoring files against the real tools:
-#   0. `systemd-analyze verify` passes the systemd unit (deploy/systemd/autoglm.service) without a warning;
+#   0. the Kubernetes manifests (deploy/kubernetes) validate with `kubernetes-validate --strict` (PyPI, in a venv under
+#      .build) against Kubernetes 1.31, all of deploy/ is `yamllint --strict` clean, the autoglm configurations in the
+#      ConfigMaps pass `autoglm config check`; `systemd-analyze verify` passes the systemd unit
+#      (deploy/systemd/autoglm.service) without a message;
 #   1. promtool (Debian's `prometheus` package, installed here when missing) checks and unit-tests the alert rules
 #      (deploy/prometheus/autoglm-alerts.yml and its .test.yml);
 #   2. an `autoglm serve` (the default model, loopback) and a gateway in front of it (`serve --upstream`) answer a
@@ -16,6 +19,8 @@ autoglm="${1:-.build/release/autoglm}"
 rules=deploy/prometheus/autoglm-alerts.yml
 
 autoglm=$(realpath "$autoglm")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 missing=()
 command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
@@ -25,6 +30,36 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
+
+echo "== Kubernetes manifests: kubernetes-validate --strict (1.31), yamllint, autoglm config check"
+venv=.build/deploy-venv
+if [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/yamllint" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q kubernetes-validate==1.31.0 yamllint==1.38.0
+fi
+"$venv/bin/yamllint" --strict -c .yamllint.yaml deploy
+# The CRD-based ones (ServiceMonitor, ScaledObject) are not in Kubernetes' schemas; kustomization files are not
+# resources.
+manifests=$(find deploy/kubernetes -name '*.yaml' ! -name kustomization.yaml ! -name servicemonitor.yaml ! -name scaledobject.yaml | sort)
+"$venv/bin/kubernetes-validate" --strict --quiet -k 1.31.0 $manifests
+for k in deploy/kubernetes/*/kustomization.yaml; do
+    "$venv/bin/python" - "$k" <<'PY'
+import os, sys, yaml
+k = sys.argv[1]
+missing = [r for r in yaml.safe_load(open(k))["resources"] if not os.path.exists(os.path.join(os.path.dirname(k), r))]
+if missing: sys.exit(f"error: {k} lists files that do not exist: {missing}")
+PY
+done
+for f in $manifests; do
+    "$venv/bin/python" - "$f" "$work/config-check.yaml" <<'PY' || exit 1
+import sys, yaml
+found = [d["data"]["autoglm.yaml"] for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("kind") == "ConfigMap" and "autoglm.yaml" in d.get("data", {})]
+open(sys.argv[2], "w").write(found[0] if found else "")
+sys.exit(0)
+PY
+    if [ -s "$work/config-check.yaml" ]; then "$autoglm" config check "$work/config-check.yaml" >/dev/null || { echo "error: the autoglm configuration in $f" >&2; exit 1; }; fi
+done
+echo "ok: $(echo $manifests | wc -w) manifest files"
 
 echo "== systemd-analyze verify deploy/systemd/autoglm.service"
 unit_dir=$(mktemp -d)
@@ -40,7 +75,6 @@ echo "== promtool check rules / test rules"
 promtool check rules "$rules"
 (cd deploy/prometheus && promtool test rules autoglm-alerts.test.yml)
 
-work=$(mktemp -d)
 server_pid=""; gateway_pid=""; prometheus_pid=""
 cleanup() {
     [ -n "$prometheus_pid" ] && kill "$prometheus_pid" 2>/dev/null || true
