@@ -64,7 +64,7 @@ struct PackedFloatTests {
         #expect(packed.usesPackedKernels && !plain.usesPackedKernels)
         let x = Self.inputs(batch: batch, columns: columns, seed: 5)
         let weights = (0 ..< rows).map { plain.dequantizedRow($0) }
-        try PackedKernelTests.eachPath { path in
+        PackedKernelTests.eachPath { path in
             for threads in [1, 2] {
                 let y = Self.product([packed], input: x, batch: batch, threads: threads)[0]
                 for b in 0 ..< batch {
@@ -97,7 +97,7 @@ struct PackedFloatTests {
         let plain = try Self.matrix(.bf16, rows: rows, columns: columns, seed: 13)
         let packed = plain.packedForBatching()
         let x = Self.inputs(batch: batch, columns: columns, seed: 15)
-        try PackedKernelTests.eachPath { path in
+        PackedKernelTests.eachPath { path in
             let y = Self.product([packed], input: x, batch: batch)[0]
             for b in 0 ..< batch {
                 for r in 0 ..< rows {
@@ -120,7 +120,7 @@ struct PackedFloatTests {
         let packed = try Self.matrix(type, rows: rows, columns: columns, seed: 21).packedForBatching()
         let other = try Self.matrix(type == .f16 ? .bf16 : .f16, rows: 40, columns: columns, seed: 22).packedForBatching()
         let x = Self.inputs(batch: batch, columns: columns, seed: 9)
-        try PackedKernelTests.eachPath { path in
+        PackedKernelTests.eachPath { path in
             let all = Self.product([packed], input: x, batch: batch)[0]
             for b in [0, 5, 63, 64, 127, 130] {
                 let alone = Self.product([packed], input: Array(x[b * columns ..< (b + 1) * columns]), batch: 1)[0]
