@@ -31,6 +31,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Seed for synthetic prompts and arrival times.") var seed: UInt64 = 0
     @Option(parsing: .upToNextOption, help: "Goodput SLOs in ms, e.g. --goodput ttft:500 tpot:50 e2el:3000.") var goodput: [String] = []
     @Option(help: "Write all figures per level as JSON to this file.") var output: String?
+    @Option(help: "Write SVG charts (throughput and latency percentiles against the levels) into this directory.") var plot: String?
+    @Option(help: "With --plot: also draw this earlier run (a JSON file from --output, same levels), dashed; repeatable.")
+    var compare: [String] = []
 
     func run() async throws {
         let configuration: BenchConfiguration
@@ -38,6 +41,16 @@ struct BenchCommand: AsyncParsableCommand {
             configuration = try makeConfiguration()
         } catch let error as BenchError {
             throw CLIError(error.description)
+        }
+        // Compared runs are read before the run, so that a bad file fails at once.
+        var compared: [BenchResult] = []
+        for path in compare {
+            guard plot != nil else { throw CLIError("--compare needs --plot DIR.") }
+            do {
+                compared.append(try JSONDecoder().decode(BenchResult.self, from: Data(contentsOf: URL(fileURLWithPath: path))))
+            } catch {
+                throw CLIError("could not read the bench result \(path): \(error.localizedDescription). Give a file written by --output.")
+            }
         }
         let result: BenchResult
         do {
@@ -52,6 +65,19 @@ struct BenchCommand: AsyncParsableCommand {
             } catch {
                 throw CLIError("could not write \(output): \(error.localizedDescription). Check that the directory exists and is writable.")
             }
+        }
+        if let plot {
+            let charts: [(file: String, svg: String)]
+            do { charts = try BenchCharts.charts(for: [result] + compared) } catch { throw CLIError(error.description) }
+            do {
+                try FileManager.default.createDirectory(atPath: plot, withIntermediateDirectories: true)
+                for chart in charts {
+                    try Data(chart.svg.utf8).write(to: URL(fileURLWithPath: plot).appendingPathComponent(chart.file))
+                }
+            } catch {
+                throw CLIError("could not write the charts into \(plot): \(error.localizedDescription). Check that it is a writable directory.")
+            }
+            print("charts: \(charts.map { plot + "/" + $0.file }.joined(separator: ", "))")
         }
     }
 
