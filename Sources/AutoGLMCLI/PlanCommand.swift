@@ -51,6 +51,12 @@ struct PlanCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of tables.")
     var json = false
 
+    @Flag(help: "Print a Kubernetes resources block (memory request and limit) for a pod serving this plan.")
+    var kubernetes = false
+
+    @Option(help: "With --kubernetes: the CPU cores to request (the engine's threads).")
+    var threads: Int?
+
     func run() throws {
         let options = PlanOptions(
             model: model, precision: precision, context: context, sequences: sequences, kvPrecision: kvPrecision,
@@ -64,6 +70,13 @@ struct PlanCommand: ParsableCommand {
         let host = LiveSystemProbe().readFile("/proc/meminfo").flatMap(MemInfo.parse)
         let devices = PlanOptions.devices(host: host, gpuUtilization: request.model.gpuMemoryUtilization)
         let plan = MemoryPlanner.plan(request, devices: devices)
+        if kubernetes {
+            guard let block = PlanReport.kubernetes(plan, threads: threads) else {
+                throw ValidationError("--kubernetes plans serving: leave out --training.")
+            }
+            print(block, terminator: "")
+            return
+        }
         print(json ? PlanReport.json(plan) : PlanReport.text(plan))
     }
 }

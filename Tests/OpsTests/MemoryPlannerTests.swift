@@ -169,6 +169,25 @@ struct MemoryPlannerTests {
         #expect(plan.recommendation.contains { $0.contains("Smallest listed GPU that fits 4096 tokens x 1 sequence: 24 GB GPU") })
     }
 
+    @Test("plan --kubernetes: memory request the plan + 15%, limit + 50%, rounded up to 256 MiB; none for training")
+    func kubernetes() throws {
+        let r = PlanRequest(shape: ModelPresets.glm4_9b_0414, weights: .precision(.q4_K), context: 8192, sequences: 4)
+        let plan = MemoryPlanner.plan(r, devices: Device.standardGPUs())
+        let block = try #require(PlanReport.kubernetes(plan, threads: 8))
+        let total = Double(plan.breakdown.totalBytes) / 1_048_576
+        func mib(_ key: String, after marker: String) -> Double? {
+            guard let range = block.range(of: marker) else { return nil }
+            let line = block[range.upperBound...].split(separator: "\n").first { $0.contains(key) } ?? ""
+            return Double(line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "Mi", with: "") ?? "")
+        }
+        let request = try #require(mib("memory", after: "requests:")), limit = try #require(mib("memory", after: "limits:"))
+        #expect(request >= total * 1.15 && request < total * 1.15 + 256 && request.truncatingRemainder(dividingBy: 256) == 0)
+        #expect(limit >= total * 1.5 && limit < total * 1.5 + 256)
+        #expect(block.contains("cpu: \"8\"") && block.hasPrefix("# autoglm plan: "))
+        let training = PlanRequest(shape: ModelPresets.glm4_9b_0414, weights: .precision(.bf16), context: 2048, mode: .training(checkpointing: false))
+        #expect(PlanReport.kubernetes(MemoryPlanner.plan(training, devices: [])) == nil)
+    }
+
     @Test("JSON carries the required keys")
     func json() throws {
         let r = PlanRequest(shape: ModelPresets.glm4_9b_0414, weights: .precision(.bf16), context: 8192)

@@ -45,6 +45,26 @@ public struct PlanSubject: Sendable, Equatable {
 
 /// Renders a plan as a terminal report or as JSON.
 public enum PlanReport {
+    /// A Kubernetes `resources:` block for a pod serving this plan on the CPU engine (`plan --kubernetes`): memory
+    /// requested = the plan + 15% (allocator slack, the mapped file's pages while packing), limit = the plan + 50%,
+    /// both rounded up to 256 MiB. Nil for a training plan.
+    public static func kubernetes(_ plan: MemoryPlan, threads: Int? = nil) -> String? {
+        guard case .inference = plan.request.mode else { return nil }
+        let b = plan.breakdown, r = plan.request
+        func mebibytes(_ factor: Double) -> Int {
+            let mib = Double(b.totalBytes) * factor / 1_048_576
+            return Int((mib / 256).rounded(.up)) * 256
+        }
+        func gib(_ bytes: Int) -> String { String(format: "%.2f GiB", Double(bytes) / 1_073_741_824) }
+        var out = "# autoglm plan: \(r.shape.name), \(r.context) tokens x \(r.sequences) sequences: \(gib(b.totalBytes))"
+        out += " (weights \(gib(b.weightsBytes)), KV cache \(gib(b.kvCacheBytes)), work \(gib(b.activationsBytes + b.overheadBytes)))\n"
+        out += "resources:\n  requests:\n"
+        if let threads { out += "    cpu: \"\(threads)\"\n" }
+        out += "    memory: \(mebibytes(1.15))Mi\n  limits:\n    memory: \(mebibytes(1.5))Mi\n"
+        if threads == nil { out += "# cpu: the cores the engine may use (serve --threads, default all the pod sees)\n" }
+        return out
+    }
+
     public static func text(_ plan: MemoryPlan) -> String {
         let r = plan.request
         let b = plan.breakdown
