@@ -189,23 +189,6 @@ AD2 static void dense_avx2_scores4(const float *q0, const float *q1, const float
     }
 }
 
-// e^x for x <= 0 as dense_exp512; 2^n put in the exponent bits (x >= -87: n >= -126, a normal number).
-AD2 static inline __m256 dense_exp256(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
-    const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 f = _mm256_sub_ps(t, n);
-    __m256 p = _mm256_set1_ps(1.5403530393381609e-4f);
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-3f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076284772e-3f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821580e-2f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650695910071e-1f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718055994531e-1f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 AD2 static float dense_avx2_softmax_tile(float *s, int count, float *running_max, float *running_sum) {
     for (int j = count; j < AG_DENSE_KEYS; j++) s[j] = -INFINITY;  // past the last key: e^-inf = 0
     __m256 mx = _mm256_loadu_ps(s);
@@ -219,7 +202,7 @@ AD2 static float dense_avx2_softmax_tile(float *s, int count, float *running_max
     const __m256 mv = _mm256_set1_ps(m);
     __m256 sum = _mm256_setzero_ps();
     for (int c = 0; c < AG_DENSE_KEYS; c += 8) {
-        const __m256 e = dense_exp256(_mm256_sub_ps(_mm256_loadu_ps(s + c), mv));
+        const __m256 e = ag_exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(s + c), mv));
         sum = _mm256_add_ps(sum, e);
         _mm256_storeu_ps(s + c, e);
     }

@@ -159,4 +159,26 @@ void ag_quantize_q8_0_scalar(const float *src, void *dst, int64_t n);
 void ag_quantize_q8_1_scalar(const float *src, void *dst, int64_t n);
 void ag_quantize_q8_K_scalar(const float *src, void *dst, int64_t n);
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+// e^x for x <= 0 on AVX2 (softmax after subtracting the maximum), shared by the paged and the dense attention:
+// 2^n * e^r with |r| <= ln2 / 2, e^r by Cephes' degree-6 polynomial (about 1 ulp), 2^n built in the exponent bits
+// (x clamped at -87: n >= -126, a normal number).
+__attribute__((target("avx2,fma"))) static inline __m256 ag_exp_nonpositive8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+#endif
+
 #endif

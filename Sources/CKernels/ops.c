@@ -540,23 +540,6 @@ AT2 static void scores_avx2(const attention_rows *rows, const char *kb, int kv_t
     }
 }
 
-// exp(x) for x <= 0 as exp_nonpositive, 2^n built in the exponent bits (x >= -87: n >= -126, normal).
-AT2 static inline __m256 exp_nonpositive8(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
-
 AT2 static inline float hmax8(__m256 v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -582,13 +565,13 @@ AT2 static void softmax_avx2(float *s, int64_t n) {
     float tail[8] = {0};
     const int rest = (int)(n - p);
     for (p = 0; p + 8 <= n; p += 8) {
-        const __m256 e = exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(s + p), vm));
+        const __m256 e = ag_exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(s + p), vm));
         _mm256_storeu_ps(s + p, e);
         vsum = _mm256_add_ps(vsum, e);
     }
     if (rest > 0) {
         for (int i = 0; i < 8; i++) tail[i] = i < rest ? s[p + i] : maximum;
-        __m256 e = exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(tail), vm));
+        __m256 e = ag_exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(tail), vm));
         _mm256_storeu_ps(tail, e);
         for (int i = rest; i < 8; i++) tail[i] = 0;
         memcpy(s + p, tail, (size_t)rest * sizeof(float));
