@@ -72,27 +72,41 @@ struct ServeCommand: AsyncParsableCommand {
         _ = try Self.parseUpstreams(upstreams)
     }
 
-    func run() async throws {
-        let loaded = options.load()
-        for issue in loaded.issues { printError(issue.description) }
-        guard loaded.errors.isEmpty else { throw ExitCode(1) }
+    /// The configuration as serve uses it: the loaded one, with --upstream and --served-model-name applied
+    /// (at start and on every reload).
+    func effective(_ loaded: LoadedConfig, flagUpstreams: [(String, String)]) throws -> AutoGLMConfig {
         var config = loaded.config
-        let flagUpstreams = try Self.parseUpstreams(upstreams)
         // --upstream without --model (or a models list): serve the upstreams only, not the implicit default model.
         if !flagUpstreams.isEmpty && loaded.document["models"] == nil { config.models = [] }
         if let servedModelName, let first = config.models.firstIndex(where: { $0.path != nil }) {
             guard !config.models.contains(where: { $0.name == servedModelName && $0.path == nil }) else {
                 throw ValidationError("--served-model-name \(servedModelName) is already an upstream model's name.")
             }
-            config.models[first].name = servedModelName
+            let original = config.models[first].name
+            for i in config.models.indices where config.models[i].name == original { config.models[i].name = servedModelName }
         }
+        if let mmproj, let first = config.models.firstIndex(where: { $0.path != nil }) {
+            for i in config.models.indices where config.models[i].name == config.models[first].name && config.models[i].mmproj == nil {
+                config.models[i].mmproj = mmproj
+            }
+        }
+        return config
+    }
+
+    func run() async throws {
+        let loaded = options.load()
+        for issue in loaded.issues { printError(issue.description) }
+        guard loaded.errors.isEmpty else { throw ExitCode(1) }
+        let flagUpstreams = try Self.parseUpstreams(upstreams)
+        let config = try effective(loaded, flagUpstreams: flagUpstreams)
 
         let logging = config.logging
+        LiveLogLevel.level = Logger.Level(rawValue: logging.level) ?? .info
         LoggingSystem.bootstrap { label in
-            var handler: any LogHandler = logging.format == "json"
+            let handler: any LogHandler = logging.format == "json"
                 ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
-            handler.logLevel = Logger.Level(rawValue: logging.level) ?? .info
-            return handler
+            // The level is read at each log call: a reload changes it.
+            return LiveLevelLogHandler(handler)
         }
         let logger = Logger(label: "autoglm")
 
@@ -119,13 +133,19 @@ struct ServeCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var slots: [LocalModelSlot] = []
         var metrics: [String: ServerMetrics] = [:]
+        var versions: [(version: ModelVersion, canaryPercent: Int?)] = []
         for model in config.models {
             guard let path = model.path else { continue }
-            var model = model
-            if slots.isEmpty, let mmproj { model.mmproj = mmproj }
-            let m = try spec(model, path: path, pinned: model.pinned ?? slots.isEmpty, config: config, registry: registry, logger: logger)
-            slots.append(LocalModelSlot(spec: m.0))
-            metrics[model.name] = m.1
+            let (id, fingerprint) = ModelVersion.identity(of: model)
+            // A further version of a name is loaded at start beside the first (it is a canary or may become one).
+            let further = slots.contains { $0.name == model.name }
+            let m = try spec(model, path: path, pinned: further || (model.pinned ?? slots.isEmpty), config: config, registry: registry, logger: logger)
+            let test = SelfTest(configuration: model.selfTest)
+            let slot = LocalModelSlot(spec: m.0.guarded(by: test), key: further ? "\(model.name)@\(id)" : nil)
+            slots.append(slot)
+            metrics[model.name] = metrics[model.name] ?? m.1
+            versions.append((ModelVersion(model: model.name, id: id, fingerprint: fingerprint, target: .local(slot), selfTest: test),
+                             further ? model.canaryPercent : nil))
         }
         let locals = LocalModelPool(slots: slots, policy: LocalModelPolicy(
             maxLoadedModels: config.server.maxLoadedModels,
@@ -146,6 +166,7 @@ struct ServeCommand: AsyncParsableCommand {
             printError("error: \(error)")
             throw ExitCode(1)
         }
+        let upstreamEntries = config.models.filter { $0.path == nil }
         guard !served.isEmpty || !upstreamModels.isEmpty else {
             printError("error: no model to serve. Give --model PATH|NAME, --upstream NAME=URL, or models[] in the configuration.")
             throw ExitCode(1)
@@ -160,14 +181,72 @@ struct ServeCommand: AsyncParsableCommand {
                     "fallback": .string(m.fallback ?? "")])
             }
         }
-        let order = config.models.map(\.name) + flagUpstreams.map(\.0)
+        // The upstream versions: one per configured entry (the pools are in the same order), then the --upstream-only names.
+        for (i, pool) in (gateway?.pools ?? []).enumerated() {
+            let entry = i < upstreamEntries.count ? upstreamEntries[i] : nil
+            let identity = entry.map(ModelVersion.identity) ?? (id: "v1", fingerprint: "flag:\(pool.model.endpoints.map(\.baseURL))")
+            let test = SelfTest(configuration: entry?.selfTest ?? [])
+            if !test.cases.isEmpty, let gateway {
+                do throws(SelfTest.Failure) {
+                    try await gateway.selfTest(test, model: pool.model)
+                } catch {
+                    printError("error: \(SelfTestRefusal(model: pool.model.name, failure: error))")
+                    throw ExitCode(1)
+                }
+            }
+            let further = versions.contains { $0.version.model == pool.model.name }
+            versions.append((ModelVersion(model: pool.model.name, id: identity.id, fingerprint: identity.fingerprint, target: .upstream(pool),
+                                          selfTest: test), further ? entry?.canaryPercent : nil))
+        }
+        var restored: RolloutState?
+        if let file = config.rollout.stateFile {
+            do {
+                restored = try RolloutState.read(file)
+            } catch {
+                printError("error: cannot read the rollout state \(file) (rollout.state_file): \(error). Fix or remove the file (the configuration's first version of each model is then stable).")
+                throw ExitCode(1)
+            }
+        }
+        let releases = ReleaseController(versions: versions, locals: locals, upstreams: gateway, policy: RolloutPolicy(configuration: config.rollout),
+                                         stateFile: config.rollout.stateFile, restored: restored, prometheus: registry, logger: logger)
+        for status in releases.status() where status.versions.count > 1 || status.canary != nil {
+            logger.notice("versions", metadata: ["model": .string(status.model), "stable": .string(status.stable),
+                                                 "canary": .string(status.canary.map { "\($0) at \(Int(status.canaryPercent))%" } ?? "none"),
+                                                 "loaded": .string(status.versions.map(\.id).joined(separator: ","))])
+        }
+        var seen = Set<String>()
+        let order = (config.models.map(\.name) + flagUpstreams.map(\.0)).filter { seen.insert($0).inserted }
+        let live = LiveSettings(options: ServerOptions(configuration: config))
+        var reloader: Reloader?
+        if loaded.filePath != nil {
+            let command = self
+            let flags = flagUpstreams
+            let path = loaded.filePath!
+            reloader = Reloader(releases: releases, live: live, environment: Reloader.Environment(
+                readConfig: {
+                    var again = command.options.load()
+                    if again.errors.isEmpty {
+                        do { again.config = try command.effective(again, flagUpstreams: flags) } catch {
+                            again.issues.append(ConfigIssue(.error, .conflict, key: "models", origin: .defaultValue, message: "\(error)"))
+                        }
+                    }
+                    return again
+                },
+                localSpec: { model, config in
+                    guard let path = model.path else { throw CLIError("model '\(model.name)' has no path") }
+                    return try command.spec(model, path: path, pinned: true, config: config, registry: registry, logger: logger).0
+                },
+                configModified: { (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date }),
+                current: config, logger: logger)
+        }
         let serverOptions = ServerOptions(configuration: config, tls: tls)
         let scheme = tls == nil ? "http" : "https"
         do {
             let names = (served.map(\.name) + upstreamModels.map(\.name)).joined(separator: ",")
             let host = config.server.host
             try await AutoGLMServer.run(locals: locals, upstreams: gateway, modelOrder: order, metrics: metrics, registry: registry,
-                                        options: serverOptions, logger: logger) { port in
+                                        options: serverOptions, logger: logger, releases: releases, reloader: reloader, live: live,
+                                        watchConfig: config.rollout.watchConfig) { port in
                 logger.info("listening", metadata: ["address": .string("\(scheme)://\(host):\(port)"),
                                                     "models": .string(names)])
             }

@@ -4,6 +4,49 @@ import Synchronization
 
 /// One JSON object per line on standard error: time, level, label, message and the metadata
 /// (request_id among it), for log collectors (logging.format: json).
+/// The lowest level logged, changed by a reload (logging.level) in every handler at once.
+public enum LiveLogLevel {
+    private static let index = Atomic<Int>(Logger.Level.info.index)
+
+    public static var level: Logger.Level {
+        get { Logger.Level.allCases[index.load(ordering: .relaxed)] }
+        set { index.store(newValue.index, ordering: .relaxed) }
+    }
+}
+
+extension Logger.Level {
+    var index: Int { Logger.Level.allCases.firstIndex(of: self)! }
+}
+
+/// Wraps a handler so that its level is `LiveLogLevel.level`.
+public struct LiveLevelLogHandler: LogHandler {
+    var inner: any LogHandler
+
+    public init(_ inner: any LogHandler) { self.inner = inner }
+
+    public var logLevel: Logger.Level {
+        get { LiveLogLevel.level }
+        set { LiveLogLevel.level = newValue }
+    }
+
+    public var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    public var metadataProvider: Logger.MetadataProvider? {
+        get { inner.metadataProvider }
+        set { inner.metadataProvider = newValue }
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    public func log(event: LogEvent) { inner.log(event: event) }
+}
+
 public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info

@@ -7,9 +7,9 @@ import Synchronization
 /// Retry-After in OpenAI's error shape, like a full queue.
 final class AdmissionLimits: Sendable {
     /// Generation requests in flight at once (from admission until the response body is written); nil: no limit.
-    let maxConcurrent: Int?
+    var maxConcurrent: Int? { state.withLock { $0.maxConcurrent } }
     /// Requests per minute per client (API key, or remote address without keys); 0: no limit.
-    let perMinute: Int
+    var perMinute: Int { state.withLock { $0.perMinute } }
     /// Clients remembered for rate limiting; the least recently seen are forgotten beyond it, so an
     /// attacker cycling addresses cannot grow memory without bound.
     let maxClients: Int
@@ -22,14 +22,23 @@ final class AdmissionLimits: Sendable {
     private struct State {
         var inFlight = 0
         var buckets: [String: Bucket] = [:]
+        var maxConcurrent: Int?
+        var perMinute: Int
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     init(maxConcurrent: Int?, perMinute: Int, maxClients: Int = 100_000) {
-        self.maxConcurrent = maxConcurrent
-        self.perMinute = perMinute
+        state = Mutex(State(maxConcurrent: maxConcurrent, perMinute: perMinute))
         self.maxClients = maxClients
+    }
+
+    /// New limits from a reload: requests in flight keep their slots; the buckets refill at the new rate.
+    func update(maxConcurrent: Int?, perMinute: Int) {
+        state.withLock { s in
+            s.maxConcurrent = maxConcurrent
+            s.perMinute = perMinute
+        }
     }
 
     /// Requests in flight now (for tests and metrics).
@@ -39,7 +48,8 @@ final class AdmissionLimits: Sendable {
     /// The slot is given back when the returned object is released.
     func admit(client: String, now: ContinuousClock.Instant = .now) throws(APIError) -> Slot {
         let refusal: APIError? = state.withLock { s in
-            if let limit = maxConcurrent, s.inFlight >= limit {
+            let perMinute = s.perMinute
+            if let limit = s.maxConcurrent, s.inFlight >= limit {
                 return .overloaded(
                     "Too many requests in flight: this server takes \(limit) at once (limits.max_concurrent_requests). Retry shortly.",
                     retryAfter: 1, code: "too_many_concurrent_requests")

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 public import Logging
 import Ops
 import Serving
@@ -47,10 +50,16 @@ public struct LocalModelPolicy: Sendable, Equatable {
 /// One local model the server answers for, loaded or not.
 public final class LocalModelSlot: Sendable {
     public let spec: LocalModelSpec
+    /// The served name.
     public var name: String { spec.name }
+    /// Unique in the pool: the served name, or "name@version" for a further version of it.
+    public let key: String
     let created = Int(Date().timeIntervalSince1970)
 
-    public init(spec: LocalModelSpec) { self.spec = spec }
+    public init(spec: LocalModelSpec, key: String? = nil) {
+        self.spec = spec
+        self.key = key ?? spec.name
+    }
 }
 
 /// The local models: loads them on demand, keeps at most `maxLoadedModels` and the memory budget,
@@ -61,7 +70,9 @@ public final class LocalModelSlot: Sendable {
 /// A request holds a `Lease` from `acquire` until its work is queued in the scheduler; from then on
 /// the scheduler's own counts keep the model busy.
 public final class LocalModelPool: Sendable {
-    public let slots: [LocalModelSlot]
+    private let slotList: Mutex<[LocalModelSlot]>
+    /// The slots now in the pool (versions come and go with releases).
+    public var slots: [LocalModelSlot] { slotList.withLock { $0 } }
     public let policy: LocalModelPolicy
     /// Bytes the machine can still give (MemAvailable); nil: unknown (no check).
     private let availableMemory: @Sendable () -> Int?
@@ -86,12 +97,12 @@ public final class LocalModelPool: Sendable {
 
     public init(slots: [LocalModelSlot], policy: LocalModelPolicy = LocalModelPolicy(),
                 availableMemory: @escaping @Sendable () -> Int? = LocalModelPool.memAvailable, logger: Logger? = nil) {
-        self.slots = slots
+        slotList = Mutex(slots)
         self.policy = policy
         self.logger = logger
         self.availableMemory = availableMemory
         let now = ContinuousClock.now
-        state = Mutex(Dictionary(uniqueKeysWithValues: slots.map { ($0.name, Entry(lastUsed: now)) }))
+        state = Mutex(Dictionary(uniqueKeysWithValues: slots.map { ($0.key, Entry(lastUsed: now)) }))
     }
 
     /// Models already loaded (the server's own, or tests'): pinned, never unloaded.
@@ -116,9 +127,10 @@ public final class LocalModelPool: Sendable {
     public struct Lease: Sendable {
         public let model: ServedModel
         let pool: LocalModelPool
+        let key: String
 
         /// The request's work is queued (or it failed): the scheduler's counts take over.
-        public func end() { pool.release(model.name) }
+        public func end() { pool.release(key) }
     }
 
     /// The model, loaded (waiting for a load in progress, or starting one and making room first).
@@ -126,28 +138,31 @@ public final class LocalModelPool: Sendable {
         enum Next { case ready(ServedModel), wait(Task<ServedModel, any Error>), refuse(APIError) }
         var victims: [ServedModel] = []
         let next: Next = state.withLock { entries in
-            entries[slot.name]!.leases += 1
-            entries[slot.name]!.lastUsed = clock.now
-            switch entries[slot.name]!.phase {
+            guard entries[slot.key] != nil else {
+                return .refuse(.unavailable("The model '\(slot.name)' was replaced while this request was routed. Retry.", retryAfter: 1))
+            }
+            entries[slot.key]!.leases += 1
+            entries[slot.key]!.lastUsed = clock.now
+            switch entries[slot.key]!.phase {
             case .loaded(let m):
                 return .ready(m)
             case .loading(let task):
                 return .wait(task)
             case .unloaded:
                 if draining.load(ordering: .relaxed) {
-                    entries[slot.name]!.leases -= 1
+                    entries[slot.key]!.leases -= 1
                     return .refuse(.unavailable("The server is shutting down and loads no models. Retry against another replica.", retryAfter: 5))
                 }
                 switch makeRoom(for: slot, in: &entries) {
                 case .failure(let error):
-                    entries[slot.name]!.leases -= 1
+                    entries[slot.key]!.leases -= 1
                     return .refuse(error)
                 case .success(let evicted):
                     victims = evicted
                 }
                 let task = Task { try await Self.runBlocking(slot.spec.load) }
-                entries[slot.name]!.phase = .loading(task)
-                entries[slot.name]!.loads += 1
+                entries[slot.key]!.phase = .loading(task)
+                entries[slot.key]!.loads += 1
                 return .wait(task)
             }
         }
@@ -157,37 +172,72 @@ public final class LocalModelPool: Sendable {
         }
         switch next {
         case .ready(let m):
-            return Lease(model: m, pool: self)
+            return Lease(model: m, pool: self, key: slot.key)
         case .refuse(let error):
             throw error
         case .wait(let task):
             do {
                 let m = try await task.value
                 state.withLock { entries in
-                    if case .loading(let current) = entries[slot.name]!.phase, current == task {
+                    if case .loading(let current) = entries[slot.key]!.phase, current == task {
                         m.backend.start()
-                        entries[slot.name]!.phase = .loaded(m)
-                        entries[slot.name]!.lastError = nil
+                        entries[slot.key]!.phase = .loaded(m)
+                        entries[slot.key]!.lastError = nil
                     }
                 }
-                return Lease(model: m, pool: self)
+                return Lease(model: m, pool: self, key: slot.key)
             } catch {
                 let message = "\(error)"
                 state.withLock { entries in
-                    entries[slot.name]!.leases -= 1
-                    if case .loading(let current) = entries[slot.name]!.phase, current == task { entries[slot.name]!.phase = .unloaded }
-                    entries[slot.name]!.lastError = message
+                    entries[slot.key]!.leases -= 1
+                    if case .loading(let current) = entries[slot.key]!.phase, current == task { entries[slot.key]!.phase = .unloaded }
+                    entries[slot.key]!.lastError = message
                 }
                 throw .internalError("The model '\(slot.name)' could not be loaded; the server's log and GET /admin/models say why.")
             }
         }
     }
 
-    private func release(_ name: String) {
+    private func release(_ key: String) {
         state.withLock { entries in
-            entries[name]!.leases = max(0, entries[name]!.leases - 1)
-            entries[name]!.lastUsed = clock.now
+            guard entries[key] != nil else { return }
+            entries[key]!.leases = max(0, entries[key]!.leases - 1)
+            entries[key]!.lastUsed = clock.now
         }
+    }
+
+    /// Adds a slot whose model is already loaded and started (a new version of a served model, loaded
+    /// beside the running one).
+    public func add(_ slot: LocalModelSlot, loaded model: ServedModel) {
+        state.withLock { entries in
+            precondition(entries[slot.key] == nil, "slot keys are unique")
+            var e = Entry(lastUsed: clock.now)
+            e.phase = .loaded(model)
+            e.loads = 1
+            entries[slot.key] = e
+            slotList.withLock { $0.append(slot) }
+        }
+    }
+
+    /// Takes a slot out of the pool once no request holds it and its engine is idle (streams
+    /// included), then stops its model: memory returns when the last reference goes.
+    public func retire(_ slot: LocalModelSlot) async {
+        while state.withLock({ $0[slot.key]?.leases ?? 0 }) > 0 { try? await Task.sleep(for: .milliseconds(20)) }
+        // Out of the pool first (readiness and metrics no longer see it), then drained and stopped.
+        let handoff = Handoff(state.withLock { entries in
+            defer {
+                entries[slot.key] = nil
+                slotList.withLock { $0.removeAll { $0 === slot } }
+            }
+            if case .loaded(let m)? = entries[slot.key]?.phase { return m }
+            return nil
+        })
+        if let model = handoff.model {
+            model.backend.beginDraining()
+            await model.backend.waitUntilIdle()
+        }
+        await Self.release(handoff)
+        logger?.notice("model version unloaded", metadata: ["slot": .string(slot.key)])
     }
 
     /// Chooses the models to unload so that `slot` fits and marks them unloaded; when it cannot fit,
@@ -196,8 +246,8 @@ public final class LocalModelPool: Sendable {
         var evictedNames: Set<String> = []
         func resident() -> [LocalModelSlot] {
             slots.filter { s in
-                guard s !== slot, !evictedNames.contains(s.name) else { return false }
-                switch entries[s.name]!.phase {
+                guard s !== slot, !evictedNames.contains(s.key) else { return false }
+                switch entries[s.key]!.phase {
                 case .unloaded: return false
                 case .loading, .loaded: return true
                 }
@@ -219,12 +269,12 @@ public final class LocalModelPool: Sendable {
         while !fits() {
             // The least recently used model that is loaded, idle and not pinned.
             let candidates = resident().filter { s in
-                guard !s.spec.pinned, entries[s.name]!.leases == 0, case .loaded(let m) = entries[s.name]!.phase else { return false }
+                guard !s.spec.pinned, entries[s.key]!.leases == 0, case .loaded(let m) = entries[s.key]!.phase else { return false }
                 let stats = m.backend.statistics
                 return stats.running == 0 && stats.waiting == 0
             }
-            guard let victim = candidates.min(by: { entries[$0.name]!.lastUsed < entries[$1.name]!.lastUsed }),
-                  case .loaded(let m) = entries[victim.name]!.phase else {
+            guard let victim = candidates.min(by: { entries[$0.key]!.lastUsed < entries[$1.key]!.lastUsed }),
+                  case .loaded(let m) = entries[victim.key]!.phase else {
                 let busy = resident().map(\.name).joined(separator: ", ")
                 let why: String
                 if policy.maxLoadedModels > 0 && resident().count + 1 > policy.maxLoadedModels {
@@ -236,7 +286,7 @@ public final class LocalModelPool: Sendable {
                 }
                 return .failure(.unavailable("The model '\(slot.name)' cannot be loaded now: \(why). Retry later.", retryAfter: 10))
             }
-            evictedNames.insert(victim.name)
+            evictedNames.insert(victim.key)
             freed += victim.spec.estimatedBytes
             evicted.append(m)
         }
@@ -260,8 +310,8 @@ public final class LocalModelPool: Sendable {
             let model = try await Self.runBlocking(slot.spec.load)
             planned += need
             state.withLock { entries in
-                entries[slot.name]!.phase = .loaded(model)
-                entries[slot.name]!.loads += 1
+                entries[slot.key]!.phase = .loaded(model)
+                entries[slot.key]!.loads += 1
             }
         }
     }
@@ -279,14 +329,14 @@ public final class LocalModelPool: Sendable {
         var stopped: [ServedModel] = []
         state.withLock { entries in
             for s in slots where !s.spec.pinned {
-                guard entries[s.name]!.leases == 0, case .loaded(let m) = entries[s.name]!.phase,
-                      now - entries[s.name]!.lastUsed >= .milliseconds(Int64(keepAlive * 1000)) else { continue }
+                guard entries[s.key]!.leases == 0, case .loaded(let m) = entries[s.key]!.phase,
+                      now - entries[s.key]!.lastUsed >= .milliseconds(Int64(keepAlive * 1000)) else { continue }
                 let stats = m.backend.statistics
                 guard stats.running == 0 && stats.waiting == 0 else {
-                    entries[s.name]!.lastUsed = now  // still working: idle time starts when it is done
+                    entries[s.key]!.lastUsed = now  // still working: idle time starts when it is done
                     continue
                 }
-                entries[s.name]!.phase = .unloaded
+                entries[s.key]!.phase = .unloaded
                 stopped.append(m)
             }
         }
@@ -305,12 +355,12 @@ public final class LocalModelPool: Sendable {
     /// Unloads a model now (admin): refused while it has requests in flight.
     func unload(_ slot: LocalModelSlot) throws(APIError) {
         let stopped: ServedModel? = try state.withLock { entries throws(APIError) -> ServedModel? in
-            guard case .loaded(let m) = entries[slot.name]!.phase else { return nil }
+            guard case .loaded(let m) = entries[slot.key]!.phase else { return nil }
             let stats = m.backend.statistics
-            guard entries[slot.name]!.leases == 0 && stats.running == 0 && stats.waiting == 0 else {
+            guard entries[slot.key]!.leases == 0 && stats.running == 0 && stats.waiting == 0 else {
                 throw APIError.unavailable("The model '\(slot.name)' has requests in flight; unload it when they are done.", retryAfter: 5)
             }
-            entries[slot.name]!.phase = .unloaded
+            entries[slot.key]!.phase = .unloaded
             return m
         }
         if let stopped { Self.stop(stopped) }
@@ -334,8 +384,8 @@ public final class LocalModelPool: Sendable {
         let now = clock.now
         return state.withLock { entries in
             slots.map { s in
-                let e = entries[s.name]!
-                var st = Status(name: s.name, state: "unloaded", pinned: s.spec.pinned, estimatedBytes: s.spec.estimatedBytes,
+                let e = entries[s.key]!
+                var st = Status(name: s.key, state: "unloaded", pinned: s.spec.pinned, estimatedBytes: s.spec.estimatedBytes,
                                 running: 0, waiting: 0, idleSeconds: Self.seconds(now - e.lastUsed), loads: e.loads, lastError: e.lastError)
                 switch e.phase {
                 case .unloaded: break
@@ -382,7 +432,7 @@ public final class LocalModelPool: Sendable {
     public var loaded: [ServedModel] {
         state.withLock { entries in
             slots.compactMap { s in
-                if case .loaded(let m) = entries[s.name]!.phase { return m }
+                if case .loaded(let m) = entries[s.key]!.phase { return m }
                 return nil
             }
         }
@@ -392,15 +442,38 @@ public final class LocalModelPool: Sendable {
     public var pinnedReady: Bool {
         state.withLock { entries in
             slots.filter(\.spec.pinned).allSatisfy { s in
-                if case .loaded(let m) = entries[s.name]!.phase { return m.backend.isAcceptingRequests }
+                if case .loaded(let m) = entries[s.key]!.phase { return m.backend.isAcceptingRequests }
                 return false
             }
         }
     }
 
     private static func stop(_ model: ServedModel) {
-        model.backend.beginDraining()
-        model.backend.shutdown()
+        let handoff = Handoff(model)
+        Task.detached { await release(handoff) }
+    }
+
+    /// The only reference to a model being released, so that it can be dropped before waiting.
+    final class Handoff: @unchecked Sendable {
+        var model: ServedModel?
+        init(_ model: ServedModel?) { self.model = model }
+    }
+
+    /// Stops a model and returns once its engine is gone (its thread ended and the last reference
+    /// dropped, at most 10 s), then gives the freed heap back to the system: glibc keeps freed
+    /// weight and cache buffers in its arenas otherwise, and a process that swaps versions would
+    /// hold the memory of every version it ever loaded.
+    static func release(_ handoff: Handoff) async {
+        let probes: [WeakProbe] = {
+            guard let backend = handoff.model?.backend else { return [] }
+            backend.beginDraining()
+            backend.shutdown()
+            return backend.lifetimeObjects.map(WeakProbe.init)
+        }()
+        handoff.model = nil
+        guard !probes.isEmpty else { return }
+        for _ in 0 ..< 200 where probes.contains(where: \.isAlive) { try? await Task.sleep(for: .milliseconds(50)) }
+        MemoryTrim.now()
     }
 
     static func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
@@ -414,4 +487,28 @@ public final class LocalModelPool: Sendable {
 
     static func gib(_ bytes: Int) -> String { ByteFormat.gib(bytes) }
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+}
+
+/// Whether an object still exists, without keeping it.
+final class WeakProbe: @unchecked Sendable {
+    private weak var object: AnyObject?
+    init(_ object: AnyObject) { self.object = object }
+    var isAlive: Bool { object != nil }
+}
+
+/// Returns free heap pages to the system (glibc's malloc_trim); nothing elsewhere.
+enum MemoryTrim {
+    #if canImport(Glibc)
+    /// glibc's malloc_trim, looked up once (malloc.h is not in the Glibc module); nil with another libc.
+    private static let trim: (@convention(c) (Int) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+    }()
+    #endif
+
+    static func now() {
+        #if canImport(Glibc)
+        _ = trim?(0)
+        #endif
+    }
 }

@@ -22,8 +22,58 @@ public struct ServerContext: RequestContext {
 
 final class RequestNote: Sendable {
     private let model = Mutex<String?>(nil)
+    private let served = Mutex<ServedVersion?>(nil)
     func setModel(_ name: String) { model.withLock { $0 = name } }
     var modelName: String? { model.withLock { $0 } }
+
+    /// The version that serves the request: named in the response and told its outcome.
+    func serve(_ version: ModelVersion, by releases: ReleaseController) {
+        served.withLock { $0 = ServedVersion(version: version, releases: releases) }
+        setModel(version.model)
+    }
+
+    func clearServed() { served.withLock { $0 = nil } }
+    var servedVersion: ServedVersion? { served.withLock { $0 } }
+}
+
+/// Which version served a request (the X-AutoGLM-Version response header), and where its outcome goes.
+struct ServedVersion: Sendable {
+    static let header = HTTPField.Name("X-AutoGLM-Version")!
+    let version: ModelVersion
+    let releases: ReleaseController
+
+    func record(failed: Bool, seconds: Double, streamed: Bool) {
+        releases.record(model: version.model, version: version.id, outcome: RequestOutcome(failed: failed, seconds: seconds, streamed: streamed))
+    }
+
+    /// Names the version on the response and records its outcome: at once, or for a stream when it
+    /// ends (failed when the stream breaks; its time is the time to the response head, the first token).
+    func finish(_ response: inout Response, started: ContinuousClock.Instant) {
+        response.headers[Self.header] = version.id
+        // An upstream version is judged by its attempts (UpstreamPool.observeAttempts), retries included.
+        if case .upstream = version.target { return }
+        let head = Self.seconds(ContinuousClock.now - started)
+        let streamed = response.headers[.contentType]?.hasPrefix("text/event-stream") ?? false
+        guard streamed, response.status == .ok else {
+            record(failed: response.status.code >= 500, seconds: head, streamed: streamed)
+            return
+        }
+        let inner = response.body
+        let served = self
+        response.body = ResponseBody(contentLength: inner.contentLength) { writer in
+            do {
+                try await inner.write(writer)
+            } catch is CancellationError {
+                throw CancellationError()  // the client went away: not the version's fault
+            } catch {
+                served.record(failed: true, seconds: head, streamed: true)
+                throw error
+            }
+            served.record(failed: false, seconds: head, streamed: true)
+        }
+    }
+
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
 }
 
 /// Accepts the client's `X-Request-Id` (or makes one), puts it in every log line of the request and
@@ -76,7 +126,12 @@ struct APIErrorMiddleware: RouterMiddleware {
             response = APIError.internalError("The server failed: \(error). This is a bug; please report it with the request id.").response()
         }
         let route = context.endpointPath ?? "unmatched"
-        if let registry { ServerMetrics.countRequest(registry: registry, route: route, status: response.status.code, model: context.note.modelName) }
+        let served = context.note.servedVersion
+        served?.finish(&response, started: start)
+        if let registry {
+            ServerMetrics.countRequest(registry: registry, route: route, status: response.status.code, model: context.note.modelName,
+                                       version: served?.version.id)
+        }
         if logRequests {
             let elapsed = ContinuousClock.now - start
             let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
@@ -106,11 +161,12 @@ struct APIErrorMiddleware: RouterMiddleware {
 /// metrics stay open for probes.
 struct BearerAuthMiddleware: RouterMiddleware {
     typealias Context = ServerContext
-    let keys: Set<String>
+    let live: LiveKeys
     let openPaths: Set<String>
 
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
-        if openPaths.contains(request.uri.path) { return try await next(request, context) }
+        let keys = live.apiKeys
+        if keys.isEmpty || openPaths.contains(request.uri.path) { return try await next(request, context) }
         guard Self.presents(request, oneOf: keys) else {
             throw APIError(status: .unauthorized, message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with a key from server.api_keys.",
                            type: "invalid_request_error", param: nil, code: "invalid_api_key")
@@ -141,9 +197,10 @@ struct BearerAuthMiddleware: RouterMiddleware {
 /// Guards the /admin routes: off (404) without server.admin_api_keys; otherwise only those keys pass.
 struct AdminAuthMiddleware: RouterMiddleware {
     typealias Context = ServerContext
-    let keys: Set<String>
+    let live: LiveKeys
 
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        let keys = live.adminKeys
         guard !keys.isEmpty else {
             throw APIError(status: .notFound, message: "The admin routes are off. Set server.admin_api_keys to use them.",
                            type: "invalid_request_error", param: nil, code: "not_found")
@@ -153,5 +210,26 @@ struct AdminAuthMiddleware: RouterMiddleware {
                            type: "permission_error", param: nil, code: "admin_key_required")
         }
         return try await next(request, context)
+    }
+}
+
+/// server.api_keys and server.admin_api_keys as they are now: a reload replaces them without a restart.
+/// An admin key works on the API too.
+public final class LiveKeys: Sendable {
+    private let keys: Mutex<(api: Set<String>, admin: Set<String>)>
+
+    public init(apiKeys: [String], adminKeys: [String]) {
+        keys = Mutex((Self.api(apiKeys, adminKeys), Set(adminKeys)))
+    }
+
+    private static func api(_ api: [String], _ admin: [String]) -> Set<String> { api.isEmpty ? [] : Set(api + admin) }
+
+    /// Empty: the API is open (no server.api_keys).
+    var apiKeys: Set<String> { keys.withLock { $0.api } }
+    /// Empty: the admin routes are off.
+    var adminKeys: Set<String> { keys.withLock { $0.admin } }
+
+    public func update(apiKeys: [String], adminKeys: [String]) {
+        keys.withLock { $0 = (Self.api(apiKeys, adminKeys), Set(adminKeys)) }
     }
 }

@@ -12,15 +12,19 @@ import Serving
 public struct ModelRegistry: Sendable {
     public let locals: LocalModelPool
     public let upstreams: UpstreamGateway?
+    /// The versions of each served name and how traffic is split between them.
+    public let releases: ReleaseController
     /// Every served name in configuration order.
     public let names: [String]
 
-    public init(_ locals: LocalModelPool, upstreams: UpstreamGateway? = nil, order: [String]? = nil) {
-        let all = locals.slots.map(\.name) + (upstreams?.pools.map(\.model.name) ?? [])
+    public init(_ locals: LocalModelPool, upstreams: UpstreamGateway? = nil, order: [String]? = nil, releases: ReleaseController? = nil) {
+        let releases = releases ?? ReleaseController(locals: locals, upstreams: upstreams)
+        let all = releases.names
         precondition(!all.isEmpty, "a server needs at least one model")
         precondition(Set(all.map { $0.lowercased() }).count == all.count, "model names must be unique")
         self.locals = locals
         self.upstreams = upstreams
+        self.releases = releases
         names = order.map { o in o.filter(all.contains) + all.filter { !o.contains($0) } } ?? all
     }
 
@@ -34,20 +38,43 @@ public struct ModelRegistry: Sendable {
         case upstream(UpstreamPool)
     }
 
-    func route(_ name: String?) throws(APIError) -> Route {
+    static func route(_ version: ModelVersion) -> Route {
+        switch version.target {
+        case .local(let slot): return .local(slot)
+        case .upstream(let pool): return .upstream(pool)
+        }
+    }
+
+    /// The served name a request means (none: the first).
+    func servedName(_ name: String?) throws(APIError) -> String {
         let wanted = (name?.isEmpty ?? true) ? names[0] : name!
-        if let m = locals.slot(named: wanted) { return .local(m) }
-        if let pool = upstreams?.pool(named: wanted) { return .upstream(pool) }
-        if let m = locals.slots.first(where: { $0.name.lowercased() == wanted.lowercased() }) { return .local(m) }
-        throw .modelNotFound(wanted, available: names)
+        guard let canonical = releases.canonicalName(wanted) else { throw .modelNotFound(wanted, available: names) }
+        return canonical
+    }
+
+    /// The stable version's engine or pool (admin routes).
+    func route(_ name: String?) throws(APIError) -> Route {
+        let served = try servedName(name)
+        guard let v = releases.stable(served) else { throw .modelNotFound(served, available: names) }
+        return Self.route(v)
+    }
+
+    /// The version a request goes to (the canary's share, sticky by `key`; `override`: the
+    /// X-AutoGLM-Version header), held until the ticket ends.
+    func pick(_ name: String?, key: String?, override: String?) throws(APIError) -> (Route, ReleaseController.Ticket) {
+        let ticket = try releases.pick(try servedName(name), key: key, override: override)
+        return (Self.route(ticket.version), ticket)
     }
 
     /// A local model by name (tokenizer routes and the native /generate).
-    func resolve(_ name: String?) throws(APIError) -> LocalModelSlot {
-        switch try route(name) {
-        case .local(let m): return m
+    func resolve(_ name: String?, override: String? = nil) throws(APIError) -> (LocalModelSlot, ReleaseController.Ticket) {
+        let (route, ticket) = try pick(name, key: nil, override: override)
+        switch route {
+        case .local(let m): return (m, ticket)
         case .upstream(let pool):
-            throw .invalidRequest("'\(pool.model.name)' is served by an upstream engine; this route serves the local models (\(locals.slots.map(\.name).joined(separator: ", "))). Use /v1/chat/completions or /v1/completions.", param: "model")
+            ticket.end()
+            let localNames = names.filter { if case .local? = releases.stable($0)?.target { return true } else { return false } }
+            throw .invalidRequest("'\(pool.model.name)' is served by an upstream engine; this route serves the local models (\(localNames.joined(separator: ", "))). Use /v1/chat/completions or /v1/completions.", param: "model")
         }
     }
 
@@ -81,6 +108,10 @@ public struct ServerRoutes: Sendable {
     public var metricNames = MetricNames.autoglm
     /// The engine loops' progress, for /live.
     public var liveness = EngineLiveness()
+    /// What a reload changes without a restart (keys, admission limits); nil: made from the fields above.
+    public var live: LiveSettings?
+    /// SIGHUP's and POST /admin/reload's work; nil: reloads are off (no configuration file).
+    public var reloader: Reloader?
 
     public init(registry: ModelRegistry, metrics: [String: ServerMetrics], prometheus: PrometheusCollectorRegistry,
                 requestTimeout: Double?, maxBodyBytes: Int = 16 << 20) {
@@ -96,16 +127,12 @@ public struct ServerRoutes: Sendable {
         let router = Router(context: ServerContext.self)
         router.add(middleware: RequestIDMiddleware())
         router.add(middleware: APIErrorMiddleware(registry: prometheus, logRequests: true))
-        if !apiKeys.isEmpty {
-            // An admin key works on the API too.
-            router.add(middleware: BearerAuthMiddleware(keys: Set(apiKeys + adminAPIKeys),
-                                                        openPaths: Set(["/health", "/live", "/ready"] + (metricsPath.map { [$0] } ?? []))))
-        }
-        if maxConcurrentRequests != nil || requestsPerMinute > 0 {
-            router.add(middleware: AdmissionMiddleware(
-                limits: AdmissionLimits(maxConcurrent: maxConcurrentRequests, perMinute: requestsPerMinute),
-                paths: ["/v1/chat/completions", "/v1/completions", "/generate"]))
-        }
+        let live = self.live ?? LiveSettings(apiKeys: apiKeys, adminKeys: adminAPIKeys, maxConcurrent: maxConcurrentRequests,
+                                             perMinute: requestsPerMinute)
+        // Both are added even when off now: a reload may turn them on.
+        router.add(middleware: BearerAuthMiddleware(live: live.keys,
+                                                    openPaths: Set(["/health", "/live", "/ready"] + (metricsPath.map { [$0] } ?? []))))
+        router.add(middleware: AdmissionMiddleware(limits: live.admission, paths: ["/v1/chat/completions", "/v1/completions", "/generate"]))
 
         router.get("/health") { _, _ in Self.json(.object([("status", .string("ok"))])) }
         // Liveness: the HTTP server answers and no engine loop with work pending has gone without completing a step
@@ -143,11 +170,14 @@ public struct ServerRoutes: Sendable {
         let started = Int(Date().timeIntervalSince1970)
         router.get("/v1/models") { _, _ in
             Self.json(ModelList(data: registry.names.map { name in
-                if let slot = registry.locals.slot(named: name) {
+                switch registry.releases.stable(name)?.target {
+                case .local(let slot)?:
                     return ModelList.Model(id: name, created: slot.created, ownedBy: "autoglm", maxModelLen: slot.spec.contextLength)
+                case .upstream(let pool)?:
+                    return ModelList.Model(id: name, created: started, ownedBy: "upstream", maxModelLen: pool.model.contextLength)
+                case nil:
+                    return ModelList.Model(id: name, created: started, ownedBy: "autoglm", maxModelLen: nil)
                 }
-                let pool = registry.upstreams?.pool(named: name)
-                return ModelList.Model(id: name, created: started, ownedBy: "upstream", maxModelLen: pool?.model.contextLength)
             }))
         }
         var configured = CompletionsAPI(models: registry, requestTimeout: requestTimeout, firstTokenTimeout: firstTokenTimeout)
@@ -159,26 +189,33 @@ public struct ServerRoutes: Sendable {
             // Remote images (only from images.allowed_domains) are downloaded before the request is read.
             let remote = ImageInputs.remoteURLs(in: body, policy: api.images)
             let fetched = remote.isEmpty ? [:] : try await ImageInputs.fetch(remote, policy: api.images)
-            return try await Self.dispatch(body, path: "/chat/completions", registry: registry, affinity: Self.affinity(request), context: context) { body, model throws(APIError) in
+            return try await Self.dispatch(body, path: "/chat/completions", registry: registry, affinity: Self.affinity(request),
+                                           override: Self.versionOverride(request), context: context) { body, model throws(APIError) in
                 try api.chatJob(body, model: model, fetched: fetched)
             } local: { job in try await Self.run(api, job, context: context) }
         }
         router.post("/v1/completions") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            return try await Self.dispatch(body, path: "/completions", registry: registry, affinity: Self.affinity(request), context: context) { body, model throws(APIError) in
+            return try await Self.dispatch(body, path: "/completions", registry: registry, affinity: Self.affinity(request),
+                                           override: Self.versionOverride(request), context: context) { body, model throws(APIError) in
                 try api.completionJob(body, model: model)
             } local: { job in try await Self.run(api, job, context: context) }
         }
         router.post("/generate") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            let lease = try await registry.locals.acquire(try registry.resolve(try FieldReader(body).string("model")))
+            let (slot, ticket) = try registry.resolve(try FieldReader(body).string("model"), override: Self.versionOverride(request))
+            defer { ticket.end() }
+            context.note.serve(ticket.version, by: registry.releases)
+            let lease = try await registry.locals.acquire(slot)
             defer { lease.end() }
             return try await Self.run(api, try api.completionJob(body, model: lease.model, native: true), context: context)
         }
-        addAdminRoutes(to: router)
+        addAdminRoutes(to: router, keys: live.keys)
         router.post("/tokenize") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
             if case .upstream(let pool) = try registry.route(try FieldReader(body).string("model")), let gateway = registry.upstreams {
+                let (_, ticket) = try registry.pick(try FieldReader(body).string("model"), key: nil, override: nil)
+                defer { ticket.end() }
                 // vLLM and llama-server serve /tokenize at their root, beside /v1.
                 context.note.setModel(pool.model.name)
                 do throws(UpstreamGateway.Failure) {
@@ -187,13 +224,17 @@ public struct ServerRoutes: Sendable {
                     throw error.error
                 }
             }
-            let lease = try await registry.locals.acquire(try registry.resolve(try FieldReader(body).string("model")))
+            let (slot, ticket) = try registry.resolve(try FieldReader(body).string("model"), override: Self.versionOverride(request))
+            defer { ticket.end() }
+            let lease = try await registry.locals.acquire(slot)
             defer { lease.end() }
             return Self.json(try Self.tokenize(body, model: lease.model))
         }
         router.post("/detokenize") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            let lease = try await registry.locals.acquire(try registry.resolve(try FieldReader(body).string("model")))
+            let (slot, ticket) = try registry.resolve(try FieldReader(body).string("model"), override: Self.versionOverride(request))
+            defer { ticket.end() }
+            let lease = try await registry.locals.acquire(slot)
             defer { lease.end() }
             return Self.json(try Self.detokenize(body, model: lease.model))
         }
@@ -201,9 +242,10 @@ public struct ServerRoutes: Sendable {
     }
 
     /// `GET /admin/models`, `POST /admin/models/{name}/load` and `/unload`, for `server.admin_api_keys` only.
-    func addAdminRoutes(to router: Router<ServerContext>) {
+    func addAdminRoutes(to router: Router<ServerContext>, keys: LiveKeys) {
         let registry = registry
-        let admin = router.group("admin").add(middleware: AdminAuthMiddleware(keys: Set(adminAPIKeys)))
+        let admin = router.group("admin").add(middleware: AdminAuthMiddleware(live: keys))
+        addRolloutRoutes(to: admin)
         admin.get("models") { _, _ in
             Self.json(AdminModels(data: registry.locals.status().map(AdminModels.Model.init)
                 + (registry.upstreams?.pools.map { pool in
@@ -235,6 +277,11 @@ public struct ServerRoutes: Sendable {
 
     /// The key consistent-hash balancing keeps on one endpoint: the X-Session-Id header, else the bearer
     /// API key (the body's `user`, when present, is preferred in `dispatch`).
+    /// The X-AutoGLM-Version header: a request that names the version to serve it (testing a canary).
+    static func versionOverride(_ request: Request) -> String? {
+        request.headers[ServedVersion.header].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
     static func affinity(_ request: Request) -> String? {
         if let session = request.headers[.init("X-Session-Id")!], !session.isEmpty { return "session:" + session }
         if let auth = request.headers[.authorization], auth.lowercased().hasPrefix("bearer ") { return "key:" + auth.dropFirst(7) }
@@ -243,14 +290,21 @@ public struct ServerRoutes: Sendable {
 
     /// Sends a generation request to its model: the local engine, or the upstream pool (and, when no
     /// endpoint of that pool can take it, to its configured fallback model).
-    static func dispatch(_ body: JSON, path: String, registry: ModelRegistry, affinity: String? = nil, context: ServerContext,
+    static func dispatch(_ body: JSON, path: String, registry: ModelRegistry, affinity: String? = nil, override: String? = nil,
+                         context: ServerContext,
                          job: (JSON, ServedModel) throws(APIError) -> CompletionsAPI.Job,
                          local: (CompletionsAPI.Job) async throws -> Response) async throws -> Response {
         var body = body
         var visited: [String] = []
         while true {
             let reader = try FieldReader(body)
-            switch try registry.route(try reader.string("model")) {
+            let user = try reader.string("user").map { "user:" + $0 }
+            // The canary's share is sticky by the request's user, else its API key.
+            let (route, ticket) = try registry.pick(try reader.string("model"), key: user ?? affinity.flatMap { $0.hasPrefix("key:") ? $0 : nil },
+                                                    override: visited.isEmpty ? override : nil)
+            defer { ticket.end() }
+            context.note.serve(ticket.version, by: registry.releases)
+            switch route {
             case .local(let slot):
                 let lease = try await registry.locals.acquire(slot)
                 defer { lease.end() }
@@ -260,12 +314,13 @@ public struct ServerRoutes: Sendable {
                 context.note.setModel(pool.model.name)
                 visited.append(pool.model.name)
                 let stream = try reader.bool("stream") ?? false
-                let user = try reader.string("user").map { "user:" + $0 }
                 let key = affinity?.hasPrefix("session:") == true ? affinity : user ?? affinity
                 do throws(UpstreamGateway.Failure) {
                     return try await gateway.forward(pool, path: path, body: body, stream: stream, affinity: key, context: context)
                 } catch {
                     guard let fallback = pool.model.fallback, !visited.contains(fallback), visited.count < 4 else { throw error.error }
+                    // The failed attempts already count against the version; the fallback names its own.
+                    context.note.clearServed()
                     context.logger.warning("upstream unavailable; using the fallback model", metadata: [
                         "model": .string(pool.model.name), "fallback": .string(fallback), "error": .string(error.error.message)])
                     guard case .object(let pairs) = body else { throw error.error }
@@ -295,7 +350,7 @@ public struct ServerRoutes: Sendable {
         Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAIJSON.text(value))))
     }
 
-    static func body(_ request: Request, context: ServerContext, limit: Int) async throws -> JSON {
+    static func body(_ request: Request, context: ServerContext, limit: Int, emptyIsObject: Bool = false) async throws -> JSON {
         var request = request
         let buffer: ByteBuffer
         do {
@@ -304,6 +359,7 @@ public struct ServerRoutes: Sendable {
             throw APIError(status: .contentTooLarge, message: "The request body is larger than \(limit) bytes.",
                            type: "invalid_request_error", param: nil, code: "request_too_large")
         }
+        if emptyIsObject && buffer.readableBytes == 0 { return .object([]) }
         return try JSON.parse(Array(buffer.readableBytesView))
     }
 

@@ -64,14 +64,19 @@ public enum AutoGLMServer {
                         registry: registry, options: options, logger: logger, onServerRunning: onServerRunning)
     }
 
-    /// The HTTP application for local models (loaded on demand) and upstream ones.
+    /// The HTTP application for local models (loaded on demand) and upstream ones; `releases`: their
+    /// versions (default: one each), `reloader`: SIGHUP's and POST /admin/reload's work, `live`: the
+    /// settings it changes.
     public static func application(
         locals: LocalModelPool, upstreams: UpstreamGateway? = nil, modelOrder: [String]? = nil, metrics: [String: ServerMetrics],
-        registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger,
+        registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger, releases: ReleaseController? = nil,
+        reloader: Reloader? = nil, live: LiveSettings? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws(ServerStartError) -> some ApplicationProtocol {
-        var routes = ServerRoutes(registry: ModelRegistry(locals, upstreams: upstreams, order: modelOrder), metrics: metrics, prometheus: registry,
-                                  requestTimeout: options.requestTimeoutSeconds)
+        var routes = ServerRoutes(registry: ModelRegistry(locals, upstreams: upstreams, order: modelOrder, releases: releases), metrics: metrics,
+                                  prometheus: registry, requestTimeout: options.requestTimeoutSeconds)
+        routes.live = live
+        routes.reloader = reloader
         routes.adminAPIKeys = options.adminAPIKeys
         routes.firstTokenTimeout = options.firstTokenTimeoutSeconds
         routes.maxConcurrentRequests = options.maxConcurrentRequests
@@ -99,11 +104,14 @@ public enum AutoGLMServer {
     /// Runs until a termination signal, then drains. Returns normally after a graceful shutdown.
     public static func run(
         locals: LocalModelPool, upstreams: UpstreamGateway? = nil, modelOrder: [String]? = nil, metrics: [String: ServerMetrics],
-        registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger,
+        registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger, releases: ReleaseController? = nil,
+        reloader: Reloader? = nil, live: LiveSettings? = nil, watchConfig: Bool = false,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
+        let releases = releases ?? ReleaseController(locals: locals, upstreams: upstreams)
         let app = try application(locals: locals, upstreams: upstreams, modelOrder: modelOrder, metrics: metrics, registry: registry,
-                                  options: options, logger: logger, onServerRunning: onServerRunning)
+                                  options: options, logger: logger, releases: releases, reloader: reloader, live: live,
+                                  onServerRunning: onServerRunning)
         // Shut down in reverse order: the schedulers and the upstream relays drain first (in-flight
         // requests finish), then the HTTP server closes its listener and connections.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
@@ -111,6 +119,7 @@ public enum AutoGLMServer {
             .init(service: SchedulerService(locals: locals)),
         ]
         if let upstreams { services.append(.init(service: UpstreamService(gateway: upstreams, logger: logger))) }
+        services.append(.init(service: ReleaseService(releases: releases, reloader: reloader, watchConfig: watchConfig, logger: logger)))
         var configuration = ServiceGroupConfiguration(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],

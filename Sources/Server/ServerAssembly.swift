@@ -1,5 +1,8 @@
+import Foundation
 import Imaging
 public import Ops
+import Serving
+import Synchronization
 
 extension ServerOptions {
     /// The HTTP server's options from the effective configuration.
@@ -45,14 +48,7 @@ extension UpstreamModel {
     /// `--upstream NAME=URL` flags (a NAME already configured gains an endpoint; a new one is a new model).
     public static func assemble(configured: [AutoGLMConfig.Model], flags: [(name: String, url: String)],
                                 localNames: Set<String>) throws(UpstreamNameClash) -> [UpstreamModel] {
-        var models: [UpstreamModel] = configured.filter { $0.path == nil }.map { model in
-            let urls = (model.url.map { [$0] } ?? []) + model.urls
-            return UpstreamModel(name: model.name, upstreamName: model.upstreamModel,
-                                 endpoints: urls.enumerated().map { i, url in
-                                     Endpoint(baseURL: url, apiKey: model.apiKey, weight: i < model.weights.count ? model.weights[i] : 1)
-                                 },
-                                 fallback: model.fallback, contextLength: model.contextLength)
-        }
+        var models: [UpstreamModel] = configured.filter { $0.path == nil }.map(UpstreamModel.init(configuration:))
         for (name, url) in flags {
             if let i = models.firstIndex(where: { $0.name == name }) {
                 models[i].endpoints.append(Endpoint(baseURL: url))
@@ -63,5 +59,98 @@ extension UpstreamModel {
             }
         }
         return models
+    }
+}
+
+extension UpstreamModel {
+    /// An upstream model from its configuration entry (url, then urls, with their weights).
+    public init(configuration model: AutoGLMConfig.Model) {
+        let urls = (model.url.map { [$0] } ?? []) + model.urls
+        self.init(name: model.name, upstreamName: model.upstreamModel,
+                  endpoints: urls.enumerated().map { i, url in
+                      Endpoint(baseURL: url, apiKey: model.apiKey, weight: i < model.weights.count ? model.weights[i] : 1)
+                  },
+                  fallback: model.fallback, contextLength: model.contextLength)
+    }
+}
+
+extension ModelVersion {
+    /// A configuration entry's version: its label (models[].version), else "h" and 8 hex digits of a hash
+    /// of its settings; and the fingerprint a reload compares (a local file's size and modification
+    /// time included, so a file replaced at the same path is a new version).
+    public static func identity(of model: AutoGLMConfig.Model) -> (id: String, fingerprint: String) {
+        var parts: [String] = [model.name]
+        if let path = model.path {
+            parts.append("path=\(path)")
+            let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+            let size = (attributes?[.size] as? NSNumber)?.int64Value ?? -1
+            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1
+            parts.append("file=\(size)@\(modified)")
+            parts.append("mmproj=\(model.mmproj ?? "")")
+        } else {
+            parts.append("urls=\(((model.url.map { [$0] } ?? []) + model.urls).joined(separator: ","))")
+            parts.append("weights=\(model.weights)")
+            parts.append("upstream_model=\(model.upstreamModel ?? "")")
+            parts.append("fallback=\(model.fallback ?? "")")
+            parts.append("key=\(CanarySplit.bucket(model: "key", key: model.apiKey ?? ""))")
+        }
+        parts.append("context=\(model.contextLength.map(String.init) ?? "")")
+        parts.append("threads=\(model.threads.map(String.init) ?? "")")
+        parts.append("kv=\(model.kvMemoryBudgetBytes.map(String.init) ?? "")/\(model.kvType)/\(model.maxSequences)")
+        let fingerprint = parts.joined(separator: ";")
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in fingerprint.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return (model.version ?? "h" + String(String(hash, radix: 16).suffix(8)), fingerprint)
+    }
+}
+
+extension LocalModelSpec {
+    /// The same model, its load followed by the self-test: a model that fails it is stopped and the
+    /// load fails with the reason, so it never serves a request (at start, on demand and on reload).
+    public func guarded(by test: SelfTest) -> LocalModelSpec {
+        guard !test.cases.isEmpty else { return self }
+        var spec = self
+        let load = self.load
+        let name = self.name
+        spec.load = {
+            let model = try load()
+            model.backend.start()
+            let result = Mutex<Result<Void, SelfTest.Failure>?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            Task {
+                do throws(SelfTest.Failure) {
+                    try await test.run(on: model)
+                    result.withLock { $0 = .success(()) }
+                } catch {
+                    result.withLock { $0 = .failure(error) }
+                }
+                done.signal()
+            }
+            done.wait()
+            if case .failure(let failure)? = result.withLock({ $0 }) {
+                model.backend.shutdown()
+                throw SelfTestRefusal(model: name, failure: failure)
+            }
+            return model
+        }
+        return spec
+    }
+}
+
+/// A model whose self-test failed: it does not serve.
+public struct SelfTestRefusal: Error, CustomStringConvertible {
+    public let model: String
+    public let failure: SelfTest.Failure
+
+    public init(model: String, failure: SelfTest.Failure) {
+        self.model = model
+        self.failure = failure
+    }
+
+    public var description: String {
+        "'\(model)' failed its self-test (\(failure)); it serves no request. Fix the model or models[].self_test."
     }
 }

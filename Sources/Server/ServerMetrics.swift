@@ -94,9 +94,9 @@ public final class ServerMetrics: SchedulerObserver, Sendable {
     }
 
     /// Counts one HTTP response (route, model, status): `autoglm_http_requests_total`.
-    public static func countRequest(registry: PrometheusCollectorRegistry, route: String, status: Int, model: String?) {
-        registry.makeCounter(descriptor: Self.descriptor("http_requests_total", "HTTP requests by route, model and status."),
-                             labels: [("route", route), ("model_name", model ?? ""), ("status", String(status))]).increment()
+    public static func countRequest(registry: PrometheusCollectorRegistry, route: String, status: Int, model: String?, version: String? = nil) {
+        registry.makeCounter(descriptor: Self.descriptor("http_requests_total", "HTTP requests by route, model, version and status."),
+                             labels: [("route", route), ("model_name", model ?? ""), ("version", version ?? ""), ("status", String(status))]).increment()
     }
 
     /// Sets the gauges from a snapshot (on each step and before each scrape).

@@ -47,9 +47,15 @@ public protocol InferenceBackend: AnyObject, Sendable {
     func waitUntilIdle() async
     /// Stops at once; requests in flight end as cancelled.
     func shutdown()
+
+    /// The objects whose end frees the model's memory (the backend, and an engine thread's owner that
+    /// may outlive it): a caller that unloads a model waits for them, weakly, before trimming the heap.
+    var lifetimeObjects: [AnyObject] { get }
 }
 
 extension InferenceBackend {
+    public var lifetimeObjects: [AnyObject] { [self] }
+
     /// Text-only backends take no images.
     public var acceptsImages: Bool { false }
 

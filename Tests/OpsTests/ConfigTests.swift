@@ -163,6 +163,64 @@ struct ConfigTests {
         #expect(unknown.message.contains("did you mean AUTOGLM_SERVER_HOST?"))
     }
 
+    @Test("versions: a name may repeat with distinct version labels; the self-tests and the rollout section are read; a repeated label or a mix of local and upstream versions is an error")
+    func versions() {
+        let good = load("""
+            models:
+              - name: glm
+                version: v1
+                path: /a.gguf
+                self_test:
+                  - prompt: "2+2="
+                    expect: "4"
+                    max_tokens: 2
+                    max_latency: 5s
+                  - prompt: hi
+                    chat: true
+                    expect_regex: "^Hello"
+                    expect_tokens: [1, 2]
+              - name: glm
+                version: v2
+                path: /b.gguf
+                canary_percent: 10
+            rollout:
+              state_file: /var/lib/autoglm/rollout.json
+              on_reload: canary
+              steps: [10, 50, 100]
+              step_interval: 2m
+              rollback_error_percent: 2
+              rollback_p99_latency: 1500ms
+            """)
+        #expect(good.errors.isEmpty, "\(good.errors)")
+        let m = good.config.models
+        #expect(m.map(\.version) == ["v1", "v2"] && m[1].canaryPercent == 10 && m[0].canaryPercent == nil)
+        #expect(m[0].selfTest.count == 2 && m[0].selfTest[0].expect == "4" && m[0].selfTest[0].maxTokens == 2 && m[0].selfTest[0].maxLatencySeconds == 5)
+        #expect(m[0].selfTest[1].chat && m[0].selfTest[1].expectRegex == "^Hello" && m[0].selfTest[1].expectTokens == [1, 2] && m[0].selfTest[1].maxTokens == 16)
+        let r = good.config.rollout
+        #expect(r.stateFile == "/var/lib/autoglm/rollout.json" && r.onReload == "canary" && r.steps == [10, 50, 100] && r.stepIntervalSeconds == 120)
+        #expect(r.rollbackErrorPercent == 2 && r.rollbackP99LatencySeconds == 1.5 && r.rollbackMinRequests == 20 && !r.watchConfig)
+        let bad = load("""
+            models:
+              - name: glm
+                version: v1
+                path: /a.gguf
+              - name: glm
+                version: v1
+                path: /b.gguf
+              - name: glm
+                version: v3
+                url: http://h/v1
+              - name: x
+                path: /x.gguf
+                self_test:
+                  - expect: "4"
+            """)
+        let messages = bad.errors.map(\.description)
+        #expect(messages.contains { $0.contains("models[1].version") && $0.contains("given twice") })
+        #expect(messages.contains { $0.contains("models[2]") && $0.contains("mix a local file and an upstream") })
+        #expect(messages.contains { $0.contains("models[3].self_test[0].prompt") && $0.contains("required") })
+    }
+
     @Test("cross-field checks: path or url, unique names, both TLS files, open bind without keys")
     func crossField() {
         let loaded = load("""
@@ -180,7 +238,7 @@ struct ConfigTests {
             """)
         let messages = loaded.issues.map(\.description)
         #expect(messages.contains("test.yaml:6:5: error: models[0]: give either path (local GGUF) or url (upstream), not both"))
-        #expect(messages.contains("test.yaml:9:5: error: models[1].name: name 'a' is already used by models[0]; names must be unique"))
+        #expect(messages.contains("test.yaml:9:5: error: models[1].name: name 'a' is already used by models[0]; names must be unique, or each entry of the name needs its own version"))
         #expect(messages.contains("test.yaml:11:5: error: models[2]: needs path (a GGUF file) or url (an upstream server)"))
         #expect(messages.contains("test.yaml:3:3: error: server.tls.key_file: TLS needs both cert_file and key_file"))
         #expect(loaded.warnings.contains { $0.key == "server.host" })

@@ -66,7 +66,7 @@ final class FakeLoader: Sendable {
 struct LocalModelPoolTests {
     static func pool(_ loader: FakeLoader, _ specs: [LocalModelSpec], policy: LocalModelPolicy = LocalModelPolicy(),
                      available: Int? = nil) -> LocalModelPool {
-        LocalModelPool(slots: specs.map(LocalModelSlot.init), policy: policy, availableMemory: { available })
+        LocalModelPool(slots: specs.map { LocalModelSlot(spec: $0) }, policy: policy, availableMemory: { available })
     }
 
     static func state(_ pool: LocalModelPool) -> [String: String] {

@@ -341,7 +341,7 @@ struct ServerTests {
             #expect(value(#"autoglm_generation_tokens_total{model_name="smol"}"#) == 8)
             #expect((value(#"autoglm_prefix_cache_hits_total{model_name="smol"}"#) ?? 0) >= 32)
             #expect(value(#"autoglm_request_success_total{model_name="smol",finished_reason="length"}"#) == 2)
-            #expect(text.contains(#"autoglm_http_requests_total{route="/v1/chat/completions",model_name="smol",status="200"} 2"#))
+            #expect(text.contains(#"autoglm_http_requests_total{route="/v1/chat/completions",model_name="smol",version="v1",status="200"} 2"#))
             #expect(text.contains(#"status="400"} 1"#))
             Self.checkPrometheusNames(text)
             // metrics.names: vllm serves vLLM's exact names.

@@ -99,6 +99,9 @@ final class FaultUpstream: Sendable {
             switch mode {
             case "error500":
                 return json(.internalServerError, #"{"error":{"message":"CUDA out of memory","type":"server_error"}}"#)
+            case "fail20" where self.count("fail20") % 5 == 0:
+                // Every fifth request fails: a canary with a 20% error rate.
+                return json(.internalServerError, #"{"error":{"message":"CUDA error: an illegal memory access","type":"server_error"}}"#)
             case "flaky" where failing:
                 return json(.internalServerError, #"{"error":{"message":"CUDA out of memory","type":"server_error"}}"#)
             case "error400":

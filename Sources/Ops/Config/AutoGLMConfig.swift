@@ -56,6 +56,11 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var pinned: Bool?
         /// The vision tower of a GGUF pair (llama.cpp's mmproj file) for a GLM-4.1V text GGUF.
         public var mmproj: String?
+        /// models[].version; nil: a hash of the entry.
+        public var version: String?
+        /// models[].canary_percent.
+        public var canaryPercent: Int?
+        public var selfTest: [SelfTestPrompt] = []
 
         public init(name: String, path: String? = nil, url: String? = nil, apiKey: String? = nil, sha256: String? = nil,
                     contextLength: Int? = nil, threads: Int? = nil, kvMemoryBudgetBytes: Int? = nil, maxSequences: Int = 8,
@@ -74,6 +79,38 @@ public struct AutoGLMConfig: Sendable, Equatable {
             self.preset = preset
             self.precision = precision
         }
+    }
+
+    /// models[].self_test[].
+    public struct SelfTestPrompt: Sendable, Equatable {
+        public var prompt: String
+        public var chat = false
+        public var expect: String?
+        public var expectRegex: String?
+        public var expectTokens: [Int]?
+        public var maxTokens = 16
+        public var maxLatencySeconds = 60.0
+
+        public init(prompt: String) { self.prompt = prompt }
+    }
+
+    /// The `rollout` section.
+    public struct Rollout: Sendable, Equatable {
+        public var stateFile: String?
+        public var onReload = "switch"
+        public var steps: [Int] = [5, 25, 50, 100]
+        public var stepIntervalSeconds = 300.0
+        public var stepMinRequests = 50
+        public var autoPromote = true
+        public var rollbackErrorPercent = 5
+        public var rollbackWindowSeconds = 60.0
+        public var rollbackMinRequests = 20
+        public var rollbackP99LatencySeconds = 0.0
+        public var rollbackP99FirstTokenSeconds = 0.0
+        public var rollbackRestarts = 3
+        public var watchConfig = false
+
+        public init() {}
     }
 
     public struct Upstream: Sendable, Equatable {
@@ -126,6 +163,7 @@ public struct AutoGLMConfig: Sendable, Equatable {
     public var images = Images()
     public var logging: Logging
     public var metrics: Metrics
+    public var rollout = Rollout()
 }
 
 extension AutoGLMConfig {
@@ -170,6 +208,18 @@ extension AutoGLMConfig {
                 model.fallback = m["fallback"]?.stringValue
                 model.pinned = m["pinned"]?.boolValue
                 model.mmproj = m["mmproj"]?.stringValue
+                model.version = m["version"]?.stringValue
+                model.canaryPercent = m["canary_percent"]?.intValue
+                model.selfTest = (m["self_test"]?.listValue ?? []).compactMap(\.objectValue).map { t in
+                    var p = SelfTestPrompt(prompt: t["prompt"]?.stringValue ?? "")
+                    p.chat = t["chat"]?.boolValue ?? false
+                    p.expect = t["expect"]?.stringValue
+                    p.expectRegex = t["expect_regex"]?.stringValue
+                    p.expectTokens = t["expect_tokens"]?.listValue?.compactMap(\.intValue)
+                    p.maxTokens = t["max_tokens"]?.intValue ?? 16
+                    p.maxLatencySeconds = t["max_latency"]?.doubleValue ?? 60
+                    return p
+                }
                 return model
             }
         }
@@ -188,5 +238,18 @@ extension AutoGLMConfig {
         logging = Logging(level: string("logging.level"), format: string("logging.format"))
         metrics = Metrics(enabled: value("metrics.enabled")?.boolValue ?? true, path: string("metrics.path"),
                           names: value("metrics.names")?.stringValue ?? "autoglm")
+        rollout.stateFile = value("rollout.state_file")?.stringValue
+        rollout.onReload = string("rollout.on_reload")
+        rollout.steps = value("rollout.steps")?.listValue?.compactMap(\.intValue) ?? [5, 25, 50, 100]
+        rollout.stepIntervalSeconds = double("rollout.step_interval")
+        rollout.stepMinRequests = int("rollout.step_min_requests")
+        rollout.autoPromote = value("rollout.auto_promote")?.boolValue ?? true
+        rollout.rollbackErrorPercent = int("rollout.rollback_error_percent")
+        rollout.rollbackWindowSeconds = double("rollout.rollback_window")
+        rollout.rollbackMinRequests = int("rollout.rollback_min_requests")
+        rollout.rollbackP99LatencySeconds = double("rollout.rollback_p99_latency")
+        rollout.rollbackP99FirstTokenSeconds = double("rollout.rollback_p99_first_token")
+        rollout.rollbackRestarts = int("rollout.rollback_restarts")
+        rollout.watchConfig = value("rollout.watch_config")?.boolValue ?? false
     }
 }

@@ -391,11 +391,24 @@ struct LoadState {
             }
             if let name = m["name"]?.stringValue {
                 if let previous = seen[name] {
-                    issues.append(ConfigIssue(.error, .conflict, key: "\(key).name", origin: origins["\(key).name"] ?? where_,
-                                              message: "name '\(name)' is already used by models[\(previous)]; names must be unique"))
+                    // Versions of one served model share its name, each with its own version label.
+                    let earlier = models[previous].objectValue ?? [:]
+                    let versions = models.compactMap(\.objectValue).filter { $0["name"]?.stringValue == name }.map { $0["version"]?.stringValue }
+                    if m["version"] == nil || earlier["version"] == nil {
+                        issues.append(ConfigIssue(.error, .conflict, key: "\(key).name", origin: origins["\(key).name"] ?? where_,
+                                                  message: "name '\(name)' is already used by models[\(previous)]; names must be unique, or each entry of the name needs its own version"))
+                    } else if versions.filter({ $0 == m["version"]?.stringValue }).count > 1 {
+                        issues.append(ConfigIssue(.error, .conflict, key: "\(key).version", origin: origins["\(key).version"] ?? where_,
+                                                  message: "version '\(m["version"]?.stringValue ?? "")' of '\(name)' is given twice; each version needs its own label"))
+                    } else if (earlier["path"] == nil) != (m["path"] == nil) {
+                        issues.append(ConfigIssue(.error, .conflict, key: key, origin: where_,
+                                                  message: "the versions of '\(name)' mix a local file and an upstream; give every version a path, or every version a url"))
+                    }
+                } else {
+                    seen[name] = i
                 }
-                seen[name] = i
             }
+
             if m["device"]?.stringValue == "gpu", m["preset"] == nil, m["path"] == nil {
                 issues.append(ConfigIssue(.warning, .missingKey, key: "\(key).preset", origin: where_,
                                           message: "a GPU model given by url needs a preset for doctor to check that it fits the GPU",

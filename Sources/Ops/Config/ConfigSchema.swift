@@ -77,6 +77,16 @@ public struct ConfigField: Sendable {
 /// The configuration schema of `autoglm serve` and the tools. config/autoglm.example.yaml documents it
 /// key by key; `ConfigTests` checks that the example passes and covers every key.
 public enum ConfigSchema {
+    public static let selfTestFields: [ConfigField] = [
+        ConfigField("prompt", .string, required: true, help: "The prompt (raw text, or with chat: true a user message)."),
+        ConfigField("chat", .boolean, default: .boolean(false), help: "Render the prompt with the model's chat template as one user message."),
+        ConfigField("expect", .string, help: "The generated text, exactly (greedy)."),
+        ConfigField("expect_regex", .string, help: "A regular expression the generated text must match."),
+        ConfigField("expect_tokens", .list(.integer(0 ... Int(Int32.max))), help: "The generated token ids (local models)."),
+        ConfigField("max_tokens", .integer(1 ... 4096), default: .integer(16), help: "Tokens to generate."),
+        ConfigField("max_latency", .duration(0.01 ... 3600), default: .number(60), help: "The prompt must be answered within this."),
+    ]
+
     public static let modelFields: [ConfigField] = [
         ConfigField("name", .identifier, required: true, help: "Name clients send as `model`."),
         ConfigField("path", .path, help: "GGUF file served by the built-in CPU engine (or give url)."),
@@ -97,6 +107,9 @@ public enum ConfigSchema {
         ConfigField("device", .choice(["cpu", "gpu"]), default: .string("cpu"), help: "Where the model runs: the CPU engine, or a GPU (an upstream on this host)."),
         ConfigField("mmproj", .string, help: "For a GLM-4.1V / AutoGLM-Phone text GGUF: its vision tower, llama.cpp's mmproj GGUF (as llama-server's --mmproj). A Hugging Face directory brings its own."),
         ConfigField("pinned", .boolean, help: "A local model loaded at start and never unloaded (default: true for the first local model, false for the others, which load on their first request)."),
+        ConfigField("version", .identifier, help: "This entry's version label; several entries may share a name with different versions (the first is stable; default: a hash of the entry's settings, so a changed entry is a new version on reload)."),
+        ConfigField("canary_percent", .integer(0 ... 100), help: "A further version of a name starts as its canary with this share of requests (0: loaded, idle); on reload, a changed entry with it starts as the canary."),
+        ConfigField("self_test", .list(.object(selfTestFields)), help: "Golden prompts a new version must pass before it takes any traffic (at start and on reload)."),
         ConfigField("preset", .choice(ModelPresets.names), help: "Planner preset for models given by url (sizes the GPU check)."),
         ConfigField("precision", .choice(Precision.allCases.map(\.rawValue)), help: "Weight precision of a preset model (default bf16)."),
     ]
@@ -154,6 +167,23 @@ public enum ConfigSchema {
             ConfigField("level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]), default: .string("info"), help: "Lowest level logged."),
             ConfigField("format", .choice(["text", "json"]), default: .string("text"), help: "Line format."),
         ]), help: "Logs (to standard error)."),
+        ConfigField("rollout", .object([
+            ConfigField("state_file", .path, help: "Where the rollout state (stable and canary versions, weights, the last good version, rollbacks) is kept across restarts (default: none kept)."),
+            ConfigField("on_reload", .choice(["switch", "canary"]), default: .string("switch"),
+                        help: "A model changed by a reload: switch all traffic once the new version passes its self-test, or start it as a canary at the first step."),
+            ConfigField("steps", .list(.integer(1 ... 100)), default: .list([.integer(5), .integer(25), .integer(50), .integer(100)]),
+                        help: "Canary percentages, in order; at 100 the canary is promoted."),
+            ConfigField("step_interval", .duration(0 ... 604_800), default: .number(300), help: "Each step lasts at least this long..."),
+            ConfigField("step_min_requests", .integer(0 ... 100_000_000), default: .integer(50), help: "...and sees at least this many canary requests."),
+            ConfigField("auto_promote", .boolean, default: .boolean(true), help: "Take the steps automatically (false: only `autoglm rollout promote` and set-weight move traffic)."),
+            ConfigField("rollback_error_percent", .integer(1 ... 100), default: .integer(5), help: "A canary whose failed requests (5xx, timeouts, engine or upstream failures) pass this share of its window is rolled back."),
+            ConfigField("rollback_window", .duration(1 ... 86400), default: .number(60), help: "The sliding window the rollback rule looks at."),
+            ConfigField("rollback_min_requests", .integer(1 ... 1_000_000), default: .integer(20), help: "No verdict on fewer requests than this in the window."),
+            ConfigField("rollback_p99_latency", .duration(0 ... 3600), default: .number(0), help: "Roll back when the canary's p99 end-to-end latency (non-streamed) passes this; 0: off."),
+            ConfigField("rollback_p99_first_token", .duration(0 ... 3600), default: .number(0), help: "Roll back when the canary's p99 time to its response head (streamed: the first token) passes this; 0: off."),
+            ConfigField("rollback_restarts", .integer(0 ... 1000), default: .integer(3), help: "Roll back an upstream canary whose endpoints' circuits open this many times in the window; 0: off."),
+            ConfigField("watch_config", .boolean, default: .boolean(false), help: "Reload when the configuration file changes (besides SIGHUP and POST /admin/reload)."),
+        ]), help: "Versions, canaries, reloads and automatic rollback."),
         ConfigField("metrics", .object([
             ConfigField("enabled", .boolean, default: .boolean(true), help: "Serve Prometheus metrics."),
             ConfigField("path", .urlPath, default: .string("/metrics"), help: "URL path of the metrics endpoint."),

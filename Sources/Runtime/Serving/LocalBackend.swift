@@ -140,6 +140,8 @@ public final class LocalBackend: InferenceBackend {
         }
     }
     public func shutdown() { scheduler.shutdown() }
+    /// The scheduler outlives the backend while its engine thread winds down.
+    public var lifetimeObjects: [AnyObject] { [self, scheduler] }
 }
 
 /// A request whose images are being encoded: cancelled before it reaches the scheduler, it never does.

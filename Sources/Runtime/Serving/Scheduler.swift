@@ -274,6 +274,11 @@ public final class Scheduler: @unchecked Sendable {
             }
             if stopping {
                 publish()
+                // The thread holds this scheduler through its closure: drop it so that a stopped engine
+                // (an unloaded model or a retired version) frees its weights and KV cache.
+                condition.lock()
+                thread = nil
+                condition.unlock()
                 return
             }
             if !policy.isIdle { step() }

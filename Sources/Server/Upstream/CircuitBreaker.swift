@@ -94,7 +94,11 @@ public struct CircuitBreaker: Sendable, Equatable {
         if state == .halfOpen { probeInFlight = false }
     }
 
+    /// How many times the circuit has opened (a rollback rule counts these as restarts).
+    public private(set) var opens = 0
+
     private mutating func open(_ now: Double) {
+        opens += 1
         state = .open
         openedAt = now
         probeInFlight = false

@@ -20,15 +20,19 @@ import Synchronization
 /// never replayed. A 4xx is the client's fault: passed through unchanged, never counted against
 /// the endpoint.
 public final class UpstreamGateway: Sendable {
-    public let pools: [UpstreamPool]
+    private let poolList: Mutex<[UpstreamPool]>
+    /// The pools now served (versions come and go with releases).
+    public var pools: [UpstreamPool] { poolList.withLock { $0 } }
     let settings: UpstreamSettings
     let client: HTTPClient
+    let registry: PrometheusCollectorRegistry
     private let inFlight = Atomic<Int>(0)
     private let draining = Atomic<Bool>(false)
 
     public init(models: [UpstreamModel], settings: UpstreamSettings = UpstreamSettings(), registry: PrometheusCollectorRegistry) {
         self.settings = settings
-        pools = models.map { UpstreamPool(model: $0, settings: settings, registry: registry) }
+        poolList = Mutex(models.map { UpstreamPool(model: $0, settings: settings, registry: registry) })
+        self.registry = registry
         var configuration = HTTPClient.Configuration(
             timeout: .init(connect: .milliseconds(Int64(settings.connectSeconds * 1000)),
                            read: .milliseconds(Int64(settings.readSeconds * 1000))),
@@ -39,6 +43,23 @@ public final class UpstreamGateway: Sendable {
         configuration.httpVersion = .http1Only
         configuration.decompression = .disabled
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// Runs a self-test against every endpoint of `model` with this gateway's client.
+    public func selfTest(_ test: SelfTest, model: UpstreamModel) async throws(SelfTest.Failure) {
+        try await test.run(on: model, client: client)
+    }
+
+    /// A pool for a new version of an upstream model (health-checked from now on).
+    public func add(_ model: UpstreamModel) -> UpstreamPool {
+        let pool = UpstreamPool(model: model, settings: settings, registry: registry)
+        poolList.withLock { $0.append(pool) }
+        return pool
+    }
+
+    /// Drops a pool that left service.
+    public func remove(_ pool: UpstreamPool) {
+        poolList.withLock { $0.removeAll { $0 === pool } }
     }
 
     public func pool(named name: String) -> UpstreamPool? {

@@ -139,6 +139,7 @@ final class UpstreamEndpointState: Sendable {
     func isAvailable(now: Double) -> Bool { state.withLock { $0.healthy && $0.breaker.wouldAllow(now: now) } }
     var inFlight: Int { state.withLock { $0.inFlight } }
     var breakerState: CircuitBreaker.State { state.withLock { $0.breaker.state } }
+    var breakerOpens: Int { state.withLock { $0.breaker.opens } }
     var isHealthy: Bool { state.withLock { $0.healthy } }
     func secondsUntilProbe(now: Double) -> Double { state.withLock { $0.breaker.secondsUntilProbe(now: now) } }
 
@@ -210,6 +211,12 @@ public final class UpstreamPool: Sendable {
         let d = clock.now - epoch
         return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
+
+    /// Times the endpoints' circuits have opened, all together.
+    public var circuitOpens: Int { endpoints.reduce(0) { $0 + $1.breakerOpens } }
+
+    /// Attempts in flight on all endpoints.
+    public var requestsInFlight: Int { endpoints.reduce(0) { $0 + $1.inFlight } }
 
     /// Whether some endpoint could take a request now (readiness).
     public var hasAvailableEndpoint: Bool {
@@ -328,11 +335,25 @@ public final class UpstreamPool: Sendable {
     func finish(_ index: Int, _ verdict: UpstreamEndpointState.Verdict) {
         endpoints[index].finish(verdict, now: Self.now())
         metrics.setState(endpoints[index])
+        switch verdict {
+        case .success: attemptObserver.withLock { $0 }?(false)
+        case .failure: attemptObserver.withLock { $0 }?(true)
+        case .neutral: break
+        }
     }
 
     func lateFailure(_ index: Int) {
         endpoints[index].recordLateFailure(now: Self.now())
         metrics.setState(endpoints[index])
+        attemptObserver.withLock { $0 }?(true)
+    }
+
+    private let attemptObserver = Mutex<(@Sendable (_ failed: Bool) -> Void)?>(nil)
+
+    /// Told of every attempt's verdict (success, or a failure: refused, timed out, 5xx, a broken
+    /// stream); a release judges an upstream version by its attempts, which retries hide from clients.
+    public func observeAttempts(_ observer: @escaping @Sendable (_ failed: Bool) -> Void) {
+        attemptObserver.withLock { $0 = observer }
     }
 
     /// Seconds until the first open breaker lets a probe through (Retry-After when none is available).
