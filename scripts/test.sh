@@ -13,3 +13,6 @@ scripts/e2e/run.sh .build/release/autoglm
 # The systemd unit (systemd-analyze), the alert rules (promtool) and the metrics against a real Prometheus
 # scraping a running server.
 scripts/e2e/deploy.sh .build/release/autoglm
+# Hot reload under load: 8 streams for 60 s through 5 SIGHUP reloads (a new model file each) and a broken
+# configuration: no failed request, no stream cut, one version's memory after each.
+scripts/e2e/reload.sh .build/release/autoglm 60 5

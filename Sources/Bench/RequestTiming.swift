@@ -134,6 +134,9 @@ public struct StreamTimingRecorder: Sendable {
             timing.record(chunk, at: time)
         }
         if !failed, timing.choiceChunkTimes.isEmpty { timing.failure = .malformedStream }
+        // Tokens, then the connection ended without `data: [DONE]`: a stream cut short (a server that
+        // dropped it mid-way) is a failure, not a shorter answer.
+        if !failed, !done, timing.failure == nil { timing.failure = .connectionClosed }
         return timing
     }
 }

@@ -84,4 +84,14 @@ import Testing
         empty.feed(Array(": keep-alive\n\ndata: [DONE]\n\n".utf8), at: 0.1)
         #expect(empty.finish(at: 0.2).failure == .malformedStream)
     }
+
+    @Test("a stream that ends without data: [DONE] was cut short: a failure, not a shorter answer")
+    func truncatedStreamFails() {
+        var cut = StreamTimingRecorder()
+        cut.feed(Array("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n".utf8), at: 0.1)
+        #expect(cut.finish(at: 0.2).failure == .connectionClosed)
+        var whole = StreamTimingRecorder()
+        whole.feed(Array("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n".utf8), at: 0.1)
+        #expect(whole.finish(at: 0.2).failure == nil)
+    }
 }
