@@ -42,35 +42,43 @@ struct ServedVersion: Sendable {
     let version: ModelVersion
     let releases: ReleaseController
 
-    func record(failed: Bool, seconds: Double, streamed: Bool) {
-        releases.record(model: version.model, version: version.id, outcome: RequestOutcome(failed: failed, seconds: seconds, streamed: streamed))
-    }
 
     /// Names the version on the response and records its outcome: at once, or for a stream when it
-    /// ends (failed when the stream breaks; its time is the time to the response head, the first token).
+    /// ends (failed when the stream breaks; its time is the time to its first token: the first event
+    /// with generated text). An upstream version's failures are its attempts (UpstreamPool.observeAttempts,
+    /// retries included), so only its times are recorded here.
     func finish(_ response: inout Response, started: ContinuousClock.Instant) {
         response.headers[Self.header] = version.id
-        // An upstream version is judged by its attempts (UpstreamPool.observeAttempts), retries included.
-        if case .upstream = version.target { return }
+        let timesOnly: Bool
+        if case .upstream = version.target { timesOnly = true } else { timesOnly = false }
         let head = Self.seconds(ContinuousClock.now - started)
         let streamed = response.headers[.contentType]?.hasPrefix("text/event-stream") ?? false
         guard streamed, response.status == .ok else {
-            record(failed: response.status.code >= 500, seconds: head, streamed: streamed)
+            if response.status.code < 400 || !timesOnly {
+                record(response.status.code >= 500, seconds: response.status.code < 400 ? head : nil, streamed: streamed, timesOnly: timesOnly)
+            }
             return
         }
         let inner = response.body
         let served = self
         response.body = ResponseBody(contentLength: inner.contentLength) { writer in
+            let firstToken = FirstTokenClock(started: started)
+            let observed: any ResponseBodyWriter = FirstTokenWriter(inner: writer, clock: firstToken)
             do {
-                try await inner.write(writer)
+                try await inner.write(observed)
             } catch is CancellationError {
                 throw CancellationError()  // the client went away: not the version's fault
             } catch {
-                served.record(failed: true, seconds: head, streamed: true)
+                if !timesOnly { served.record(true, seconds: nil, streamed: true, timesOnly: false) }
                 throw error
             }
-            served.record(failed: false, seconds: head, streamed: true)
+            served.record(false, seconds: firstToken.seconds, streamed: true, timesOnly: timesOnly)
         }
+    }
+
+    private func record(_ failed: Bool, seconds: Double?, streamed: Bool, timesOnly: Bool) {
+        releases.record(model: version.model, version: version.id,
+                        outcome: RequestOutcome(failed: failed, seconds: seconds, streamed: streamed, timesOnly: timesOnly))
     }
 
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
@@ -231,5 +239,51 @@ public final class LiveKeys: Sendable {
 
     public func update(apiKeys: [String], adminKeys: [String]) {
         keys.withLock { $0 = (Self.api(apiKeys, adminKeys), Set(adminKeys)) }
+    }
+}
+
+/// When a stream's first generated text was written (the time to first token, as the client sees it).
+final class FirstTokenClock: Sendable {
+    let started: ContinuousClock.Instant
+    private let at = Mutex<ContinuousClock.Instant?>(nil)
+    init(started: ContinuousClock.Instant) { self.started = started }
+    func mark() { at.withLock { if $0 == nil { $0 = .now } } }
+    var seen: Bool { at.withLock { $0 != nil } }
+    /// nil: no text was generated.
+    var seconds: Double? { at.withLock { $0 }.map { ServedVersion.seconds($0 - started) } }
+}
+
+/// Passes a stream through, noting the first event that carries generated text (a non-empty
+/// `"content"` or `"text"`; the opening role chunk and keep-alive comments do not count).
+struct FirstTokenWriter: ResponseBodyWriter {
+    var inner: any ResponseBodyWriter
+    let clock: FirstTokenClock
+
+    mutating func write(_ buffer: ByteBuffer) async throws {
+        if !clock.seen, Self.carriesText(buffer) { clock.mark() }
+        try await inner.write(buffer)
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+        try await inner.finish(trailingHeaders)
+    }
+
+    static let markers: [[UInt8]] = [Array(#""content":""#.utf8), Array(#""text":""#.utf8)]
+
+    static func carriesText(_ buffer: ByteBuffer) -> Bool {
+        buffer.withUnsafeReadableBytes { bytes in
+            for marker in markers where bytes.count > marker.count {
+                var i = 0
+                while i + marker.count < bytes.count {
+                    if bytes[i] == marker[0], zip(marker.indices, marker).allSatisfy({ bytes[i + $0] == $1 }) {
+                        if bytes[i + marker.count] != UInt8(ascii: "\"") { return true }
+                        i += marker.count
+                    } else {
+                        i += 1
+                    }
+                }
+            }
+            return false
+        }
     }
 }

@@ -122,6 +122,22 @@ struct RolloutTests {
         #expect(restarts.verdict(RollbackRule(maxRestarts: 3))?.contains("3 times") == true)
     }
 
+    @Test("time to first token of a stream: the first event with generated text, not the opening role chunk or a keep-alive")
+    func firstTokenMarker() {
+        func carries(_ s: String) -> Bool { FirstTokenWriter.carriesText(ByteBuffer(string: s)) }
+        #expect(!carries(#"data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"# + "\n\n"))
+        #expect(!carries(": keep-alive\n\n") && !carries(#"data: {"choices":[{"text":"","index":0}]}"#))
+        #expect(carries(#"data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#))
+        #expect(carries(#"data: {"choices":[{"text":" world","index":0}]}"#))
+        #expect(carries(#"{"content":"","x":1} {"content":"y"}"#), "a later event in the same write")
+        var w = HealthWindow()
+        for i in 0 ..< 25 { w.record(RequestOutcome(failed: false, seconds: i == 24 ? 5 : 0.2, streamed: true), at: 0, window: 60) }
+        #expect(w.verdict(RollbackRule(minRequests: 20, p99FirstTokenSeconds: 1))?.contains("time to first token") == true)
+        var upstream = HealthWindow()
+        for _ in 0 ..< 30 { upstream.record(RequestOutcome(failed: false, seconds: 0.1, streamed: false, timesOnly: true), at: 0, window: 60) }
+        #expect(upstream.count == 0 && upstream.verdict(RollbackRule(minRequests: 20)) == nil, "times alone are not requests of the error rate")
+    }
+
     @Test("through the server: 10% of 1,000 users reach the canary (±3%), a user sticks to one version, X-AutoGLM-Version names it and overrides the split")
     func canaryThroughTheServer() async throws {
         let pool = LocalModelPool(slots: [], availableMemory: { nil })

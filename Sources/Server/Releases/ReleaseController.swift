@@ -531,6 +531,9 @@ public final class ReleaseController: Sendable {
     private func publishWeights(_ r: Release) {
         guard let prometheus else { return }
         for v in r.versions {
+            // Counters exist from the start (at 0), so that a rate or an alert on them has a series.
+            _ = prometheus.makeCounter(descriptor: ServerMetrics.descriptor("rollbacks_total", "Automatic rollbacks by served model and version."),
+                                       labels: [("model_name", v.model), ("version", v.id)])
             let percent = v.id == r.canary ? r.percent : v.id == r.stable ? 100 - (r.canary == nil ? 0 : r.percent) : 0
             prometheus.makeGauge(descriptor: ServerMetrics.descriptor("version_traffic_percent", "Share of a served model's requests each loaded version takes."),
                                  labels: [("model_name", v.model), ("version", v.id)]).set(percent)

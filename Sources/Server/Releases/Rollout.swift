@@ -64,11 +64,14 @@ public struct RequestOutcome: Sendable {
     /// End to end (or to the first token, streamed); nil: not timed (an upstream attempt).
     public var seconds: Double?
     public var streamed: Bool
+    /// A time only (an upstream version's request: its failures are counted by attempt).
+    public var timesOnly: Bool
 
-    public init(failed: Bool, seconds: Double?, streamed: Bool) {
+    public init(failed: Bool, seconds: Double?, streamed: Bool, timesOnly: Bool = false) {
         self.failed = failed
         self.seconds = seconds
         self.streamed = streamed
+        self.timesOnly = timesOnly
     }
 
     /// 5xx (and 499-free) statuses count against a version; 4xx are the client's.
@@ -86,7 +89,7 @@ struct HealthWindow: Sendable {
 
     mutating func record(_ outcome: RequestOutcome, at now: Double, window: Double) {
         samples.append((now, outcome))
-        total += 1
+        if !outcome.timesOnly { total += 1 }
         prune(now: now, window: window)
     }
 
@@ -104,8 +107,9 @@ struct HealthWindow: Sendable {
         restarts.removeAll { now - $0 > window }
     }
 
-    var count: Int { samples.count }
-    var failures: Int { samples.reduce(0) { $0 + ($1.outcome.failed ? 1 : 0) } }
+    /// Requests (or upstream attempts) in the window, and how many failed.
+    var count: Int { samples.reduce(0) { $0 + ($1.outcome.timesOnly ? 0 : 1) } }
+    var failures: Int { samples.reduce(0) { $0 + ($1.outcome.failed && !$1.outcome.timesOnly ? 1 : 0) } }
 
     static func p99(_ values: [Double]) -> Double? {
         guard !values.isEmpty else { return nil }
@@ -123,6 +127,9 @@ struct HealthWindow: Sendable {
         if rate > rule.errorRate {
             return String(format: "%d of the last %d requests failed (%.1f%%, limit %.1f%%)", failures, count, rate * 100, rule.errorRate * 100)
         }
+        // Times need the same minimum sample.
+        let timed = samples.filter { $0.outcome.seconds != nil }
+        guard timed.count >= rule.minRequests else { return nil }
         if let bound = rule.p99LatencySeconds,
            let p = Self.p99(samples.filter { !$0.outcome.streamed && !$0.outcome.failed }.compactMap(\.outcome.seconds)), p > bound {
             return String(format: "p99 latency %.2f s is above %.2f s", p, bound)
