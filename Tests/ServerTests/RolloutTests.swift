@@ -241,6 +241,50 @@ struct RolloutTests {
         }
     }
 
+    @Test("reloading an upstream model: a changed entry becomes a new pool after its self-test through the endpoint; a failing self-test leaves the running pool")
+    func upstreamReload() async throws {
+        try await UpstreamTests.withFault { fault, url in
+            let registry = PrometheusCollectorRegistry()
+            let settings = UpstreamSettings(connectSeconds: 2, firstByteSeconds: 30, retries: 0, healthIntervalSeconds: 0)
+            func yaml(_ upstreamModel: String, expect: String) -> String {
+                """
+                models:
+                  - name: m
+                    url: \(url)
+                    upstream_model: \(upstreamModel)
+                    self_test:
+                      - prompt: hi
+                        chat: true
+                        expect_regex: "\(expect)"
+                """
+            }
+            let text = Mutex(yaml("ok", expect: "hello"))
+            let load: @Sendable () -> LoadedConfig = { ConfigLoader(environment: [:]).load(text: text.withLock { $0 }, path: "up.yaml") }
+            let first = load().config
+            let gateway = UpstreamGateway(models: [UpstreamModel(configuration: first.models[0])], settings: settings, registry: registry)
+            let pool = LocalModelPool(slots: [], availableMemory: { nil })
+            let (id, fingerprint) = ModelVersion.identity(of: first.models[0])
+            let releases = ReleaseController(versions: [(ModelVersion(model: "m", id: id, fingerprint: fingerprint, target: .upstream(gateway.pools[0])), nil)],
+                                             locals: pool, upstreams: gateway)
+            let reloader = Reloader(releases: releases, live: LiveSettings(apiKeys: [], adminKeys: [], maxConcurrent: nil, perMinute: 0),
+                                    environment: Reloader.Environment(readConfig: load, localSpec: { _, _ in throw CancellationError() }),
+                                    current: first, logger: Self.logger())
+            // A new upstream model name: self-tested through the endpoint, then it takes the traffic.
+            text.withLock { $0 = yaml("second", expect: "hello") }
+            let report = await reloader.reload(trigger: "test")
+            #expect(report.ok, "\(report)")
+            await releases.waitForRetirements()
+            #expect(gateway.pools.count == 1 && gateway.pools[0].model.upstreamName == "second" && fault.count("second") == 1)
+            // A self-test the upstream fails: nothing changes.
+            text.withLock { $0 = yaml("third", expect: "^goodbye") }
+            let failed = await reloader.reload(trigger: "test")
+            #expect(failed.status == 422 && failed.errors.joined().contains("goodbye"), "\(failed)")
+            #expect(gateway.pools.count == 1 && gateway.pools[0].model.upstreamName == "second")
+            #expect(releases.events.contains { $0.kind == "self_test_failed" })
+            await gateway.shutdown()
+        }
+    }
+
     @Test("promotion in steps (5, 25, 50, 100), each after its interval and its minimum of canary requests; then the old version leaves the pool")
     func steps() async throws {
         let pool = LocalModelPool(slots: [], availableMemory: { nil })
