@@ -236,7 +236,7 @@ struct ServeCommand: AsyncParsableCommand {
                     guard let path = model.path else { throw CLIError("model '\(model.name)' has no path") }
                     return try command.spec(model, path: path, pinned: true, config: config, registry: registry, logger: logger).0
                 },
-                configModified: { (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date }),
+                configModified: { FileStamp.of(path) }),
                 current: config, logger: logger)
         }
         let serverOptions = ServerOptions(configuration: config, tls: tls)

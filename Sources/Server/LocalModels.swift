@@ -116,9 +116,12 @@ public final class LocalModelPool: Sendable {
         }
     }
 
-    /// The kernel's MemAvailable, read now.
+    /// The kernel's MemAvailable, read now, and no more than the control group's headroom (in a container
+    /// or a systemd unit with MemoryMax, the limit is what an allocation runs into, not the host's memory).
     public static let memAvailable: @Sendable () -> Int? = {
-        (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)).flatMap(MemInfo.parse)?.availableBytes
+        let host = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)).flatMap(MemInfo.parse)?.availableBytes
+        guard let cgroup = CgroupMemory.current()?.headroomBytes else { return host }
+        return min(host ?? cgroup, cgroup)
     }
 
     public func slot(named name: String) -> LocalModelSlot? { slots.first { $0.name == name } }

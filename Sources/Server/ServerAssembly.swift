@@ -82,10 +82,7 @@ extension ModelVersion {
         var parts: [String] = [model.name]
         if let path = model.path {
             parts.append("path=\(path)")
-            let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-            let size = (attributes?[.size] as? NSNumber)?.int64Value ?? -1
-            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? -1
-            parts.append("file=\(size)@\(modified)")
+            parts.append("file=\(FileStamp.of(path) ?? "missing")")
             parts.append("mmproj=\(model.mmproj ?? "")")
         } else {
             parts.append("urls=\(((model.url.map { [$0] } ?? []) + model.urls).joined(separator: ","))")
@@ -154,3 +151,4 @@ public struct SelfTestRefusal: Error, CustomStringConvertible {
         "'\(model)' failed its self-test (\(failure)); it serves no request. Fix the model or models[].self_test."
     }
 }
+

@@ -285,6 +285,25 @@ struct DoctorParserTests {
         #expect(NvidiaSMI.parseQuery(FakeSystemProbe.recorded("compute-cap-invalid.txt")).isEmpty)
     }
 
+    @Test("a control group's memory limit: v2 and v1 files, the working set without inactive file pages, no limit")
+    func cgroupMemory() throws {
+        let v2 = try #require(CgroupMemory.parse(max: "10737418240\n", current: "4294967296\n",
+                                                  stat: "anon 3000000000\nfile 1294967296\ninactive_file 1073741824\nactive_file 221225472\n"))
+        #expect(v2.limitBytes == 10 << 30 && v2.workingSetBytes == 3 << 30 && v2.headroomBytes == 7 << 30)
+        #expect(CgroupMemory.parse(max: "max\n", current: "4294967296\n", stat: nil) == nil, "no limit")
+        #expect(CgroupMemory.parse(max: "9223372036854771712\n", current: "1", stat: nil) == nil, "v1's 'no limit'")
+        let v1 = try #require(CgroupMemory.parse(max: "2147483648", current: "2200000000", stat: "cache 10\ntotal_inactive_file 0\n"))
+        #expect(v1.headroomBytes == 0, "over the limit: no headroom")
+        #expect(CgroupMemory.parse(max: nil, current: nil, stat: nil) == nil)
+        // A directory laid out as a v2 mount.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "1073741824\n".write(to: dir.appendingPathComponent("memory.max"), atomically: true, encoding: .utf8)
+        try "536870912\n".write(to: dir.appendingPathComponent("memory.current"), atomically: true, encoding: .utf8)
+        #expect(CgroupMemory.current(root: dir.path)?.headroomBytes == 512 << 20)
+    }
+
     @Test("banner CUDA version, kernel module versions (proprietary and open), nvcc release")
     func versions() {
         #expect(NvidiaSMI.bannerCUDAVersion(FakeSystemProbe.recorded("banner-550.txt")) == "12.4")

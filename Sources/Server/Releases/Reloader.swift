@@ -28,13 +28,13 @@ public final class Reloader: Sendable {
         public var localSpec: @Sendable (AutoGLMConfig.Model, AutoGLMConfig) throws -> LocalModelSpec
         /// Bytes the machine can still give; nil: unknown.
         public var availableMemory: @Sendable () -> Int?
-        /// The configuration file's modification time (for rollout.watch_config); nil: none.
-        public var configModified: @Sendable () -> Date?
+        /// What identifies the configuration file's content now (FileStamp; for rollout.watch_config); nil: none.
+        public var configModified: @Sendable () -> String?
 
         public init(readConfig: @escaping @Sendable () -> LoadedConfig,
                     localSpec: @escaping @Sendable (AutoGLMConfig.Model, AutoGLMConfig) throws -> LocalModelSpec,
                     availableMemory: @escaping @Sendable () -> Int? = LocalModelPool.memAvailable,
-                    configModified: @escaping @Sendable () -> Date? = { nil }) {
+                    configModified: @escaping @Sendable () -> String? = { nil }) {
             self.readConfig = readConfig
             self.localSpec = localSpec
             self.availableMemory = availableMemory
@@ -47,7 +47,7 @@ public final class Reloader: Sendable {
     let environment: Environment
     let logger: Logger
     private let running = Atomic<Bool>(false)
-    private let applied: Mutex<(config: AutoGLMConfig, modified: Date?)>
+    private let applied: Mutex<(config: AutoGLMConfig, modified: String?)>
 
     public init(releases: ReleaseController, live: LiveSettings, environment: Environment, current: AutoGLMConfig, logger: Logger) {
         self.releases = releases
@@ -57,7 +57,8 @@ public final class Reloader: Sendable {
         applied = Mutex((current, environment.configModified()))
     }
 
-    /// rollout.watch_config: reloads when the file's modification time changed since the last reload.
+    /// rollout.watch_config: reloads when the file changed since the last reload (its inode, size or modification
+    /// time, through symbolic links: a Kubernetes ConfigMap volume swaps a link to a new file).
     public func reloadIfChanged() async {
         let now = environment.configModified()
         let changed = applied.withLock { $0.modified != now }
