@@ -8,6 +8,6 @@ struct AutoGLM: AsyncParsableCommand {
         subcommands: [
             GenerateCommand.self, ChatCommand.self, PerplexityCommand.self, EngineBenchCommand.self, VisionBenchCommand.self,
             ServeCommand.self, BenchCommand.self, DoctorCommand.self, PlanCommand.self, ConfigCommand.self, ModelsCommand.self,
-            ConvertCommand.self, RolloutCommand.self,
+            ConvertCommand.self, RolloutCommand.self, KeysCommand.self, AuditCommand.self,
         ])
 }

@@ -239,7 +239,13 @@ struct ServeCommand: AsyncParsableCommand {
                 configModified: { FileStamp.of(path) }),
                 current: config, logger: logger)
         }
-        let serverOptions = ServerOptions(configuration: config, tls: tls)
+        var serverOptions = ServerOptions(configuration: config, tls: tls)
+        do {
+            serverOptions.access = try await AccessSetup.make(configuration: config.auth, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode(1)
+        }
         let scheme = tls == nil ? "http" : "https"
         do {
             let names = (served.map(\.name) + upstreamModels.map(\.name)).joined(separator: ",")

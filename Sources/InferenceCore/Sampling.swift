@@ -21,12 +21,15 @@ public struct SamplingParameters: Sendable, Equatable, Codable {
     public var penaltyWindow: Int = 64
     /// Seed of the random generator; nil draws one.
     public var seed: UInt64?
+    /// Added to a token's logit after the penalties (OpenAI's logit_bias: -100 bans, 100 forces); nil: none.
+    public var logitBias: [Int: Float]?
 
     public init(
         temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0,
         repetitionPenalty: Float = 1, presencePenalty: Float = 0, frequencyPenalty: Float = 0,
-        penaltyWindow: Int = 64, seed: UInt64? = nil
+        penaltyWindow: Int = 64, seed: UInt64? = nil, logitBias: [Int: Float]? = nil
     ) {
+        self.logitBias = logitBias
         self.temperature = temperature
         self.topK = topK
         self.topP = topP

@@ -36,10 +36,11 @@ public struct ChatLogprobs: Codable, Sendable, Equatable {
         public var token: String
         public var logprob: Float
         public var bytes: [UInt8]?
-        public init(token: String, logprob: Float) {
+        /// `bytes`: the token's own bytes (part of a UTF-8 character for some tokens); default the text's.
+        public init(token: String, logprob: Float, bytes: [UInt8]? = nil) {
             self.token = token
             self.logprob = wire(logprob)
-            bytes = Array(token.utf8)
+            self.bytes = bytes ?? Array(token.utf8)
         }
     }
 
@@ -48,10 +49,10 @@ public struct ChatLogprobs: Codable, Sendable, Equatable {
         public var logprob: Float
         public var bytes: [UInt8]?
         public var topLogprobs: [Alternative]
-        public init(token: String, logprob: Float, topLogprobs: [Alternative]) {
+        public init(token: String, logprob: Float, bytes: [UInt8]? = nil, topLogprobs: [Alternative]) {
             self.token = token
             self.logprob = wire(logprob)
-            bytes = Array(token.utf8)
+            self.bytes = bytes ?? Array(token.utf8)
             self.topLogprobs = topLogprobs
         }
         enum CodingKeys: String, CodingKey { case token, logprob, bytes, topLogprobs = "top_logprobs" }

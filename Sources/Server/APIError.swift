@@ -44,6 +44,12 @@ struct APIError: Error, Sendable {
                  type: "invalid_request_error", param: nil, code: "not_found")
     }
 
+    static func bodyTooLarge(limit: Int) -> APIError {
+        APIError(status: .contentTooLarge,
+                 message: "The request body is larger than \(limit) bytes (\(limit >> 20) MiB), the most this server reads. Send less (images by URL or smaller), or raise limits.max_body_bytes.",
+                 type: "invalid_request_error", param: nil, code: "request_too_large")
+    }
+
     static func internalError(_ message: String) -> APIError {
         APIError(status: .internalServerError, message: message, type: "server_error", param: nil, code: nil)
     }

@@ -38,6 +38,8 @@ struct CompletionsAPI: Sendable {
         var created: Int
         /// The images of a chat request, placed in its (single) prompt.
         var multimodal: MultimodalPrompt? = nil
+        /// Where the request's usage goes (token budgets, audit log).
+        var note: RequestNote? = nil
     }
 
     // MARK: reading requests
@@ -45,6 +47,7 @@ struct CompletionsAPI: Sendable {
     func chatJob(_ body: JSON, model: ServedModel, fetched: [String: [UInt8]] = [:]) throws(APIError) -> Job {
         let r = try FieldReader(body)
         var parameters = try GenerationParameters(r)
+        try parameters.checkVocabulary(model.backend.vocabularySize)
         guard let messagesValue = r.value("messages") else {
             throw .invalidRequest("'messages' is required: a list of {\"role\", \"content\"} objects.", param: "messages")
         }
@@ -57,10 +60,11 @@ struct CompletionsAPI: Sendable {
             messages.append(try Self.chatMessage(message, index: i, images: &imageInput))
         }
         var extra: [String: JinjaValue] = [:]
-        if let tools = r.value("tools") {
-            guard case .array = tools else { throw .invalidRequest("'tools' must be a list of tool definitions.", param: "tools") }
+        if let tools = r.value("tools"), tools != .null {
+            try Self.checkTools(tools)
             extra["tools"] = tools.jinja
         }
+        if let choice = r.value("tool_choice"), choice != .null { try Self.checkToolChoice(choice) }
         if let kwargs = r.value("chat_template_kwargs") {
             guard case .object(let pairs) = kwargs else {
                 throw .invalidRequest("'chat_template_kwargs' must be an object.", param: "chat_template_kwargs")
@@ -94,6 +98,67 @@ struct CompletionsAPI: Sendable {
         return Job(kind: .chat, model: model, prompts: [Prompt(tokens: tokens, text: text)], parameters: parameters,
                    maxTokens: maxTokens, logprobs: logprobs, topLogprobs: top, id: "chatcmpl-" + Self.newID(),
                    created: Self.now(), multimodal: multimodal)
+    }
+
+    /// OpenAI's shape of `tools`: a list of {"type": "function", "function": {"name", "description"?,
+    /// "parameters"?, "strict"?}}, names of 1 to 64 letters, digits, '_' or '-'.
+    static func checkTools(_ tools: JSON) throws(APIError) {
+        guard case .array(let list) = tools else { throw .invalidRequest("'tools' must be a list of tool definitions.", param: "tools") }
+        guard list.count <= 128 else { throw .invalidRequest("'tools' has \(list.count) entries; at most 128 are allowed.", param: "tools") }
+        for (i, tool) in list.enumerated() {
+            let param = "tools[\(i)]"
+            guard case .object = tool else { throw .invalidRequest("\(param) must be an object, not \(tool.typeName).", param: param) }
+            let t = try FieldReader(tool)
+            guard let type = try t.string("type") else { throw .invalidRequest("\(param).type is required (\"function\").", param: "\(param).type") }
+            guard type == "function" else { throw .invalidRequest("\(param).type must be \"function\", not '\(type.prefix(40))'.", param: "\(param).type") }
+            guard let function = t.value("function") else { throw .invalidRequest("\(param).function is required.", param: "\(param).function") }
+            guard case .object = function else {
+                throw .invalidRequest("\(param).function must be an object, not \(function.typeName).", param: "\(param).function")
+            }
+            let f = try FieldReader(function)
+            guard let name = try? f.string("name") else {
+                throw .invalidRequest("\(param).function.name is required: a string.", param: "\(param).function.name")
+            }
+            try checkFunctionName(name, param: "\(param).function.name")
+            if let d = f.value("description"), d != .null {
+                guard case .string = d else {
+                    throw .invalidRequest("\(param).function.description must be a string, not \(d.typeName).", param: "\(param).function.description")
+                }
+            }
+            if let p = f.value("parameters"), p != .null {
+                guard case .object = p else {
+                    throw .invalidRequest("\(param).function.parameters must be a JSON Schema object, not \(p.typeName).", param: "\(param).function.parameters")
+                }
+            }
+            if let s = f.value("strict"), s != .null {
+                guard case .bool = s else { throw .invalidRequest("\(param).function.strict must be a boolean.", param: "\(param).function.strict") }
+            }
+        }
+    }
+
+    static func checkFunctionName(_ name: String, param: String) throws(APIError) {
+        let ok = !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2D
+        }
+        guard ok else {
+            throw .invalidRequest("\(param) must be 1 to 64 letters, digits, '_' or '-'.", param: param)
+        }
+    }
+
+    /// "none", "auto", "required", or {"type": "function", "function": {"name": ...}}.
+    static func checkToolChoice(_ choice: JSON) throws(APIError) {
+        switch choice {
+        case .string(let s) where ["none", "auto", "required"].contains(s): return
+        case .object:
+            let c = try FieldReader(choice)
+            guard try c.string("type") == "function", let function = c.value("function"), case .object = function,
+                  let name = try? FieldReader(function).string("name") else {
+                throw .invalidRequest("'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}.", param: "tool_choice")
+            }
+            try checkFunctionName(name, param: "tool_choice.function.name")
+        default:
+            throw .invalidRequest("'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}.", param: "tool_choice")
+        }
     }
 
     /// The images of one chat request as its messages are read.
@@ -226,6 +291,7 @@ struct CompletionsAPI: Sendable {
     func completionJob(_ body: JSON, model: ServedModel, native: Bool = false) throws(APIError) -> Job {
         let r = try FieldReader(body)
         var parameters = try GenerationParameters(r, defaultTemperature: native ? 0 : 1)
+        try parameters.checkVocabulary(model.backend.vocabularySize)
         guard let promptValue = r.value("prompt") else {
             throw .invalidRequest("'prompt' is required: a string, a list of strings, or token ids.", param: "prompt")
         }
@@ -406,6 +472,7 @@ struct CompletionsAPI: Sendable {
             }
         }
         let usage = Usage(promptTokens: promptTokens, completionTokens: completionTokens, cachedTokens: cached)
+        job.note?.recordUsage(prompt: promptTokens, completion: completionTokens)
         switch job.kind {
         case .native:
             return NativeGeneration(id: job.id, model: job.model.name, text: textChoices.first?.text ?? "",
@@ -427,8 +494,10 @@ struct CompletionsAPI: Sendable {
 
     func chatLogprobs(_ tokens: [GeneratedToken], model: ServedModel) -> ChatLogprobs {
         ChatLogprobs(content: tokens.map { t in
-            ChatLogprobs.Entry(token: model.tokenText(t.id), logprob: t.logprob ?? 0,
-                               topLogprobs: t.topLogprobs.map { .init(token: model.tokenText($0.id), logprob: $0.logprob) })
+            ChatLogprobs.Entry(token: model.tokenText(t.id), logprob: t.logprob ?? 0, bytes: model.backend.tokenBytes(t.id),
+                               topLogprobs: t.topLogprobs.map {
+                                   .init(token: model.tokenText($0.id), logprob: $0.logprob, bytes: model.backend.tokenBytes($0.id))
+                               })
         })
     }
 

@@ -43,6 +43,23 @@ struct GenerationParameters {
                 stopTokenIDs.append(Int(d))
             }
         }
+        if let bias = r.value("logit_bias"), bias != .null {
+            guard case .object(let pairs) = bias else {
+                throw .invalidRequest("'logit_bias' must be an object mapping token ids (as strings) to numbers from -100 to 100.", param: "logit_bias")
+            }
+            guard pairs.count <= 1024 else { throw .invalidRequest("'logit_bias' has \(pairs.count) entries; at most 1024 are allowed.", param: "logit_bias") }
+            var table: [Int: Float] = [:]
+            for (key, value) in pairs {
+                guard let id = Int(key), id >= 0, String(id) == key else {
+                    throw .invalidRequest("'logit_bias' keys must be token ids written as integers; '\(key.prefix(40))' is not one.", param: "logit_bias")
+                }
+                guard case .number(let v) = value, v.isFinite, v >= -100, v <= 100 else {
+                    throw .invalidRequest("'logit_bias[\"\(key)\"]' must be a number from -100 to 100.", param: "logit_bias")
+                }
+                table[id] = Float(v)
+            }
+            if !table.isEmpty { sampling.logitBias = table }
+        }
         ignoreEOS = try r.bool("ignore_eos") ?? false
         skipSpecialTokens = try r.bool("skip_special_tokens") ?? true
         minTokens = try r.integer("min_tokens", in: 0 ... 1_000_000) ?? 0
@@ -52,6 +69,16 @@ struct GenerationParameters {
             let o = try FieldReader(options)
             includeUsage = try o.bool("include_usage") ?? false
             if !stream { throw .invalidRequest("'stream_options' is only allowed when 'stream' is true.", param: "stream_options") }
+        }
+    }
+
+    /// Token ids the request names (logit_bias, stop_token_ids) must be in the model's vocabulary.
+    func checkVocabulary(_ size: Int) throws(APIError) {
+        if let bad = sampling.logitBias?.keys.sorted().first(where: { $0 >= size }) {
+            throw .invalidRequest("'logit_bias' names token id \(bad), outside the vocabulary (0..<\(size)).", param: "logit_bias")
+        }
+        if let bad = stopTokenIDs.first(where: { $0 >= size }) {
+            throw .invalidRequest("'stop_token_ids' names token id \(bad), outside the vocabulary (0..<\(size)).", param: "stop_token_ids")
         }
     }
 

@@ -34,6 +34,42 @@ final class RequestNote: Sendable {
 
     func clearServed() { served.withLock { $0 = nil } }
     var servedVersion: ServedVersion? { served.withLock { $0 } }
+
+    /// What the access middleware learned (for the audit log) and the request's token budget.
+    private struct Access {
+        var audited = false
+        var decision: String?
+        var principal: Principal?
+        var tokenAccount: BudgetLimiter.Ticket?
+        var usage: (prompt: Int, completion: Int)?
+    }
+    private let access = Mutex(Access())
+    var audited: Bool {
+        get { access.withLock { $0.audited } }
+        set { access.withLock { $0.audited = newValue } }
+    }
+    var decision: String? {
+        get { access.withLock { $0.decision } }
+        set { access.withLock { $0.decision = newValue } }
+    }
+    var principal: Principal? {
+        get { access.withLock { $0.principal } }
+        set { access.withLock { $0.principal = newValue } }
+    }
+    var tokenAccount: BudgetLimiter.Ticket? {
+        get { access.withLock { $0.tokenAccount } }
+        set { access.withLock { $0.tokenAccount = newValue } }
+    }
+    var usage: (prompt: Int, completion: Int)? { access.withLock { $0.usage } }
+
+    /// A request's size as soon as it is known: charged against the caller's tokens per minute.
+    func chargeTokens(estimate: Int) { tokenAccount?.charge(estimate: estimate) }
+
+    /// What the request used: corrects the token charge and goes into the audit log.
+    func recordUsage(prompt: Int, completion: Int) {
+        access.withLock { $0.usage = (prompt, completion) }
+        tokenAccount?.settle(used: prompt + completion)
+    }
 }
 
 /// Which version served a request (the X-AutoGLM-Version response header), and where its outcome goes.
@@ -116,6 +152,8 @@ struct APIErrorMiddleware: RouterMiddleware {
     typealias Context = ServerContext
     let registry: PrometheusCollectorRegistry?
     let logRequests: Bool
+    /// auth.audit_log: one line per request on a protected route (and per admin action).
+    var audit: AuditLog? = nil
 
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -126,6 +164,13 @@ struct APIErrorMiddleware: RouterMiddleware {
             response = error.response()
         } catch let error as HTTPError {
             response = Self.translate(error, path: request.uri.path).response()
+        } catch let error as NIOTooManyBytesError {
+            response = APIError(status: .contentTooLarge, message: "The request body is larger than \(error.maxBytes.map { "\($0) bytes" } ?? "the limit").",
+                                type: "invalid_request_error", param: nil, code: "request_too_large").response()
+        } catch let error as any HTTPResponseError where error.status.code < 500 {
+            // Hummingbird's own refusals (a bad request it found first): OpenAI's shape, the same status.
+            response = APIError(status: error.status, message: "\(error.status.reasonPhrase): \(error)", type: "invalid_request_error",
+                                param: nil, code: nil).response()
         } catch is CancellationError {
             response = APIError(status: HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request"),
                                 message: "The client closed the connection.", type: "cancelled", param: nil, code: nil).response()
@@ -140,6 +185,7 @@ struct APIErrorMiddleware: RouterMiddleware {
             ServerMetrics.countRequest(registry: registry, route: route, status: response.status.code, model: context.note.modelName,
                                        version: served?.version.id)
         }
+        if let audit, context.note.audited { Self.audit(audit, request: request, context: context, response: &response, started: start) }
         if logRequests {
             let elapsed = ContinuousClock.now - start
             let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
@@ -149,6 +195,32 @@ struct APIErrorMiddleware: RouterMiddleware {
             ])
         }
         return response
+    }
+
+    /// Writes the request's audit line: now, or for a stream when its body ends (its usage is known then).
+    static func audit(_ audit: AuditLog, request: Request, context: ServerContext, response: inout Response, started: ContinuousClock.Instant) {
+        let note = context.note
+        let route = context.endpointPath ?? request.uri.path
+        let requestID: String? = if case .string(let id)? = context.logger[metadataKey: "request_id"] { id } else { nil }
+        let method = request.method.rawValue
+        let status = response.status.code
+        @Sendable func write() {
+            let decision = note.decision ?? (status == 429 ? "rate_limited" : status == 403 ? "forbidden" : "allow")
+            audit.record(AuditEntry(
+                requestID: requestID, principal: note.principal, method: method, route: route, model: note.modelName,
+                action: route.hasPrefix("/admin") ? "\(method) \(route)" : nil, decision: decision, status: status,
+                promptTokens: note.usage?.prompt, completionTokens: note.usage?.completion,
+                ms: ServedVersion.seconds(ContinuousClock.now - started) * 1000))
+        }
+        guard response.headers[.contentType]?.hasPrefix("text/event-stream") ?? false else {
+            write()
+            return
+        }
+        let inner = response.body
+        response.body = ResponseBody(contentLength: inner.contentLength) { writer in
+            defer { write() }
+            try await inner.write(writer)
+        }
     }
 
     static func translate(_ error: HTTPError, path: String) -> APIError {
@@ -162,62 +234,6 @@ struct APIErrorMiddleware: RouterMiddleware {
             let type = error.status.code < 500 ? "invalid_request_error" : "server_error"
             return APIError(status: error.status, message: error.body ?? error.status.reasonPhrase, type: type, param: nil, code: nil)
         }
-    }
-}
-
-/// `Authorization: Bearer KEY` against the configured keys (server.api_keys); health, readiness and
-/// metrics stay open for probes.
-struct BearerAuthMiddleware: RouterMiddleware {
-    typealias Context = ServerContext
-    let live: LiveKeys
-    let openPaths: Set<String>
-
-    func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
-        let keys = live.apiKeys
-        if keys.isEmpty || openPaths.contains(request.uri.path) { return try await next(request, context) }
-        guard Self.presents(request, oneOf: keys) else {
-            throw APIError(status: .unauthorized, message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with a key from server.api_keys.",
-                           type: "invalid_request_error", param: nil, code: "invalid_api_key")
-        }
-        return try await next(request, context)
-    }
-
-    /// Whether the request's `Authorization: Bearer` token is one of `keys`.
-    static func presents(_ request: Request, oneOf keys: Set<String>) -> Bool {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return false }
-        return contains(keys, String(header.dropFirst(7)))
-    }
-
-    /// Compares against every key in constant time per key, so timing does not reveal a prefix.
-    static func contains(_ keys: Set<String>, _ candidate: String) -> Bool {
-        var found = false
-        let c = Array(candidate.utf8)
-        for key in keys {
-            let k = Array(key.utf8)
-            var diff = UInt8(k.count == c.count ? 0 : 1)
-            for i in 0 ..< k.count { diff |= k[i] ^ (i < c.count ? c[i] : 0) }
-            if diff == 0 { found = true }
-        }
-        return found
-    }
-}
-
-/// Guards the /admin routes: off (404) without server.admin_api_keys; otherwise only those keys pass.
-struct AdminAuthMiddleware: RouterMiddleware {
-    typealias Context = ServerContext
-    let live: LiveKeys
-
-    func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
-        let keys = live.adminKeys
-        guard !keys.isEmpty else {
-            throw APIError(status: .notFound, message: "The admin routes are off. Set server.admin_api_keys to use them.",
-                           type: "invalid_request_error", param: nil, code: "not_found")
-        }
-        guard BearerAuthMiddleware.presents(request, oneOf: keys) else {
-            throw APIError(status: .forbidden, message: "The admin routes need 'Authorization: Bearer <key>' with a key from server.admin_api_keys.",
-                           type: "permission_error", param: nil, code: "admin_key_required")
-        }
-        return try await next(request, context)
     }
 }
 

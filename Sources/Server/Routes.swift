@@ -62,7 +62,12 @@ public struct ModelRegistry: Sendable {
     /// The version a request goes to (the canary's share, sticky by `key`; `override`: the
     /// X-AutoGLM-Version header), held until the ticket ends.
     func pick(_ name: String?, key: String?, override: String?) throws(APIError) -> (Route, ReleaseController.Ticket) {
-        let ticket = try releases.pick(try servedName(name), key: key, override: override)
+        let served = try servedName(name)
+        if let caller = Principal.current, !caller.allows(model: served) {
+            throw APIError(status: .forbidden, message: "This key may not use the model '\(served)' (it may use: \(caller.models.joined(separator: ", "))).",
+                           type: "permission_error", param: "model", code: "model_not_allowed")
+        }
+        let ticket = try releases.pick(served, key: key, override: override)
         return (Self.route(ticket.version), ticket)
     }
 
@@ -106,6 +111,8 @@ public struct ServerRoutes: Sendable {
     public var heartbeatSeconds: Double = 10
     /// How /metrics names the series.
     public var metricNames = MetricNames.autoglm
+    /// Key file, JWT issuers, public paths, role budgets and the audit log (the `auth` section).
+    public var access = AccessSetup()
     /// The engine loops' progress, for /live.
     public var liveness = EngineLiveness()
     /// What a reload changes without a restart (keys, admission limits); nil: made from the fields above.
@@ -126,12 +133,13 @@ public struct ServerRoutes: Sendable {
     public func router(metricsPath: String? = "/metrics", apiKeys: [String] = []) -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
         router.add(middleware: RequestIDMiddleware())
-        router.add(middleware: APIErrorMiddleware(registry: prometheus, logRequests: true))
+        router.add(middleware: APIErrorMiddleware(registry: prometheus, logRequests: true, audit: access.audit))
         let live = self.live ?? LiveSettings(apiKeys: apiKeys, adminKeys: adminAPIKeys, maxConcurrent: maxConcurrentRequests,
                                              perMinute: requestsPerMinute)
-        // Both are added even when off now: a reload may turn them on.
-        router.add(middleware: BearerAuthMiddleware(live: live.keys,
-                                                    openPaths: Set(["/health", "/live", "/ready"] + (metricsPath.map { [$0] } ?? []))))
+        // Added even when off now: a reload may turn configured keys on.
+        let generation: Set<String> = ["/v1/chat/completions", "/v1/completions", "/generate"]
+        router.add(middleware: AccessMiddleware(access: AccessControl(keys: live.keys, setup: access, metricsPath: metricsPath),
+                                                budgetedPaths: generation))
         router.add(middleware: AdmissionMiddleware(limits: live.admission, paths: ["/v1/chat/completions", "/v1/completions", "/generate"]))
 
         router.get("/health") { _, _ in Self.json(.object([("status", .string("ok"))])) }
@@ -169,7 +177,8 @@ public struct ServerRoutes: Sendable {
         } }
         let started = Int(Date().timeIntervalSince1970)
         router.get("/v1/models") { _, _ in
-            Self.json(ModelList(data: registry.names.map { name in
+            // A caller limited to some models sees those.
+            Self.json(ModelList(data: registry.names.filter { Principal.current?.allows(model: $0) ?? true }.map { name in
                 switch registry.releases.stable(name)?.target {
                 case .local(let slot)?:
                     return ModelList.Model(id: name, created: slot.created, ownedBy: "autoglm", maxModelLen: slot.spec.contextLength)
@@ -244,8 +253,9 @@ public struct ServerRoutes: Sendable {
     /// `GET /admin/models`, `POST /admin/models/{name}/load` and `/unload`, for `server.admin_api_keys` only.
     func addAdminRoutes(to router: Router<ServerContext>, keys: LiveKeys) {
         let registry = registry
-        let admin = router.group("admin").add(middleware: AdminAuthMiddleware(live: keys))
+        let admin = router.group("admin")
         addRolloutRoutes(to: admin)
+        addKeyRoutes(to: admin)
         admin.get("models") { _, _ in
             Self.json(AdminModels(data: registry.locals.status().map(AdminModels.Model.init)
                 + (registry.upstreams?.pools.map { pool in
@@ -312,6 +322,11 @@ public struct ServerRoutes: Sendable {
             case .upstream(let pool):
                 guard let gateway = registry.upstreams else { throw APIError.internalError("no upstream gateway") }
                 context.note.setModel(pool.model.name)
+                if visited.isEmpty {
+                    // An upstream's usage is not read back: its charge is an estimate (a token per 4 bytes, plus max_tokens).
+                    let maxTokens = try reader.integer("max_completion_tokens", in: 0 ... Int.max) ?? reader.integer("max_tokens", in: 0 ... Int.max) ?? 256
+                    context.note.chargeTokens(estimate: body.text.utf8.count / 4 + maxTokens)
+                }
                 visited.append(pool.model.name)
                 let stream = try reader.bool("stream") ?? false
                 let key = affinity?.hasPrefix("session:") == true ? affinity : user ?? affinity
@@ -332,7 +347,12 @@ public struct ServerRoutes: Sendable {
     }
 
     static func run(_ api: CompletionsAPI, _ job: CompletionsAPI.Job, context: ServerContext) async throws -> Response {
+        var noted = job
+        noted.note = context.note
+        let job = noted
         context.note.setModel(job.model.name)
+        // The caller's tokens per minute: the most this request can use now, its real usage when it ends.
+        context.note.chargeTokens(estimate: job.prompts.reduce(0) { $0 + $1.tokens.count + job.parameters.n * job.maxTokens })
         let choices = try api.submit(job)
         if job.parameters.stream { return api.stream(job, choices: choices) }
         return try await withTaskCancellationHandler {
@@ -356,8 +376,9 @@ public struct ServerRoutes: Sendable {
         do {
             buffer = try await request.collectBody(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw APIError(status: .contentTooLarge, message: "The request body is larger than \(limit) bytes.",
-                           type: "invalid_request_error", param: nil, code: "request_too_large")
+            throw APIError.bodyTooLarge(limit: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError.bodyTooLarge(limit: limit)
         }
         if emptyIsObject && buffer.readableBytes == 0 { return .object([]) }
         return try JSON.parse(Array(buffer.readableBytesView))

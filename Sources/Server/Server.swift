@@ -33,6 +33,10 @@ public struct ServerOptions: Sendable {
     public var heartbeatSeconds: Double = 10
     /// metrics.names: how /metrics names the series.
     public var metricNames = MetricNames.autoglm
+    /// limits.max_body_bytes: the largest request body read; larger ones get 413 before they are read.
+    public var maxBodyBytes = 16 << 20
+    /// The `auth` section, ready to use (AccessSetup.make).
+    public var access = AccessSetup()
 
     public init(host: String = "127.0.0.1", port: Int = 8080, apiKeys: [String] = [], requestTimeoutSeconds: Double? = 600,
                 drainSeconds: Double = 30, idleTimeoutSeconds: Double? = 60, metricsPath: String? = "/metrics",
@@ -74,7 +78,7 @@ public enum AutoGLMServer {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws(ServerStartError) -> some ApplicationProtocol {
         var routes = ServerRoutes(registry: ModelRegistry(locals, upstreams: upstreams, order: modelOrder, releases: releases), metrics: metrics,
-                                  prometheus: registry, requestTimeout: options.requestTimeoutSeconds)
+                                  prometheus: registry, requestTimeout: options.requestTimeoutSeconds, maxBodyBytes: options.maxBodyBytes)
         routes.live = live
         routes.reloader = reloader
         routes.adminAPIKeys = options.adminAPIKeys
@@ -84,8 +88,12 @@ public enum AutoGLMServer {
         routes.images = options.images
         routes.heartbeatSeconds = options.heartbeatSeconds
         routes.metricNames = options.metricNames
+        routes.access = options.access
         let router = routes.router(metricsPath: options.metricsPath, apiKeys: options.apiKeys)
-        var server = HTTPServerBuilder.http1(configuration: .init(idleTimeout: options.idleTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) }))
+        let bodyLimit = options.maxBodyBytes
+        var server = HTTPServerBuilder.http1(configuration: .init(
+            additionalChannelHandlers: [BodyGuardHandler(limit: bodyLimit)],
+            idleTimeout: options.idleTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) }))
         if let tls = options.tls {
             do {
                 server = try .tls(server, tlsConfiguration: tls.configuration)

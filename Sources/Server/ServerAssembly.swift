@@ -19,6 +19,7 @@ extension ServerOptions {
         adminAPIKeys = config.server.adminAPIKeys
         heartbeatSeconds = config.server.sseHeartbeatSeconds
         metricNames = MetricNames(rawValue: config.metrics.names) ?? .autoglm
+        maxBodyBytes = config.limits.maxBodyBytes
         let i = config.images
         images = ImagePolicy(maxImagesPerRequest: config.limits.maxImagesPerRequest, maxImageBytes: config.limits.maxImageBytes,
                              decodeLimits: ImageDecodeLimits(maxPixels: config.limits.maxImagePixels, maxSide: 16_384),
@@ -152,3 +153,59 @@ public struct SelfTestRefusal: Error, CustomStringConvertible {
     }
 }
 
+extension AccessSetup {
+    /// The `auth` section made ready to use: the key file's path, each JWT issuer's keys (a JWKS URL fetched now),
+    /// the audit log opened for appending. What cannot be used stops the start with the reason.
+    public static func make(configuration auth: AutoGLMConfig.Auth, environment: [String: String]) async throws(AccessSetupError) -> AccessSetup {
+        var setup = AccessSetup()
+        if let path = auth.keysFile {
+            let store = KeyStore(path: path)
+            do { _ = try store.current() } catch { throw AccessSetupError(key: "auth.keys_file", message: error.description) }
+            setup.store = store
+        }
+        var issuers: [JWTIssuer] = []
+        for (i, j) in auth.jwt.enumerated() {
+            let key = "auth.jwt[\(i)]"
+            guard !j.issuer.isEmpty else { throw AccessSetupError(key: key + ".issuer", message: "each JWT issuer needs its `issuer` (the iss its tokens carry)") }
+            var secret: JWTIssuer.KeySource?
+            if let name = j.secretEnv {
+                guard let value = environment[name], value.utf8.count >= 32 else {
+                    throw AccessSetupError(key: key + ".secret_env", message: "the environment variable \(name) must hold the HS256 secret, at least 32 bytes")
+                }
+                secret = .secret(value)
+            }
+            let sources: [JWTIssuer.KeySource] = [
+                j.jwksURL.map { .jwksURL($0) }, j.jwksFile.map { .jwksFile($0) }, j.publicKeyFile.map { .pemFile($0) }, secret,
+            ].compactMap { $0 }
+            guard sources.count == 1 else {
+                throw AccessSetupError(key: key, message: "give exactly one of jwks_url, jwks_file, public_key_file, secret_env (got \(sources.count))")
+            }
+            var role: Role?
+            if let name = j.defaultRole { role = Role(rawValue: name) }
+            issuers.append(JWTIssuer(issuer: j.issuer, audiences: j.audience, keys: sources[0], roleClaim: j.roleClaim, defaultRole: role,
+                                     modelsClaim: j.modelsClaim, leewaySeconds: Int(j.leewaySeconds)))
+        }
+        if !issuers.isEmpty {
+            do { setup.jwt = try await JWTVerifier.make(issuers: issuers) } catch {
+                throw AccessSetupError(key: "auth.jwt", message: "cannot load an issuer's keys: \(error)")
+            }
+        }
+        if let path = auth.auditLog {
+            do { setup.audit = try AuditLog(path: path) } catch { throw AccessSetupError(key: "auth.audit_log", message: error.description) }
+        }
+        setup.publicPaths = auth.publicPaths
+        setup.publicMetrics = auth.publicMetrics
+        for (name, b) in auth.roles {
+            guard let role = Role(rawValue: name) else { continue }
+            setup.roleBudgets[role] = Budgets(requestsPerMinute: b.requestsPerMinute, tokensPerMinute: b.tokensPerMinute, maxConcurrent: b.maxConcurrent)
+        }
+        return setup
+    }
+}
+
+/// A part of the `auth` section that cannot be used.
+public struct AccessSetupError: Error, CustomStringConvertible {
+    public let key: String
+    public let message: String
+    public var description: String { "\(key): \(message)" }
+}

@@ -81,6 +81,7 @@ extension CompletionsAPI {
                     }
                 }
                 let usage = Usage(promptTokens: promptTokens, completionTokens: completionTokens, cachedTokens: cached)
+                job.note?.recordUsage(prompt: promptTokens, completion: completionTokens)
                 switch job.kind {
                 case .native:
                     try await writer.write(Self.event(NativeUsage(id: job.id, usage: usage)))

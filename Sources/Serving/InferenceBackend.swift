@@ -23,6 +23,8 @@ public protocol InferenceBackend: AnyObject, Sendable {
     func decode(_ tokens: [Int]) -> String
     /// The vocabulary entry of one token as stored (nil outside the vocabulary).
     func piece(of token: Int) -> String?
+    /// The bytes token `token` stands for, which may be part of a UTF-8 character (log-probabilities' `bytes`).
+    func tokenBytes(_ token: Int) -> [UInt8]
 
     /// Whether the model takes images (a vision-language model with its vision tower loaded).
     var acceptsImages: Bool { get }
@@ -54,6 +56,7 @@ public protocol InferenceBackend: AnyObject, Sendable {
 }
 
 extension InferenceBackend {
+    public func tokenBytes(_ token: Int) -> [UInt8] { Array(decode([token]).utf8) }
     public var lifetimeObjects: [AnyObject] { [self] }
 
     /// Text-only backends take no images.

@@ -343,8 +343,9 @@ struct RolloutTests {
             #expect(releases.status()[0].stable == "v2")
             #expect(try await post("/admin/rollout/m/abort").status == .conflict, "no canary to abort")
             #expect(try await post("/admin/rollout/m/start", #"{"version":"v3","percent":10}"#).status == .ok)
-            let forbidden = try await client.execute(uri: "/admin/rollout", method: .get, headers: [.authorization: "Bearer user"])
-            #expect(forbidden.status == .forbidden)
+            // A key that is no credential at all is 401 (403 is for a known caller whose role is too low).
+            let unknown = try await client.execute(uri: "/admin/rollout", method: .get, headers: [.authorization: "Bearer user"])
+            #expect(unknown.status == .unauthorized)
             let reload = try await post("/admin/reload")
             #expect(reload.status == .conflict && String(buffer: reload.body).contains("configuration file"))
         }

@@ -44,6 +44,9 @@ public struct Sampler: Sendable {
                 scores[id] -= p.presencePenalty + p.frequencyPenalty * Float(count)
             }
         }
+        if let bias = p.logitBias {
+            for (id, b) in bias where id >= 0 && id < scores.count { scores[id] += b }
+        }
     }
 
     private mutating func draw(from scores: [Float]) -> Int {

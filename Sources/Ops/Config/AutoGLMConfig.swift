@@ -134,6 +134,7 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var maxImagesPerRequest: Int = 10
         public var maxImageBytes: Int = 20 << 20
         public var maxImagePixels: Int = 50_000_000
+        public var maxBodyBytes: Int = 16 << 20
     }
 
     /// Where images in chat messages may come from, and the image processor's pixel budget.
@@ -164,6 +165,37 @@ public struct AutoGLMConfig: Sendable, Equatable {
     public var logging: Logging
     public var metrics: Metrics
     public var rollout = Rollout()
+    public var auth = Auth()
+
+    /// The `auth` section: keys autoglm issues, JWT issuers, roles' budgets, the audit log.
+    public struct Auth: Sendable, Equatable {
+        public struct Issuer: Sendable, Equatable {
+            public var issuer: String
+            public var audience: [String] = []
+            public var jwksURL: String?
+            public var jwksFile: String?
+            public var publicKeyFile: String?
+            /// The name of the environment variable holding an HS256 secret.
+            public var secretEnv: String?
+            public var roleClaim = "role"
+            public var defaultRole: String?
+            public var modelsClaim: String?
+            public var leewaySeconds = 30.0
+        }
+
+        public struct RoleBudget: Sendable, Equatable {
+            public var requestsPerMinute: Int?
+            public var tokensPerMinute: Int?
+            public var maxConcurrent: Int?
+        }
+
+        public var keysFile: String?
+        public var publicPaths: [String] = ["/health", "/live", "/ready"]
+        public var publicMetrics = false
+        public var auditLog: String?
+        public var jwt: [Issuer] = []
+        public var roles: [String: RoleBudget] = [:]
+    }
 }
 
 extension AutoGLMConfig {
@@ -231,7 +263,7 @@ extension AutoGLMConfig {
                         maxPromptTokens: value("limits.max_prompt_tokens")?.intValue, maxTokens: int("limits.max_tokens"),
                         requestsPerMinute: int("limits.requests_per_minute"),
                         maxImagesPerRequest: int("limits.max_images_per_request"), maxImageBytes: int("limits.max_image_bytes"),
-                        maxImagePixels: int("limits.max_image_pixels"))
+                        maxImagePixels: int("limits.max_image_pixels"), maxBodyBytes: int("limits.max_body_bytes"))
         images = Images(localDirectory: value("images.local_directory")?.stringValue,
                         allowedDomains: value("images.allowed_domains")?.listValue?.compactMap(\.stringValue) ?? [],
                         maxPixels: value("images.max_pixels")?.intValue, minPixels: value("images.min_pixels")?.intValue)
@@ -251,5 +283,27 @@ extension AutoGLMConfig {
         rollout.rollbackP99FirstTokenSeconds = double("rollout.rollback_p99_first_token")
         rollout.rollbackRestarts = int("rollout.rollback_restarts")
         rollout.watchConfig = value("rollout.watch_config")?.boolValue ?? false
+        auth.keysFile = value("auth.keys_file")?.stringValue
+        auth.publicPaths = value("auth.public_paths")?.listValue?.compactMap(\.stringValue) ?? ["/health", "/live", "/ready"]
+        auth.publicMetrics = value("auth.public_metrics")?.boolValue ?? false
+        auth.auditLog = value("auth.audit_log")?.stringValue
+        auth.jwt = (value("auth.jwt")?.listValue ?? []).compactMap(\.objectValue).map { j in
+            var issuer = Auth.Issuer(issuer: j["issuer"]?.stringValue ?? "")
+            issuer.audience = j["audience"]?.listValue?.compactMap(\.stringValue) ?? j["audience"]?.stringValue.map { [$0] } ?? []
+            issuer.jwksURL = j["jwks_url"]?.stringValue
+            issuer.jwksFile = j["jwks_file"]?.stringValue
+            issuer.publicKeyFile = j["public_key_file"]?.stringValue
+            issuer.secretEnv = j["secret_env"]?.stringValue
+            issuer.roleClaim = j["role_claim"]?.stringValue ?? "role"
+            issuer.defaultRole = j["default_role"]?.stringValue
+            issuer.modelsClaim = j["models_claim"]?.stringValue
+            issuer.leewaySeconds = j["leeway"]?.doubleValue ?? 30
+            return issuer
+        }
+        for role in ["admin", "user", "viewer"] {
+            guard let r = value("auth.roles.\(role)")?.objectValue else { continue }
+            auth.roles[role] = Auth.RoleBudget(requestsPerMinute: r["requests_per_minute"]?.intValue, tokensPerMinute: r["tokens_per_minute"]?.intValue,
+                                               maxConcurrent: r["max_concurrent"]?.intValue)
+        }
     }
 }

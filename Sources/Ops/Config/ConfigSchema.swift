@@ -153,6 +153,7 @@ public enum ConfigSchema {
             ConfigField("max_prompt_tokens", .integer(1 ... 1 << 20), help: "Longest prompt accepted (default: the context length)."),
             ConfigField("max_tokens", .integer(1 ... 1 << 20), default: .integer(4096), help: "Most tokens generated per request."),
             ConfigField("requests_per_minute", .integer(0 ... 10_000_000), default: .integer(0), help: "Per API key; 0 = unlimited."),
+            ConfigField("max_body_bytes", .size(1024 ... 1 << 30), default: .integer(16 << 20), help: "Largest request body read; larger ones get 413 before being read."),
             ConfigField("max_images_per_request", .integer(0 ... 1000), default: .integer(10), help: "Images in one chat request (vision models)."),
             ConfigField("max_image_bytes", .size(1024 ... 1 << 30), default: .integer(20 << 20), help: "Encoded size of one image."),
             ConfigField("max_image_pixels", .integer(1 ... 1 << 32), default: .integer(50_000_000), help: "Pixels an image may declare; larger ones are refused before decoding (decompression bombs)."),
@@ -184,12 +185,44 @@ public enum ConfigSchema {
             ConfigField("rollback_restarts", .integer(0 ... 1000), default: .integer(3), help: "Roll back an upstream canary whose endpoints' circuits open this many times in the window; 0: off."),
             ConfigField("watch_config", .boolean, default: .boolean(false), help: "Reload when the configuration file changes (besides SIGHUP and POST /admin/reload)."),
         ]), help: "Versions, canaries, reloads and automatic rollback."),
+        ConfigField("auth", .object([
+            ConfigField("keys_file", .path, help: "The key file `autoglm keys` writes (salted hashes only); keys in it authenticate, with their role, models and budgets. Re-read when it changes."),
+            ConfigField("public_paths", .stringList, default: .list([.string("/health"), .string("/live"), .string("/ready")]),
+                        help: "Paths served without credentials when auth is on (probes)."),
+            ConfigField("public_metrics", .boolean, default: .boolean(false), help: "Serve /metrics without credentials (else it needs the viewer role)."),
+            ConfigField("audit_log", .path, help: "Append one hash-chained JSON line per request on a protected route and per admin action (`autoglm audit verify FILE`)."),
+            ConfigField("jwt", .list(.object(jwtIssuerFields)), help: "Trusted JWT issuers (HS256, RS256, ES256)."),
+            ConfigField("roles", .object(Role.allNames.map { role in
+                ConfigField(role, .object(budgetFields), help: "Budgets of each \(role) caller whose key sets none (per server process).")
+            }), help: "Per-role budgets."),
+        ]), help: "Authentication and authorization beyond server.api_keys: issued keys, JWT, roles, budgets, audit log."),
         ConfigField("metrics", .object([
             ConfigField("enabled", .boolean, default: .boolean(true), help: "Serve Prometheus metrics."),
             ConfigField("path", .urlPath, default: .string("/metrics"), help: "URL path of the metrics endpoint."),
             ConfigField("names", .choice(["autoglm", "vllm"]), default: .string("autoglm"),
                         help: "Series names: autoglm (autoglm_ + vLLM's names, valid Prometheus names) or vllm (vLLM's exact vllm: names, for dashboards written for vLLM)."),
         ]), help: "Prometheus metrics."),
+    ]
+
+    enum Role { static let allNames = ["admin", "user", "viewer"] }
+
+    static let budgetFields: [ConfigField] = [
+        ConfigField("requests_per_minute", .integer(1 ... 10_000_000), help: "Requests a minute."),
+        ConfigField("tokens_per_minute", .integer(1 ... 1_000_000_000), help: "Prompt plus generated tokens a minute (charged at admission as prompt + max_tokens, corrected to the real usage)."),
+        ConfigField("max_concurrent", .integer(1 ... 100_000), help: "Requests at once."),
+    ]
+
+    static let jwtIssuerFields: [ConfigField] = [
+        ConfigField("issuer", .string, help: "The `iss` its tokens carry (required)."),
+        ConfigField("audience", .stringList, help: "Accepted `aud` values; a token must name one (default: not checked)."),
+        ConfigField("jwks_url", .url, help: "Its JWKS: fetched at start and again when a token names an unknown kid (at most every 30 s)."),
+        ConfigField("jwks_file", .path, help: "Its JWKS on disk."),
+        ConfigField("public_key_file", .path, help: "A PEM RSA (RS256) or P-256 (ES256) public key or certificate."),
+        ConfigField("secret_env", .identifier, help: "The environment variable that holds its HS256 secret."),
+        ConfigField("role_claim", .string, default: .string("role"), help: "The claim (dotted path) naming the role: a string or list of admin, user, viewer."),
+        ConfigField("default_role", .choice(["admin", "user", "viewer"]), help: "The role of a token without one (default: refused)."),
+        ConfigField("models_claim", .string, help: "A claim listing the model patterns the caller may use (default: all)."),
+        ConfigField("leeway", .duration(0 ... 600), default: .number(30), help: "Clock difference allowed on exp and nbf."),
     ]
 
     /// Environment variables that are not configuration keys but are known to autoglm.

@@ -32,6 +32,7 @@ public final class LocalBackend: InferenceBackend {
     public func encode(_ text: String, addSpecial: Bool) -> [Int] { tokenizer.encode(text, addSpecial: addSpecial, parseSpecial: true) }
     public func decode(_ tokens: [Int]) -> String { tokenizer.decode(tokens) }
     public func piece(of token: Int) -> String? { tokenizer.token(for: token) }
+    public func tokenBytes(_ token: Int) -> [UInt8] { tokenizer.tokenPiece(token) }
 
     public var acceptsImages: Bool { vision != nil }
 
