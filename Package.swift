@@ -1,4 +1,5 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -93,6 +94,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
+            // The OpenAPI document of every route, served at /openapi.json from the binary itself.
+            resources: [.embedInCode("openapi.json")],
             swiftSettings: swiftSettings
         ),
         // OpenAI's request and response bodies as Codable types, shared by the server, the load
@@ -154,3 +157,14 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The libFuzzer targets (scripts/fuzz.sh builds them with the fuzzer and AddressSanitizer, in .build-fuzz):
+// only when AUTOGLM_FUZZ is set, so the normal build and `swift test` never see a binary without a main.
+if ProcessInfo.processInfo.environment["AUTOGLM_FUZZ"] != nil {
+    package.targets.append(.executableTarget(
+        name: "AutoGLMFuzz",
+        dependencies: ["GGUF", "Imaging", "InferenceCore", "SafeTensors", "Server", "Tokenizer"],
+        path: "Fuzz/AutoGLMFuzz",
+        swiftSettings: swiftSettings))
+    package.products.append(.executable(name: "autoglm-fuzz", targets: ["AutoGLMFuzz"]))
+}

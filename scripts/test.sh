@@ -16,3 +16,6 @@ scripts/e2e/deploy.sh .build/release/autoglm
 # Hot reload under load: 8 streams for 60 s through 5 SIGHUP reloads (a new model file each) and a broken
 # configuration: no failed request, no stream cut, one version's memory after each.
 scripts/e2e/reload.sh .build/release/autoglm 60 5
+# The OpenAPI contract: schemathesis (PyPI) generates requests for every documented operation of a running
+# server and checks every answer (no 5xx, documented status, content type and body).
+scripts/e2e/schemathesis.sh .build/release/autoglm 25

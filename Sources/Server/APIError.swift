@@ -44,10 +44,13 @@ struct APIError: Error, Sendable {
                  type: "invalid_request_error", param: nil, code: "not_found")
     }
 
-    static func bodyTooLarge(limit: Int) -> APIError {
-        APIError(status: .contentTooLarge,
-                 message: "The request body is larger than \(limit) bytes (\(limit >> 20) MiB), the most this server reads. Send less (images by URL or smaller), or raise limits.max_body_bytes.",
-                 type: "invalid_request_error", param: nil, code: "request_too_large")
+    /// `configurable`: the limit is limits.max_body_bytes (the admin routes' own 64 KiB is not).
+    static func bodyTooLarge(limit: Int, configurable: Bool = true) -> APIError {
+        let size = limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit >> 10) KiB"
+        let advice = configurable ? " Send less (images by URL or smaller), or raise limits.max_body_bytes." : ""
+        return APIError(status: .contentTooLarge,
+                        message: "The request body is larger than \(limit) bytes (\(size)), the most this route reads.\(advice)",
+                        type: "invalid_request_error", param: nil, code: "request_too_large")
     }
 
     static func internalError(_ message: String) -> APIError {

@@ -334,7 +334,8 @@ struct CompletionsAPI: Sendable {
         if let empty = prompts.firstIndex(where: { $0.tokens.isEmpty }) {
             throw .invalidRequest("Prompt \(empty) is empty: give at least one token.", param: "prompt")
         }
-        let top = native ? 0 : (try r.integer("logprobs", in: 0 ... 20))
+        // /generate returns no log-probabilities: it asks the engine for none.
+        let top: Int? = native ? nil : (try r.integer("logprobs", in: 0 ... 20))
         var maxTokens = 0
         for p in prompts {
             maxTokens = max(maxTokens, try model.resolveMaxTokens(requested: parameters.maxTokens, promptTokens: p.tokens.count, param: "max_tokens"))

@@ -37,7 +37,8 @@ struct GenerationParameters {
         if let ids = r.value("stop_token_ids") {
             guard case .array(let items) = ids else { throw .invalidRequest("'stop_token_ids' must be a list of integers.", param: "stop_token_ids") }
             for item in items {
-                guard case .number(let d) = item, d == d.rounded(), d >= 0 else {
+                // Bounded before the conversion: Int(1e19) would trap.
+                guard case .number(let d) = item, d == d.rounded(), d >= 0, d < 1e9 else {
                     throw .invalidRequest("'stop_token_ids' must be a list of integers.", param: "stop_token_ids")
                 }
                 stopTokenIDs.append(Int(d))

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import NIOCore
 import Synchronization
@@ -118,7 +119,9 @@ struct AdmissionMiddleware: RouterMiddleware {
 
     /// The API key when one is sent, else the remote address.
     static func client(_ request: Request, context: ServerContext) -> String {
-        if let header = request.headers[.authorization], header.hasPrefix("Bearer ") { return "key:" + header.dropFirst(7) }
+        if let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") {
+            return "key:" + header.dropFirst(7).trimmingCharacters(in: .whitespaces)
+        }
         if let address = context.remoteAddress?.ipAddress { return "ip:" + address }
         return "unknown"
     }

@@ -383,6 +383,9 @@ public final class LocalModelPool: Sendable {
         public var lastError: String?
     }
 
+    /// One slot's status (its name is the slot's key: `name@version` beyond a model's first version).
+    public func status(of slot: LocalModelSlot) -> [Status] { status().filter { $0.name == slot.key } }
+
     public func status() -> [Status] {
         let now = clock.now
         return state.withLock { entries in

@@ -175,6 +175,9 @@ public struct ServerRoutes: Sendable {
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: metricNames.exposition(prometheus.emitToBuffer()))))
         } }
+        router.get("/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: PackageResources.openapi_json)))
+        }
         let started = Int(Date().timeIntervalSince1970)
         router.get("/v1/models") { _, _ in
             // A caller limited to some models sees those.
@@ -222,9 +225,13 @@ public struct ServerRoutes: Sendable {
         addAdminRoutes(to: router, keys: live.keys)
         router.post("/tokenize") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes)
-            if case .upstream(let pool) = try registry.route(try FieldReader(body).string("model")), let gateway = registry.upstreams {
-                let (_, ticket) = try registry.pick(try FieldReader(body).string("model"), key: nil, override: nil)
+            if case .upstream = try registry.route(try FieldReader(body).string("model")), let gateway = registry.upstreams {
+                // The version that counts the request is the one that serves it (a canary's pool, or the header's pick).
+                let (route, ticket) = try registry.pick(try FieldReader(body).string("model"), key: nil, override: Self.versionOverride(request))
                 defer { ticket.end() }
+                guard case .upstream(let pool) = route else {
+                    throw APIError.invalidRequest("This version of the model is served locally; ask /tokenize without X-AutoGLM-Version.", param: "model")
+                }
                 // vLLM and llama-server serve /tokenize at their root, beside /v1.
                 context.note.setModel(pool.model.name)
                 do throws(UpstreamGateway.Failure) {
@@ -266,13 +273,13 @@ public struct ServerRoutes: Sendable {
             let slot = try Self.adminSlot(context, registry: registry)
             try await registry.locals.load(slot)
             context.logger.notice("model loaded by an admin", metadata: ["model": .string(slot.name)])
-            return Self.json(AdminModels(data: registry.locals.status().filter { $0.name == slot.name }.map(AdminModels.Model.init)))
+            return Self.json(AdminModels(data: registry.locals.status(of: slot).map(AdminModels.Model.init)))
         }
         admin.post("models/{name}/unload") { _, context in
             let slot = try Self.adminSlot(context, registry: registry)
             try registry.locals.unload(slot)
             context.logger.notice("model unloaded by an admin", metadata: ["model": .string(slot.name)])
-            return Self.json(AdminModels(data: registry.locals.status().filter { $0.name == slot.name }.map(AdminModels.Model.init)))
+            return Self.json(AdminModels(data: registry.locals.status(of: slot).map(AdminModels.Model.init)))
         }
     }
 
@@ -376,9 +383,9 @@ public struct ServerRoutes: Sendable {
         do {
             buffer = try await request.collectBody(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw APIError.bodyTooLarge(limit: limit)
+            throw APIError.bodyTooLarge(limit: limit, configurable: limit > 1 << 16)
         } catch is NIOTooManyBytesError {
-            throw APIError.bodyTooLarge(limit: limit)
+            throw APIError.bodyTooLarge(limit: limit, configurable: limit > 1 << 16)
         }
         if emptyIsObject && buffer.readableBytes == 0 { return .object([]) }
         return try JSON.parse(Array(buffer.readableBytesView))
