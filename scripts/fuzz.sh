@@ -15,7 +15,7 @@ model="${AUTOGLM_MODEL_PATH:-$HOME/.cache/autoglm/models/SmolLM2-135M-Instruct.Q
 maxtime="${AUTOGLM_FUZZ_MAX_TIME:-0}"
 
 AUTOGLM_FUZZ=1 swift build -c release --build-path .build-fuzz --product autoglm-fuzz \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing \
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing -Xswiftc -use-ld=lld \
     -Xcc -fsanitize=fuzzer-no-link,address
 fuzzer=.build-fuzz/release/autoglm-fuzz
 work=$(mktemp -d)

@@ -19,3 +19,9 @@ scripts/e2e/reload.sh .build/release/autoglm 60 5
 # The OpenAPI contract: schemathesis (PyPI) generates requests for every documented operation of a running
 # server and checks every answer (no 5xx, documented status, content type and body).
 scripts/e2e/schemathesis.sh .build/release/autoglm 25
+# Per-key budgets through a real server: 4 clients on a key of 120 requests per minute for 60 s get 120 +- 5%,
+# every refusal a 429 with Retry-After; the audit log's chain verifies and an edited line is found.
+scripts/e2e/ratelimit.sh .build/release/autoglm 120 60
+# Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of the GGUF and safetensors readers, request JSON, chat
+# templates, the tokenizer and the image decoders: 20,000 inputs per target (at most 60 s each) from the seeds.
+AUTOGLM_FUZZ_MAX_TIME=60 scripts/fuzz.sh 20000

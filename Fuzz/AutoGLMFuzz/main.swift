@@ -13,7 +13,8 @@ import Tokenizer
 
 enum Target: String { case gguf, safetensors, json, template, tokenizer, image }
 
-let target: Target = {
+enum Fuzz {
+static let target: Target = {
     let name = ProcessInfo.processInfo.environment["AUTOGLM_FUZZ_TARGET"] ?? ""
     guard let t = Target(rawValue: name) else {
         FileHandle.standardError.write(Data("set AUTOGLM_FUZZ_TARGET to gguf, safetensors, json, template, tokenizer or image\n".utf8))
@@ -22,14 +23,15 @@ let target: Target = {
     return t
 }()
 
-let tokenizer: Tokenizer? = {
-    guard target == .tokenizer, let path = ProcessInfo.processInfo.environment["AUTOGLM_FUZZ_MODEL"],
+static let tokenizer: Tokenizer? = {
+    guard Fuzz.target == .tokenizer, let path = ProcessInfo.processInfo.environment["AUTOGLM_FUZZ_MODEL"],
           let file = try? GGUFFile(path: path) else { return nil }
     return try? Tokenizer(gguf: file)
 }()
 
 /// A small template the json target's messages render with; the template target parses the input itself.
-let fixedTemplate = try! ChatTemplate(jinja: "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+static let fixedTemplate = try! ChatTemplate(jinja: "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+}
 
 func fuzzGGUF(_ bytes: [UInt8]) {
     guard let mapped = try? MappedFile(copying: bytes, name: "fuzz.gguf"), let file = try? GGUFFile(mappedFile: mapped) else { return }
@@ -62,7 +64,7 @@ func fuzzJSON(_ bytes: [UInt8]) {
             guard let v = try? CompletionsAPI.chatMessage(m, index: i) else { return }
             values.append(v)
         }
-        _ = try? fixedTemplate.render(messageValues: values, addGenerationPrompt: true)
+        _ = try? Fuzz.fixedTemplate.render(messageValues: values, addGenerationPrompt: true)
     }
     _ = json.text
 }
@@ -75,7 +77,7 @@ func fuzzTemplate(_ bytes: [UInt8]) {
 }
 
 func fuzzTokenizer(_ bytes: [UInt8]) {
-    guard let tokenizer else { return }
+    guard let tokenizer = Fuzz.tokenizer else { return }
     let text = String(decoding: bytes, as: UTF8.self)
     let ids = tokenizer.encode(text, addSpecial: true, parseSpecial: bytes.first.map { $0 & 1 == 1 } ?? false)
     let back = tokenizer.decode(ids)
@@ -90,10 +92,10 @@ func fuzzImage(_ bytes: [UInt8]) {
     _ = try? ImageDecoder.decode(bytes, limits: ImageDecodeLimits(maxPixels: 4_000_000, maxSide: 4096))
 }
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+/// libFuzzer's callback: one input.
+func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
-    switch target {
+    switch Fuzz.target {
     case .gguf: fuzzGGUF(bytes)
     case .safetensors: fuzzSafeTensors(bytes)
     case .json: fuzzJSON(bytes)
@@ -103,3 +105,14 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     }
     return 0
 }
+
+// libFuzzer's driver, from the toolchain's runtime (linked by -sanitize=fuzzer). SwiftPM makes this file's top-level
+// code the program's entry point, so libFuzzer's own main is not used: this hands it the arguments and the callback.
+@_silgen_name("LLVMFuzzerRunDriver")
+func runDriver(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+               _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+
+_ = Fuzz.target
+var argc = CommandLine.argc
+var argv = CommandLine.unsafeArgv
+exit(runDriver(&argc, &argv, { data, size in fuzzOne(data, size) }))

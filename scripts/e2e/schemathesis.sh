@@ -12,7 +12,7 @@ examples="${2:-25}"
 model="${AUTOGLM_MODEL_PATH:-$HOME/.cache/autoglm/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 [ -f "$model" ] || { echo "error: the default model is missing at $model (scripts/setup-model.sh)" >&2; exit 1; }
 
-venv=.build/venv-schemathesis
+venv="$PWD/.build/venv-schemathesis"
 if [ ! -x "$venv/bin/schemathesis" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q schemathesis==4.32.5
@@ -54,11 +54,12 @@ done
 # The admin key reaches every operation (the authorization matrix is a Swift test); load, unload, reload and key
 # creation are real (an unloaded model loads again on its next request).
 status=0
-"$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+# From the scratch directory: schemathesis keeps a cache in the directory it runs in.
+(cd "$work" && "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
     --header "Authorization: Bearer st-admin" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$examples" --seed 1 --request-timeout 60 \
-    > "$work/schemathesis.log" 2>&1 || status=$?
+    > "$work/schemathesis.log" 2>&1) || status=$?
 if [ "$status" -ne 0 ]; then
     # The failures with their reproductions (curl commands), then the summary.
     sed -n '/FAILURES/,$p' "$work/schemathesis.log" | head -n 400

@@ -180,49 +180,78 @@ struct AccessMiddleware: RouterMiddleware {
     }
 }
 
-/// Per-caller budgets: requests per minute and tokens per minute over a sliding minute (sixty one-second
-/// slots: what was admitted in the last 60 s, so a caller gets its budget in any minute, not twice it after a
-/// quiet spell), and requests at once. Tokens are charged when a request's size is known (its prompt plus
+/// Per-caller budgets: requests per minute and tokens per minute over a sliding minute (what was admitted in the
+/// last 60 seconds, to the millisecond: a caller gets its budget in any minute, not twice it across a boundary or
+/// after a quiet spell), and requests at once. Tokens are charged when a request's size is known (its prompt plus
 /// max_tokens) and corrected to its real usage when it ends; a caller over its tokens waits until the minute
 /// slides past them. The counts are this process's: replicas each keep their own.
 final class BudgetLimiter: Sendable {
-    /// Amounts in the last 60 one-second slots.
+    /// What was admitted in the last minute: (time, amount) entries in time order. At most `capacity` entries are
+    /// kept; beyond it the two oldest merge at the later time (counted a little longer: stricter, never looser).
     struct Window {
-        private var amounts = [Double](repeating: 0, count: 60)
-        private var stamps = [Int](repeating: Int.min, count: 60)
+        private var times: [Double] = []
+        private var amounts: [Double] = []
+        private var head = 0
+        private var sum = 0.0
+        static let capacity = 4096
 
-        mutating func add(_ amount: Double, at second: Int) {
-            let slot = ((second % 60) + 60) % 60
-            if stamps[slot] != second {
-                stamps[slot] = second
-                amounts[slot] = 0
+        private mutating func expire(before now: Double) {
+            while head < times.count && times[head] <= now - 60 {
+                sum -= amounts[head]
+                head += 1
             }
-            amounts[slot] += amount
+            if head > 1024 && head * 2 > times.count {
+                times.removeFirst(head)
+                amounts.removeFirst(head)
+                head = 0
+            }
+            if head == times.count { sum = 0 }
         }
 
-        /// Corrects an amount added at second `then`: in its own slot while that is still in the minute ending at
-        /// `now`; a correction to something already out of the minute changes nothing.
-        mutating func correct(_ amount: Double, addedAt then: Int, now: Int) {
+        mutating func add(_ amount: Double, at now: Double) {
+            expire(before: now)
+            if let last = times.last, head < times.count, now - last < 0.001 {
+                amounts[amounts.count - 1] += amount
+            } else {
+                times.append(max(now, times.last ?? now))
+                amounts.append(amount)
+            }
+            sum += amount
+            if times.count - head > Self.capacity {
+                amounts[head + 1] += amounts[head]
+                head += 1
+            }
+        }
+
+        /// Corrects an amount added at `then`: on the entry that holds it while that is still in the minute ending
+        /// at `now`; a correction to something already out of the minute changes nothing.
+        mutating func correct(_ amount: Double, addedAt then: Double, now: Double) {
+            expire(before: now)
             guard then > now - 60 else { return }
-            let slot = ((then % 60) + 60) % 60
-            if stamps[slot] == then { amounts[slot] += amount } else { add(amount, at: now) }
+            // The first live entry at or after `then` (its own, or the one it merged into).
+            var lo = head, hi = times.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if times[mid] < then - 0.0005 { lo = mid + 1 } else { hi = mid }
+            }
+            guard lo < times.count else { return add(amount, at: now) }
+            amounts[lo] += amount
+            sum += amount
         }
 
-        /// The total of the minute ending at `second` (its own slot included).
-        func total(at second: Int) -> Double {
-            var sum = 0.0
-            for i in 0 ..< 60 where stamps[i] > second - 60 && stamps[i] <= second { sum += amounts[i] }
+        /// The total of the minute ending at `now`.
+        mutating func total(at now: Double) -> Double {
+            expire(before: now)
             return sum
         }
 
-        /// Seconds until the total at `second` falls to `target` or below (as old slots leave the minute).
-        func wait(at second: Int, until target: Double) -> Int {
-            var sum = total(at: second)
-            guard sum > target else { return 0 }
-            let live = (0 ..< 60).filter { stamps[$0] > second - 60 && stamps[$0] <= second }.sorted { stamps[$0] < stamps[$1] }
-            for i in live {
-                sum -= amounts[i]
-                if sum <= target { return stamps[i] + 60 - second }
+        /// Seconds (rounded up) until the total at `now` falls to `target` or below as old entries leave the minute.
+        mutating func wait(at now: Double, until target: Double) -> Int {
+            var remaining = total(at: now)
+            guard remaining > target else { return 0 }
+            for i in head ..< times.count {
+                remaining -= amounts[i]
+                if remaining <= target { return max(1, Int((times[i] + 60 - now).rounded(.up))) }
             }
             return 60
         }
@@ -232,17 +261,20 @@ final class BudgetLimiter: Sendable {
         var requests = Window()
         var tokens = Window()
         var inFlight = 0
-        var lastSeen = 0
+        var lastSeen = 0.0
     }
 
     private let accounts = Mutex<[String: Account]>([:])
     private let maxAccounts = 100_000
     private let origin = ContinuousClock.now
 
-    /// Whole seconds since the limiter started (the slots' clock).
-    func second(_ now: ContinuousClock.Instant = .now) -> Int { Int((now - origin).components.seconds) }
+    /// Seconds since the limiter started (the windows' clock).
+    func second(_ now: ContinuousClock.Instant = .now) -> Double {
+        let d = now - origin
+        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
 
-    func admit(_ id: String, _ budget: Budgets, at second: Int? = nil) throws(APIError) -> Ticket {
+    func admit(_ id: String, _ budget: Budgets, at second: Double? = nil) throws(APIError) -> Ticket {
         let now = second ?? self.second()
         let result: Result<[(String, String)], APIError> = accounts.withLock { all in
             var a = all[id] ?? Account()
@@ -265,7 +297,7 @@ final class BudgetLimiter: Sendable {
             a.requests.add(1, at: now)
             a.inFlight += 1
             if all.count > maxAccounts { all = all.filter { $0.value.inFlight > 0 || $0.value.lastSeen > now - 60 } }
-            return .success(Self.headers(a, budget, at: now))
+            return .success(Self.headers(&a, budget, at: now))
         }
         switch result {
         case .failure(let error): throw error
@@ -273,7 +305,7 @@ final class BudgetLimiter: Sendable {
         }
     }
 
-    private static func headers(_ a: Account, _ budget: Budgets, at now: Int) -> [(String, String)] {
+    private static func headers(_ a: inout Account, _ budget: Budgets, at now: Double) -> [(String, String)] {
         var h: [(String, String)] = []
         if let rpm = budget.requestsPerMinute {
             let used = a.requests.total(at: now)
@@ -288,13 +320,13 @@ final class BudgetLimiter: Sendable {
         return h
     }
 
-    fileprivate func charge(_ id: String, _ tokens: Int, _ budget: Budgets, at second: Int? = nil) {
+    fileprivate func charge(_ id: String, _ tokens: Int, _ budget: Budgets, at second: Double? = nil) {
         guard budget.tokensPerMinute != nil else { return }
         let now = second ?? self.second()
         accounts.withLock { all in all[id]?.tokens.add(Double(tokens), at: now) }
     }
 
-    fileprivate func correct(_ id: String, _ tokens: Int, chargedAt: Int) {
+    fileprivate func correct(_ id: String, _ tokens: Int, chargedAt: Double) {
         let now = second()
         accounts.withLock { all in all[id]?.tokens.correct(Double(tokens), addedAt: chargedAt, now: max(now, chargedAt)) }
     }
@@ -304,7 +336,7 @@ final class BudgetLimiter: Sendable {
     }
 
     /// Tokens charged to a caller in the minute ending at `second` (tests).
-    func tokensUsed(_ id: String, at second: Int) -> Double? { accounts.withLock { $0[id]?.tokens.total(at: second) } }
+    func tokensUsed(_ id: String, at second: Double) -> Double? { accounts.withLock { $0[id]?.tokens.total(at: second) } }
 
     /// One admitted request: its concurrency slot (given back when the last reference goes) and its token charge.
     final class Ticket: Sendable {
@@ -312,7 +344,7 @@ final class BudgetLimiter: Sendable {
         let id: String
         let budget: Budgets
         let headers: [(String, String)]
-        private let charged = Mutex((tokens: 0, at: 0))
+        private let charged = Mutex((tokens: 0, at: 0.0))
 
         fileprivate init(limiter: BudgetLimiter, id: String, budget: Budgets, headers: [(String, String)]) {
             self.limiter = limiter
@@ -322,7 +354,7 @@ final class BudgetLimiter: Sendable {
         }
 
         /// Charges the request's estimate (prompt tokens plus max_tokens, for every choice).
-        func charge(estimate: Int, at second: Int? = nil) {
+        func charge(estimate: Int, at second: Double? = nil) {
             guard budget.tokensPerMinute != nil else { return }
             let now = second ?? limiter.second()
             charged.withLock { $0 = ($0.tokens + estimate, now) }

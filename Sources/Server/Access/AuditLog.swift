@@ -73,7 +73,7 @@ public final class AuditLog: Sendable {
         state = Mutex((fd, last))
     }
 
-    deinit { state.withLock { close($0.fd) } }
+    deinit { state.withLock { _ = close($0.fd) } }
 
     public func record(_ entry: AuditEntry) {
         let encoder = JSONEncoder()
