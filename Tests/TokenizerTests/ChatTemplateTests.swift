@@ -291,3 +291,21 @@ struct ChatTemplateWhitespaceTests {
         #expect(try render("{{ 'a' }}\n{{ 'b' }}") == "a\nb")
     }
 }
+
+@Suite("ChatTemplate: hostile templates (found by scripts/fuzz.sh)")
+struct ChatTemplateHostileTests {
+    /// The fuzzer's reproducer: a namespace set to hold itself, then printed: the cycle prints as `...`;
+    /// the renderer once recursed until the stack overflowed (a crash of the whole server at template load).
+    @Test("a namespace that holds itself prints its cycle as ..., not a stack overflow")
+    func selfReferentialNamespace() throws {
+        let t = try ChatTemplate(jinja: "{% set ns = namespace(n=0) %}{% set ns.n = ns %}{{ ns }}|{{ [ns] }}")
+        #expect(try t.render(messages: [], addGenerationPrompt: false) == "<Namespace n=<Namespace ...>>|[<Namespace n=<Namespace ...>>]")
+    }
+
+    @Test("lists nested deeper than any chat needs print with an ellipsis")
+    func deepNesting() throws {
+        let t = try ChatTemplate(jinja: "{% set ns = namespace(x=[]) %}{% for i in range(300) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}")
+        let out = try t.render(messages: [], addGenerationPrompt: false)
+        #expect(out.hasPrefix(String(repeating: "[", count: 100)) && out.contains("..."))
+    }
+}

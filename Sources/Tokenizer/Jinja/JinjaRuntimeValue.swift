@@ -73,17 +73,30 @@ enum RuntimeValue {
     }
 
     /// Python's `repr(x)`.
-    var repr: String {
-        switch self {
+    var repr: String { repr(depth: 0, seen: []) }
+
+    /// `repr` that stops where Python's does on a cycle (a namespace holding itself: `{% set ns.n = ns %}`) and at a
+    /// nesting depth no chat needs, so a hostile template cannot recurse the stack away.
+    private func repr(depth: Int, seen: Set<ObjectIdentifier>) -> String {
+        guard depth < 100 else { return "..." }
+        func inner(_ v: RuntimeValue) -> String { v.repr(depth: depth + 1, seen: seen) }
+        return switch self {
         case .undefined: ""
         case .none: "None"
         case let .bool(b): b ? "True" : "False"
         case let .int(i): String(i)
         case let .double(d): RuntimeValue.pythonFloat(d)
         case let .string(s): RuntimeValue.pythonStringRepr(s)
-        case let .list(l): "[" + l.map(\.repr).joined(separator: ", ") + "]"
-        case let .dict(d): "{" + d.keys.map { RuntimeValue.pythonStringRepr($0) + ": " + d[$0]!.repr }.joined(separator: ", ") + "}"
-        case let .namespace(n): "<Namespace " + n.values.keys.map { "\($0)=\(n.values[$0]!.repr)" }.joined(separator: ", ") + ">"
+        case let .list(l): "[" + l.map(inner).joined(separator: ", ") + "]"
+        case let .dict(d): "{" + d.keys.map { RuntimeValue.pythonStringRepr($0) + ": " + inner(d[$0]!) }.joined(separator: ", ") + "}"
+        case let .namespace(n):
+            if seen.contains(ObjectIdentifier(n)) {
+                "<Namespace ...>"
+            } else {
+                "<Namespace " + n.values.keys.map { key in
+                    "\(key)=\(n.values[key]!.repr(depth: depth + 1, seen: seen.union([ObjectIdentifier(n)])))"
+                }.joined(separator: ", ") + ">"
+            }
         case let .macro(m): "<Macro '\(m.name)'>"
         case let .builtin(n): "<function \(n)>"
         case let .method(_, n): "<built-in method \(n)>"
