@@ -13,6 +13,8 @@ runs="${1:-20000}"
 targets="${2:-gguf safetensors json template tokenizer image}"
 model="${AUTOGLM_MODEL_PATH:-$HOME/.cache/autoglm/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 maxtime="${AUTOGLM_FUZZ_MAX_TIME:-0}"
+# libFuzzer's random seed: 0 draws one (exploring); the test command fixes it so that a run repeats.
+seed="${AUTOGLM_FUZZ_SEED:-0}"
 
 AUTOGLM_FUZZ=1 swift build -c release --build-path .build-fuzz --product autoglm-fuzz \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing -Xswiftc -use-ld=lld \
@@ -25,7 +27,7 @@ python3 scripts/fuzz-seeds.py "$work/seeds" "$model"
 for t in $targets; do
     mkdir -p "$work/corpus-$t"
     echo "== $t: $runs runs"
-    args=(-runs="$runs" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1)
+    args=(-runs="$runs" -seed="$seed" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1)
     [ "$maxtime" != 0 ] && args+=(-max_total_time="$maxtime")
     if ! AUTOGLM_FUZZ_TARGET="$t" AUTOGLM_FUZZ_MODEL="$model" ASAN_OPTIONS=detect_leaks=0 \
         "$fuzzer" "${args[@]}" -artifact_prefix="$work/$t-" "$work/corpus-$t" "$work/seeds/$t" > "$work/$t.log" 2>&1; then
