@@ -109,11 +109,7 @@ struct AdmissionMiddleware: RouterMiddleware {
         guard request.method == .post, paths.contains(request.uri.path) else { return try await next(request, context) }
         let slot = try limits.admit(client: Self.client(request, context: context))
         var response = try await next(request, context)
-        let inner = response.body
-        response.body = ResponseBody(contentLength: inner.contentLength) { writer in
-            try await inner.write(writer)
-            withExtendedLifetime(slot) {}
-        }
+        response.whenBodyWritten { withExtendedLifetime(slot) {} }
         return response
     }
 

@@ -216,11 +216,7 @@ struct APIErrorMiddleware: RouterMiddleware {
             write()
             return
         }
-        let inner = response.body
-        response.body = ResponseBody(contentLength: inner.contentLength) { writer in
-            defer { write() }
-            try await inner.write(writer)
-        }
+        response.whenBodyWritten(write)
     }
 
     static func translate(_ error: HTTPError, path: String) -> APIError {
@@ -300,6 +296,18 @@ struct FirstTokenWriter: ResponseBodyWriter {
                 }
             }
             return false
+        }
+    }
+}
+
+extension Response {
+    /// Runs `action` once the body has been written, or its writing failed: what must live as long as the response
+    /// (a concurrency slot, a budget ticket) or be recorded at its end (an audit line, with a stream's usage).
+    mutating func whenBodyWritten(_ action: @escaping @Sendable () -> Void) {
+        let inner = body
+        body = ResponseBody(contentLength: inner.contentLength) { writer in
+            defer { action() }
+            try await inner.write(writer)
         }
     }
 }

@@ -163,11 +163,7 @@ struct AccessMiddleware: RouterMiddleware {
         var response = try await Principal.$current.withValue(principal) { try await next(request, context) }
         guard let ticket else { return response }
         for (name, value) in ticket.headers { response.headers[HTTPField.Name(name)!] = value }
-        let inner = response.body
-        response.body = ResponseBody(contentLength: inner.contentLength) { writer in
-            try await inner.write(writer)
-            withExtendedLifetime(ticket) {}
-        }
+        response.whenBodyWritten { withExtendedLifetime(ticket) {} }
         return response
     }
 
