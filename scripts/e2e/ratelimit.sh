@@ -9,17 +9,8 @@ cd "$(dirname "$0")/../.."
 autoglm=$(realpath "${1:-.build/release/autoglm}")
 rpm="${2:-120}"
 seconds="${3:-60}"
-model="${AUTOGLM_MODEL_PATH:-$HOME/.cache/autoglm/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-[ -f "$model" ] || { echo "error: the default model is missing at $model (scripts/setup-model.sh)" >&2; exit 1; }
+. scripts/e2e/lib.sh
 
-work=$(mktemp -d)
-server=""
-cleanup() {
-    [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$work/autoglm.yaml" <<EOF
 server:
   port: $port
@@ -35,11 +26,7 @@ EOF
 key=$("$autoglm" keys create --config "$work/autoglm.yaml" --name ratelimit --role user --requests-per-minute "$rpm" 2>/dev/null)
 "$autoglm" serve --config "$work/autoglm.yaml" > "$work/serve.log" 2>&1 &
 server=$!
-for _ in $(seq 1 120); do
-    curl -sf "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
-    kill -0 "$server" 2>/dev/null || { cat "$work/serve.log"; echo "error: serve exited" >&2; exit 1; }
-    sleep 0.5
-done
+wait_ready
 
 python3 - "$port" "$key" "$rpm" "$seconds" <<'PY'
 import http.client, json, sys, threading, time

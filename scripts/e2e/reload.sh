@@ -17,21 +17,11 @@ cd "$(dirname "$0")/../.."
 autoglm=$(realpath "${1:-.build/release/autoglm}")
 duration="${2:-60}"
 reloads="${3:-5}"
-model="${AUTOGLM_MODEL_PATH:-$HOME/.cache/autoglm/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-[ -f "$model" ] || { echo "error: the default model is missing at $model (scripts/setup-model.sh)" >&2; exit 1; }
-
-work=$(mktemp -d)
-server=""
-cleanup() {
-    [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/e2e/lib.sh
 
 newfile() {  # a new path for the same weights: a hard link where the file system allows it
     ln "$model" "$work/model-$1.gguf" 2>/dev/null || cp "$model" "$work/model-$1.gguf"
 }
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 write_config() {  # $1: the model file; $2: extra lines (a broken key)
     cat > "$work/autoglm.yaml" <<EOF
 server:
@@ -58,8 +48,7 @@ newfile 0
 write_config "$work/model-0.gguf" ""
 "$autoglm" serve --config "$work/autoglm.yaml" > "$work/serve.log" 2>&1 &
 server=$!
-for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.5; done
-curl -sf "http://127.0.0.1:$port/ready" >/dev/null || { echo "error: the server did not become ready" >&2; tail -20 "$work/serve.log" >&2; exit 1; }
+wait_ready
 
 "$autoglm" bench --base-url "http://127.0.0.1:$port" --endpoint completions --concurrency 8 --max-duration "$duration" \
     --num-prompts 1000000 --input-len 32 --output-len 32 --request-timeout 120 --output "$work/bench.json" > "$work/bench.txt" 2>&1 &

@@ -9,8 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 autoglm=$(realpath "${1:-.build/release/autoglm}")
 examples="${2:-25}"
-model="${AUTOGLM_MODEL_PATH:-$HOME/.cache/autoglm/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
-[ -f "$model" ] || { echo "error: the default model is missing at $model (scripts/setup-model.sh)" >&2; exit 1; }
+. scripts/e2e/lib.sh
 
 venv="$PWD/.build/venv-schemathesis"
 if [ ! -x "$venv/bin/schemathesis" ]; then
@@ -18,14 +17,6 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
     "$venv/bin/pip" install -q schemathesis==4.32.5
 fi
 
-work=$(mktemp -d)
-server=""
-cleanup() {
-    [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$work/autoglm.yaml" <<EOF
 server:
   port: $port
@@ -45,11 +36,7 @@ auth:
 EOF
 "$autoglm" serve --config "$work/autoglm.yaml" > "$work/serve.log" 2>&1 &
 server=$!
-for _ in $(seq 1 120); do
-    curl -sf "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
-    kill -0 "$server" 2>/dev/null || { cat "$work/serve.log"; echo "error: serve exited" >&2; exit 1; }
-    sleep 0.5
-done
+wait_ready
 
 # The admin key reaches every operation (the authorization matrix is a Swift test); load, unload, reload and key
 # creation are real (an unloaded model loads again on its next request).
