@@ -32,10 +32,14 @@ final class BodyGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// How long a refused connection keeps draining a body the client is still sending.
     private let drainTime: TimeAmount
     private var state = State.passing(received: 0)
+    /// auth.audit_log: a refusal here never reaches the router (whose middleware writes the other lines), so it
+    /// writes its own line, with no principal (the request is refused before anyone reads its credentials).
+    private let audit: AuditLog?
 
-    init(limit: Int, drainTime: TimeAmount = .seconds(10)) {
+    init(limit: Int, drainTime: TimeAmount = .seconds(10), audit: AuditLog? = nil) {
         self.limit = limit
         self.drainTime = drainTime
+        self.audit = audit
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -49,6 +53,12 @@ final class BodyGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case (.passing, .head(let head)):
             if let length = head.headerFields[.contentLength].flatMap({ Int($0) }), length > limit {
                 refuse(context: context, length: length)
+                if let audit {
+                    // The path without its query, bounded: the line must not carry what a client chose to send.
+                    let path = (head.path ?? "").split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+                    audit.record(AuditEntry(requestID: nil, principal: nil, method: head.method.rawValue, route: String(path.prefix(256)),
+                                            model: nil, decision: "body_too_large", status: 413, ms: 0))
+                }
                 return
             }
             state = .passing(received: 0)

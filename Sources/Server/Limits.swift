@@ -15,26 +15,29 @@ final class AdmissionLimits: Sendable {
     /// attacker cycling addresses cannot grow memory without bound.
     let maxClients: Int
 
-    private struct Bucket {
-        var tokens: Double
-        var updated: ContinuousClock.Instant
+    private struct Client {
+        var window = BudgetLimiter.Window()
+        var lastSeen = 0.0
     }
 
     private struct State {
         var inFlight = 0
-        var buckets: [String: Bucket] = [:]
+        var clients: [String: Client] = [:]
         var maxConcurrent: Int?
         var perMinute: Int
     }
 
     private let state: Mutex<State>
+    /// The windows' clock starts here.
+    private let origin = ContinuousClock.now - .seconds(3600)
 
     init(maxConcurrent: Int?, perMinute: Int, maxClients: Int = 100_000) {
         state = Mutex(State(maxConcurrent: maxConcurrent, perMinute: perMinute))
         self.maxClients = maxClients
     }
 
-    /// New limits from a reload: requests in flight keep their slots; the buckets refill at the new rate.
+    /// New limits from a reload: requests in flight keep their slots; what each client sent in the last minute
+    /// counts against the new limit.
     func update(maxConcurrent: Int?, perMinute: Int) {
         state.withLock { s in
             s.maxConcurrent = maxConcurrent
@@ -47,7 +50,7 @@ final class AdmissionLimits: Sendable {
 
     /// Takes a concurrency slot and a rate token for `client`, or throws the 429 to send.
     /// The slot is given back when the returned object is released.
-    func admit(client: String, now: ContinuousClock.Instant = .now) throws(APIError) -> Slot {
+    func admit(client clientID: String, now: ContinuousClock.Instant = .now) throws(APIError) -> Slot {
         let refusal: APIError? = state.withLock { s in
             let perMinute = s.perMinute
             if let limit = s.maxConcurrent, s.inFlight >= limit {
@@ -56,21 +59,20 @@ final class AdmissionLimits: Sendable {
                     retryAfter: 1, code: "too_many_concurrent_requests")
             }
             if perMinute > 0 {
-                let rate = Double(perMinute) / 60  // tokens per second, bucket holds a minute's worth
-                var bucket = s.buckets[client] ?? Bucket(tokens: Double(perMinute), updated: now)
-                let elapsed = max(0, Self.seconds(now - bucket.updated))
-                bucket.tokens = min(Double(perMinute), bucket.tokens + elapsed * rate)
-                bucket.updated = now
-                if bucket.tokens < 1 {
-                    s.buckets[client] = bucket
-                    let wait = Int(((1 - bucket.tokens) / rate).rounded(.up))
+                // An exact sliding minute (the budgets' window): at most perMinute admissions in any 60 s,
+                // also right after a quiet spell (a token bucket would let twice that through).
+                let second = Self.seconds(now - origin)
+                var client = s.clients[clientID] ?? Client()
+                if client.window.total(at: second) >= Double(perMinute) {
+                    let wait = client.window.wait(at: second, until: Double(perMinute - 1))
                     return .overloaded(
                         "Rate limit reached: \(perMinute) requests per minute per client (limits.requests_per_minute). Retry in \(max(1, wait)) s.",
                         retryAfter: max(1, wait), code: "rate_limit_exceeded")
                 }
-                bucket.tokens -= 1
-                s.buckets[client] = bucket
-                if s.buckets.count > maxClients { Self.forgetOldest(&s.buckets, keep: maxClients / 2) }
+                client.window.add(1, at: second)
+                client.lastSeen = second
+                s.clients[clientID] = client
+                if s.clients.count > maxClients { Self.forgetOldest(&s.clients, keep: maxClients / 2) }
             }
             s.inFlight += 1
             return nil
@@ -81,9 +83,9 @@ final class AdmissionLimits: Sendable {
 
     fileprivate func release() { state.withLock { $0.inFlight -= 1 } }
 
-    private static func forgetOldest(_ buckets: inout [String: Bucket], keep: Int) {
-        let newest = buckets.sorted { $0.value.updated > $1.value.updated }.prefix(keep)
-        buckets = Dictionary(uniqueKeysWithValues: newest.map { ($0.key, $0.value) })
+    private static func forgetOldest(_ clients: inout [String: Client], keep: Int) {
+        let newest = clients.sorted { $0.value.lastSeen > $1.value.lastSeen }.prefix(keep)
+        clients = Dictionary(uniqueKeysWithValues: newest.map { ($0.key, $0.value) })
     }
 
     private static func seconds(_ d: Duration) -> Double {

@@ -98,6 +98,8 @@ public struct ServerRoutes: Sendable {
     public let prometheus: PrometheusCollectorRegistry
     public let requestTimeout: Double?
     public let maxBodyBytes: Int
+    /// limits.max_messages and limits.max_string_length.
+    public var inputShape = InputShape()
     /// server.timeouts.first_token in seconds; nil: none.
     public var firstTokenTimeout: Double?
     /// limits.max_concurrent_requests (nil: none) and limits.requests_per_minute (0: none).
@@ -197,7 +199,7 @@ public struct ServerRoutes: Sendable {
         configured.heartbeatSeconds = heartbeatSeconds
         let api = configured
         router.post("/v1/chat/completions") { request, context in
-            let body = try await Self.body(request, context: context, limit: maxBodyBytes)
+            let body = try await Self.body(request, context: context, limit: maxBodyBytes, shape: inputShape)
             // Remote images (only from images.allowed_domains) are downloaded before the request is read.
             let remote = ImageInputs.remoteURLs(in: body, policy: api.images)
             let fetched = remote.isEmpty ? [:] : try await ImageInputs.fetch(remote, policy: api.images)
@@ -207,14 +209,14 @@ public struct ServerRoutes: Sendable {
             } local: { job in try await Self.run(api, job, context: context) }
         }
         router.post("/v1/completions") { request, context in
-            let body = try await Self.body(request, context: context, limit: maxBodyBytes)
+            let body = try await Self.body(request, context: context, limit: maxBodyBytes, shape: inputShape)
             return try await Self.dispatch(body, path: "/completions", registry: registry, affinity: Self.affinity(request),
                                            override: Self.versionOverride(request), context: context) { body, model throws(APIError) in
                 try api.completionJob(body, model: model)
             } local: { job in try await Self.run(api, job, context: context) }
         }
         router.post("/generate") { request, context in
-            let body = try await Self.body(request, context: context, limit: maxBodyBytes)
+            let body = try await Self.body(request, context: context, limit: maxBodyBytes, shape: inputShape)
             let (slot, ticket) = try registry.resolve(try FieldReader(body).string("model"), override: Self.versionOverride(request))
             defer { ticket.end() }
             context.note.serve(ticket.version, by: registry.releases)
@@ -224,7 +226,7 @@ public struct ServerRoutes: Sendable {
         }
         addAdminRoutes(to: router, keys: live.keys)
         router.post("/tokenize") { request, context in
-            let body = try await Self.body(request, context: context, limit: maxBodyBytes)
+            let body = try await Self.body(request, context: context, limit: maxBodyBytes, shape: inputShape)
             if case .upstream = try registry.route(try FieldReader(body).string("model")), let gateway = registry.upstreams {
                 // The version that counts the request is the one that serves it (a canary's pool, or the header's pick).
                 let (route, ticket) = try registry.pick(try FieldReader(body).string("model"), key: nil, override: Self.versionOverride(request))
@@ -247,7 +249,7 @@ public struct ServerRoutes: Sendable {
             return Self.json(try Self.tokenize(body, model: lease.model))
         }
         router.post("/detokenize") { request, context in
-            let body = try await Self.body(request, context: context, limit: maxBodyBytes)
+            let body = try await Self.body(request, context: context, limit: maxBodyBytes, shape: inputShape)
             let (slot, ticket) = try registry.resolve(try FieldReader(body).string("model"), override: Self.versionOverride(request))
             defer { ticket.end() }
             let lease = try await registry.locals.acquire(slot)
@@ -377,7 +379,8 @@ public struct ServerRoutes: Sendable {
         Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAIJSON.text(value))))
     }
 
-    static func body(_ request: Request, context: ServerContext, limit: Int, emptyIsObject: Bool = false) async throws -> JSON {
+    static func body(_ request: Request, context: ServerContext, limit: Int, emptyIsObject: Bool = false,
+                     shape: InputShape? = nil) async throws -> JSON {
         var request = request
         let buffer: ByteBuffer
         do {
@@ -388,7 +391,9 @@ public struct ServerRoutes: Sendable {
             throw APIError.bodyTooLarge(limit: limit, configurable: limit > 1 << 16)
         }
         if emptyIsObject && buffer.readableBytes == 0 { return .object([]) }
-        return try JSON.parse(Array(buffer.readableBytesView))
+        let body = try JSON.parse(Array(buffer.readableBytesView))
+        try shape?.check(body)
+        return body
     }
 
     static func tokenize(_ body: JSON, model: ServedModel) throws(APIError) -> JSON {

@@ -35,6 +35,8 @@ public struct ServerOptions: Sendable {
     public var metricNames = MetricNames.autoglm
     /// limits.max_body_bytes: the largest request body read; larger ones get 413 before they are read.
     public var maxBodyBytes = 16 << 20
+    /// limits.max_messages and limits.max_string_length.
+    public var inputShape = InputShape()
     /// The `auth` section, ready to use (AccessSetup.make).
     public var access = AccessSetup()
 
@@ -89,10 +91,12 @@ public enum AutoGLMServer {
         routes.heartbeatSeconds = options.heartbeatSeconds
         routes.metricNames = options.metricNames
         routes.access = options.access
+        routes.inputShape = options.inputShape
         let router = routes.router(metricsPath: options.metricsPath, apiKeys: options.apiKeys)
         let bodyLimit = options.maxBodyBytes
+        let bodyAudit = options.access.audit
         var server = HTTPServerBuilder.http1(configuration: .init(
-            additionalChannelHandlers: [BodyGuardHandler(limit: bodyLimit)],
+            additionalChannelHandlers: [BodyGuardHandler(limit: bodyLimit, audit: bodyAudit)],
             idleTimeout: options.idleTimeoutSeconds.map { .milliseconds(Int64($0 * 1000)) }))
         if let tls = options.tls {
             do {

@@ -18,13 +18,15 @@ import Glibc
 /// Bodies over the limit, `Expect: 100-continue`, and fields OpenAI refuses that were once accepted.
 @Suite("Input limits: body size, 100-continue, logit_bias, tools, logprob bytes", .serialized, .timeLimit(.minutes(5)))
 struct InputLimitTests {
-    static func app(maxBodyBytes: Int = 1 << 20) throws -> some ApplicationProtocol {
+    static func app(maxBodyBytes: Int = 1 << 20, shape: InputShape = InputShape(), audit: AuditLog? = nil) throws -> some ApplicationProtocol {
         let pool = LocalModelPool(loaded: [])
         let registry = PrometheusCollectorRegistry()
         let releases = ReleaseController(versions: [(RolloutTests.version("m", "v1", pool: pool, backend: ScriptedBackend(), first: true), nil)],
                                          locals: pool, upstreams: nil, policy: RolloutPolicy(), prometheus: registry)
         var options = ServerOptions()
         options.maxBodyBytes = maxBodyBytes
+        options.inputShape = shape
+        options.access = AccessSetup(audit: audit)
         return try AutoGLMServer.application(locals: pool, metrics: [:], registry: registry, options: options,
                                              logger: RolloutTests.logger(), releases: releases)
     }
@@ -73,11 +75,15 @@ struct InputLimitTests {
         return (first, readToEnd(), failed)
     }
 
-    @Test("a Content-Length over the limit: 413 in OpenAI's shape at once, before the body is sent, and the server serves on")
+    @Test("a Content-Length over the limit: 413 in OpenAI's shape at once, before the body is sent, and the server serves on; the audit log has it")
     func oversizedDeclared() async throws {
-        try await Self.app().test(.live) { client in
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("autoglm-413-\(UInt32.random(in: 0 ... .max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let auditPath = directory.appendingPathComponent("audit.jsonl").path
+        try await Self.app(audit: try AuditLog(path: auditPath)).test(.live) { client in
             let port = try #require(client.port)
-            let head = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(64 << 20)\r\n\r\n"
+            let head = "POST /v1/chat/completions?x=secret HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(64 << 20)\r\n\r\n"
             let started = ContinuousClock.now
             let (first, rest, _) = Self.exchange(port: port, head: head, wait: 10)
             let answer = first + rest
@@ -88,6 +94,14 @@ struct InputLimitTests {
             let after = try await client.execute(uri: "/health", method: .get)
             #expect(after.status == .ok)
         }
+        // The refusal never reached the router; the handler wrote its line (no principal, no query), chained.
+        let contents = [UInt8](try #require(FileManager.default.contents(atPath: auditPath)))
+        #expect(AuditLog.verify(contents: contents).broken == nil)
+        let lines = String(decoding: contents, as: UTF8.self).split(separator: "\n")
+        let refused = try #require(lines.first { $0.contains(#""decision":"body_too_large""#) })
+        #expect(refused.contains(#""status":413"#) && refused.contains(#""route":"/v1/chat/completions""#) && !refused.contains("secret"),
+                "\(refused)")
+        #expect(!refused.contains(#""principal""#))
     }
 
     @Test("a body that is sent anyway (no Expect) gets its 413 answer, not a reset")
@@ -160,6 +174,49 @@ struct InputLimitTests {
                 let (status, param) = try await post("/v1/chat/completions", "{\(chat),\"tool_choice\":\(choice)}")
                 #expect(ok ? status == 200 : (status == 400 && param == "tool_choice"), "tool_choice \(choice): \(status)")
             }
+        }
+    }
+
+    @Test("messages past limits.max_messages and strings past limits.max_string_length: 400 naming the field, OpenAI's codes")
+    func messageAndStringLimits() async throws {
+        try await Self.app(shape: InputShape(maxMessages: 4, maxStringLength: 50)).test(.router) { client in
+            func post(_ path: String, _ body: String) async throws -> (Int, String?, String?) {
+                let r = try await ServerTests.post(client, path, body)
+                guard r.status != .ok else { return (200, nil, nil) }
+                let error = try ServerTests.errorBody(r)
+                return (Int(r.status.code), error["param"] as? String, error["code"] as? String)
+            }
+            let message = #"{"role":"user","content":"hi"}"#
+            func chat(_ messages: [String], extra: String = "") -> String {
+                #"{"model":"m","max_tokens":2,"messages":[\#(messages.joined(separator: ","))]\#(extra)}"#
+            }
+            // At the limit: served. One more: refused, the field and the limit named.
+            #expect(try await post("/v1/chat/completions", chat(Array(repeating: message, count: 4))).0 == 200)
+            let five = try await ServerTests.post(client, "/v1/chat/completions", chat(Array(repeating: message, count: 5)))
+            #expect(five.status == .badRequest)
+            let error = try ServerTests.errorBody(five)
+            #expect(error["param"] as? String == "messages" && error["code"] as? String == "array_above_max_length")
+            #expect((error["message"] as? String)?.contains("maximum length 4, but got an array with length 5") == true)
+            // A list prompt is held to the same count; /tokenize's messages too.
+            let prompts = "[" + Array(repeating: #""a""#, count: 5).joined(separator: ",") + "]"
+            #expect(try await post("/v1/completions", #"{"model":"m","max_tokens":1,"prompt":\#(prompts)}"#) == (400, "prompt", "array_above_max_length"))
+            #expect(try await post("/tokenize", #"{"model":"m","messages":[\#(Array(repeating: message, count: 5).joined(separator: ","))]}"#).1 == "messages")
+            // Strings: 50 characters (not bytes: 50 'é' are 100 bytes) pass; 51 are refused by their path.
+            let fifty = String(repeating: "é", count: 50), fiftyOne = String(repeating: "x", count: 51)
+            #expect(try await post("/v1/chat/completions", chat([#"{"role":"user","content":"\#(fifty)"}"#])).0 == 200)
+            #expect(try await post("/v1/chat/completions", chat([message, #"{"role":"user","content":"\#(fiftyOne)"}"#]))
+                == (400, "messages[1].content", "string_above_max_length"))
+            #expect(try await post("/v1/chat/completions", chat([#"{"role":"user","content":[{"type":"text","text":"\#(fiftyOne)"}]}"#]))
+                == (400, "messages[0].content[0].text", "string_above_max_length"))
+            #expect(try await post("/v1/completions", #"{"model":"m","max_tokens":1,"prompt":"\#(fiftyOne)"}"#) == (400, "prompt", "string_above_max_length"))
+            #expect(try await post("/v1/completions", #"{"model":"m","max_tokens":1,"prompt":"hi","stop":["\#(fiftyOne)"]}"#)
+                == (400, "stop[0]", "string_above_max_length"))
+            #expect(try await post("/v1/chat/completions", chat([message], extra: #","user":"\#(fiftyOne)""#)) == (400, "user", "string_above_max_length"))
+            // An image URL is not a string the limit counts (limits.max_image_bytes bounds it): this text-only model
+            // refuses the image itself, not its length.
+            let image = #"{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,\#(String(repeating: "A", count: 80))"}}]}"#
+            let (status, param, code) = try await post("/v1/chat/completions", chat([image]))
+            #expect(status == 400 && code != "string_above_max_length", "\(status) \(param ?? "") \(code ?? "")")
         }
     }
 

@@ -32,7 +32,7 @@ struct LimitsTests {
         withExtendedLifetime((a, b, c)) {}
     }
 
-    @Test("requests per minute: a bucket per client, refilled over the minute, Retry-After until the next token")
+    @Test("requests per minute: an exact sliding minute per client, Retry-After until the oldest leaves it")
     func rateLimit() throws {
         let limits = AdmissionLimits(maxConcurrent: nil, perMinute: 3)
         let t0 = ContinuousClock.now
@@ -41,13 +41,33 @@ struct LimitsTests {
             _ = try limits.admit(client: "key:a", now: t0)
             Issue.record("a fourth request within the minute was admitted")
         } catch {
-            // 3 per minute = one token every 20 s.
-            #expect(error.status == .tooManyRequests && error.code == "rate_limit_exceeded" && error.retryAfter == 20)
+            // All three were admitted at t0: the first leaves the minute at t0 + 60 s.
+            #expect(error.status == .tooManyRequests && error.code == "rate_limit_exceeded" && error.retryAfter == 60)
         }
-        _ = try limits.admit(client: "key:b", now: t0)  // another client has its own bucket
-        #expect(throws: APIError.self) { _ = try limits.admit(client: "key:a", now: t0 + .seconds(10)) }
-        _ = try limits.admit(client: "key:a", now: t0 + .seconds(21))
+        _ = try limits.admit(client: "key:b", now: t0)  // another client has its own minute
+        #expect(throws: APIError.self) { _ = try limits.admit(client: "key:a", now: t0 + .seconds(59)) }
+        _ = try limits.admit(client: "key:a", now: t0 + .milliseconds(60_001))
         #expect(limits.inFlight == 0)  // every slot above was dropped at once
+    }
+
+    @Test("requests per minute after a quiet spell: never more than the limit in any 60 s (a token bucket allows twice)")
+    func rateLimitAfterQuietSpell() throws {
+        let limits = AdmissionLimits(maxConcurrent: nil, perMinute: 3)
+        let t0 = ContinuousClock.now
+        // Spaced requests: a refilling bucket would be full again at t0 + 59 s and admit three more there.
+        for s in [0, 20, 40] { _ = try limits.admit(client: "key:a", now: t0 + .seconds(s)) }
+        do {
+            _ = try limits.admit(client: "key:a", now: t0 + .seconds(59))
+            Issue.record("a fourth request within 60 s was admitted")
+        } catch {
+            #expect(error.retryAfter == 1)  // the request of t0 leaves the minute at t0 + 60 s
+        }
+        _ = try limits.admit(client: "key:a", now: t0 + .milliseconds(60_500))
+        #expect(throws: APIError.self) { _ = try limits.admit(client: "key:a", now: t0 + .milliseconds(60_600)) }
+        // A whole quiet minute later the client has its three again, and only three.
+        let t1 = t0 + .seconds(200)
+        for _ in 0 ..< 3 { _ = try limits.admit(client: "key:a", now: t1) }
+        #expect(throws: APIError.self) { _ = try limits.admit(client: "key:a", now: t1) }
     }
 
     @Test("the rate limiter forgets the least recently seen clients beyond its bound")

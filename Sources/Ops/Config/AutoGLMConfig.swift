@@ -135,6 +135,8 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var maxImageBytes: Int = 20 << 20
         public var maxImagePixels: Int = 50_000_000
         public var maxBodyBytes: Int = 16 << 20
+        public var maxMessages: Int = 2048
+        public var maxStringLength: Int = 1 << 20
     }
 
     /// Where images in chat messages may come from, and the image processor's pixel budget.
@@ -263,7 +265,8 @@ extension AutoGLMConfig {
                         maxPromptTokens: value("limits.max_prompt_tokens")?.intValue, maxTokens: int("limits.max_tokens"),
                         requestsPerMinute: int("limits.requests_per_minute"),
                         maxImagesPerRequest: int("limits.max_images_per_request"), maxImageBytes: int("limits.max_image_bytes"),
-                        maxImagePixels: int("limits.max_image_pixels"), maxBodyBytes: int("limits.max_body_bytes"))
+                        maxImagePixels: int("limits.max_image_pixels"), maxBodyBytes: int("limits.max_body_bytes"),
+                        maxMessages: int("limits.max_messages"), maxStringLength: int("limits.max_string_length"))
         images = Images(localDirectory: value("images.local_directory")?.stringValue,
                         allowedDomains: value("images.allowed_domains")?.listValue?.compactMap(\.stringValue) ?? [],
                         maxPixels: value("images.max_pixels")?.intValue, minPixels: value("images.min_pixels")?.intValue)

@@ -154,6 +154,8 @@ public enum ConfigSchema {
             ConfigField("max_tokens", .integer(1 ... 1 << 20), default: .integer(4096), help: "Most tokens generated per request."),
             ConfigField("requests_per_minute", .integer(0 ... 10_000_000), default: .integer(0), help: "Per API key; 0 = unlimited."),
             ConfigField("max_body_bytes", .size(1024 ... 1 << 30), default: .integer(16 << 20), help: "Largest request body read; larger ones get 413 before being read."),
+            ConfigField("max_messages", .integer(1 ... 1_000_000), default: .integer(2048), help: "Entries of a chat's messages or a completion's prompt list (400 array_above_max_length)."),
+            ConfigField("max_string_length", .integer(1 ... 1 << 30), default: .integer(1 << 20), help: "Characters of any one string in a request body, image URLs aside (400 string_above_max_length)."),
             ConfigField("max_images_per_request", .integer(0 ... 1000), default: .integer(10), help: "Images in one chat request (vision models)."),
             ConfigField("max_image_bytes", .size(1024 ... 1 << 30), default: .integer(20 << 20), help: "Encoded size of one image."),
             ConfigField("max_image_pixels", .integer(1 ... 1 << 32), default: .integer(50_000_000), help: "Pixels an image may declare; larger ones are refused before decoding (decompression bombs)."),

@@ -17,7 +17,8 @@ public struct AuditEntry: Sendable, Codable, Equatable {
     public var route: String
     public var model: String?
     public var action: String?
-    /// "allow", or why not: "unauthenticated", "forbidden", "model_forbidden", "rate_limited".
+    /// "allow", or why not: "unauthenticated", "forbidden", "model_forbidden", "rate_limited", "body_too_large"
+    /// (a declared Content-Length over limits.max_body_bytes, refused before routing: no principal).
     public var decision: String
     public var status: Int
     public var promptTokens: Int?

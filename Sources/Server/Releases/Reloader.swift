@@ -105,6 +105,8 @@ public final class Reloader: Sendable {
                                 (previous.metrics != config.metrics, "metrics"),
                                 (previous.auth != config.auth, "auth (keys in auth.keys_file apply at once; the section itself at a restart)"),
                                 (previous.limits.maxBodyBytes != config.limits.maxBodyBytes, "limits.max_body_bytes"),
+                                (previous.limits.maxMessages != config.limits.maxMessages
+                                    || previous.limits.maxStringLength != config.limits.maxStringLength, "limits.max_messages/max_string_length"),
                                 (previous.logging.format != config.logging.format, "logging.format"),
                                 (previous.limits.maxTokens != config.limits.maxTokens || previous.limits.maxQueue != config.limits.maxQueue
                                     || previous.limits.maxPromptTokens != config.limits.maxPromptTokens, "limits.max_tokens/max_queue/max_prompt_tokens (apply to new versions)")]
