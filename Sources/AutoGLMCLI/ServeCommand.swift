@@ -122,7 +122,7 @@ struct ServeCommand: AsyncParsableCommand {
         var tls: ServerTLS?
         if let files = config.server.tls {
             do throws(ServerStartError) {
-                tls = try ServerTLS(certificateFile: files.certificateFile, keyFile: files.keyFile)
+                tls = try ServerTLS(certificateFile: files.certificateFile, keyFile: files.keyFile, clientCAFile: files.clientCAFile)
             } catch {
                 printError("error: \(error)")
                 throw ExitCode(1)

@@ -3,6 +3,7 @@ import HTTPTypes
 public import Hummingbird
 import Logging
 import NIOCore
+import NIOSSL
 import Prometheus
 import Synchronization
 
@@ -13,10 +14,19 @@ public struct ServerContext: RequestContext {
     let note = RequestNote()
     /// The client's address (rate limits without API keys); nil when unknown (tests).
     let remoteAddress: SocketAddress?
+    /// The connection, for its TLS state (the client certificate of mTLS).
+    private let channel: any Channel
 
     public init(source: Source) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
+    }
+
+    /// Whether the connection's TLS handshake received a client certificate (with server.tls.client_ca_file the
+    /// handshake refuses one that CA did not sign, so one received is one verified). False on plain HTTP.
+    func hasClientCertificate() async -> Bool {
+        ((try? await channel.nioSSL_peerCertificate().get()) ?? nil) != nil
     }
 }
 
@@ -118,6 +128,40 @@ struct ServedVersion: Sendable {
     }
 
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+}
+
+/// Refuses a path that is not in canonical form (an empty segment as in `//admin/models`, a `.` or `..` segment, a
+/// trailing `/`, a percent-encoded unreserved character) with 404, before any other middleware looks at it. The
+/// router finds routes by non-empty segments, so `//admin/models` reached the admin handler while the access and
+/// admission checks, which compare paths as written, took it for another route: every check must see the path the
+/// router serves.
+struct CanonicalPathMiddleware: RouterMiddleware {
+    typealias Context = ServerContext
+
+    func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        guard Self.isCanonical(path) else { throw APIError.notFound(path: String(path.prefix(200))) }
+        return try await next(request, context)
+    }
+
+    static func isCanonical(_ path: String) -> Bool {
+        guard path.hasPrefix("/") else { return false }
+        if path == "/" { return true }
+        let segments = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+        for segment in segments {
+            if segment.isEmpty || segment == "." || segment == ".." { return false }
+            // %XX for a letter, digit or -._~ is another spelling of a path the checks would not recognise.
+            var rest = segment[...]
+            while let percent = rest.firstIndex(of: "%") {
+                let hex = rest[rest.index(after: percent)...].prefix(2)
+                guard hex.count == 2, let byte = UInt8(hex, radix: 16) else { return false }
+                let c = Character(Unicode.Scalar(byte))
+                if c.isASCII && (c.isLetter || c.isNumber || "-._~".contains(c)) { return false }
+                rest = rest[rest.index(percent, offsetBy: 3)...]
+            }
+        }
+        return true
+    }
 }
 
 /// Accepts the client's `X-Request-Id` (or makes one), puts it in every log line of the request and

@@ -136,6 +136,7 @@ public struct ServerRoutes: Sendable {
         let router = Router(context: ServerContext.self)
         router.add(middleware: RequestIDMiddleware())
         router.add(middleware: APIErrorMiddleware(registry: prometheus, logRequests: true, audit: access.audit))
+        router.add(middleware: CanonicalPathMiddleware())
         let live = self.live ?? LiveSettings(apiKeys: apiKeys, adminKeys: adminAPIKeys, maxConcurrent: maxConcurrentRequests,
                                              perMinute: requestsPerMinute)
         // Added even when off now: a reload may turn configured keys on.

@@ -91,6 +91,7 @@ public enum AutoGLMServer {
         routes.heartbeatSeconds = options.heartbeatSeconds
         routes.metricNames = options.metricNames
         routes.access = options.access
+        routes.access.adminNeedsClientCertificate = options.tls?.clientCAFile != nil
         routes.inputShape = options.inputShape
         let router = routes.router(metricsPath: options.metricsPath, apiKeys: options.apiKeys)
         let bodyLimit = options.maxBodyBytes
@@ -167,11 +168,15 @@ public enum ServerStartError: Error, CustomStringConvertible {
 public struct ServerTLS: Sendable {
     public let certificateFile: String
     public let keyFile: String
+    /// server.tls.client_ca_file: clients may present a certificate, which must be signed by one of these CAs (the
+    /// handshake fails otherwise); the /admin routes need one.
+    public let clientCAFile: String?
     let configuration: TLSConfiguration
 
-    public init(certificateFile: String, keyFile: String) throws(ServerStartError) {
+    public init(certificateFile: String, keyFile: String, clientCAFile: String? = nil) throws(ServerStartError) {
         self.certificateFile = certificateFile
         self.keyFile = keyFile
+        self.clientCAFile = clientCAFile
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
@@ -185,8 +190,22 @@ public struct ServerTLS: Sendable {
         } catch {
             throw .tls(file: keyFile, reason: "not a readable PEM private key (\(error))")
         }
-        let configuration = TLSConfiguration.makeServerConfiguration(
+        var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        if let clientCAFile {
+            let authorities: [NIOSSLCertificate]
+            do {
+                authorities = try NIOSSLCertificate.fromPEMFile(clientCAFile)
+            } catch {
+                throw .tls(file: clientCAFile, reason: "not a readable PEM certificate bundle (server.tls.client_ca_file: \(error))")
+            }
+            guard !authorities.isEmpty else { throw .tls(file: clientCAFile, reason: "the file holds no CA certificate (server.tls.client_ca_file)") }
+            // Optional at the handshake (inference clients need none), verified when presented; the admin routes
+            // then require one.
+            configuration.certificateVerification = .optionalVerification
+            configuration.trustRoots = .certificates(authorities)
+            configuration.sendCANameList = true
+        }
         // Building a context checks that the key belongs to the certificate.
         do {
             _ = try NIOSSLContext(configuration: configuration)

@@ -306,6 +306,39 @@ struct AccessTests {
         }
     }
 
+    @Test("other spellings of a route's path (//admin, a trailing /, ./, %61) are 404 for everyone, never served around the checks")
+    func pathSpellings() async throws {
+        let spellings = ["//admin/models", "/admin//models", "/admin/models/", "/./admin/models", "/admin/./models", "/x/../admin/models",
+                         "/%61dmin/models", "/admin/%6dodels", "//v1/models", "/v1//chat/completions", "//metrics", "/v1/models/"]
+        for path in spellings { #expect(!CanonicalPathMiddleware.isCanonical(path), "\(path)") }
+        for path in ["/", "/admin/models", "/v1/chat/completions", "/admin/models/a%2Fb/load", "/admin/models/a%20b/load"] {
+            #expect(CanonicalPathMiddleware.isCanonical(path), "\(path)")
+        }
+        // Through the router, with the whole access setup, and with admin keys only (auth off for the other routes:
+        // there //admin/models once reached the admin handler with no key at all).
+        let s = try await Self.server()
+        let pool = LocalModelPool(loaded: [])
+        let registry = PrometheusCollectorRegistry()
+        let releases = ReleaseController(versions: [(RolloutTests.version("m", "v1", pool: pool, backend: ScriptedBackend(), first: true), nil)],
+                                         locals: pool, upstreams: nil, policy: RolloutPolicy(), prometheus: registry)
+        var options = ServerOptions()
+        options.adminAPIKeys = ["adm"]
+        let adminKeysOnly = try AutoGLMServer.application(locals: pool, metrics: [:], registry: registry, options: options,
+                                                          logger: RolloutTests.logger(), releases: releases)
+        for app in [s.app, adminKeysOnly] as [any ApplicationProtocol] {
+            try await app.test(.router) { client in
+                for path in spellings {
+                    for method in [HTTPRequest.Method.get, .post] {
+                        let r = try await client.execute(uri: path, method: method, headers: [.contentType: "application/json"],
+                                                         body: ByteBuffer(string: #"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#))
+                        #expect(r.status == .notFound, "\(method) \(path): \(r.status.code) \(String(buffer: r.body).prefix(120))")
+                    }
+                }
+                #expect(try await client.execute(uri: "/admin/models", method: .get).status == .unauthorized)
+            }
+        }
+    }
+
     @Test("a key limited to some models: others are 403 and absent from its model list; usage and refusals reach the audit log")
     func modelsAndAudit() async throws {
         let s = try await Self.server()

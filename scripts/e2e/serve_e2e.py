@@ -10,6 +10,8 @@
 5. SIGTERM drains: an in-flight stream finishes all its tokens, new requests are refused, exit 0.
 6. HTTPS (server.tls) with a throw-away self-signed certificate made by the openssl command: the
    openai client verifies it and chats; a missing key file stops serve before the model loads.
+7. Client certificates (server.tls.client_ca_file): /admin needs one from the configured CA (403 without,
+   handshake refused with another CA's), inference routes need none.
 
 Every wait is bounded; the script exits non-zero on the first failed check.
 """
@@ -303,6 +305,67 @@ def drain_check(port, proc):
         check(True, "no listener after shutdown")
 
 
+def mtls_checks():
+    """server.tls.client_ca_file: the /admin routes need a client certificate from that CA; inference needs none."""
+    openssl = shutil.which("openssl")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        p = lambda name: os.path.join(tmp, name)
+        def run(*args):
+            subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", p("server.key"), "-out", p("server.pem"), "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+        # The clients' CA, a client it signs, and a client of a CA the server does not trust.
+        for ca in ("ca", "other-ca"):
+            run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", p(f"{ca}.key"),
+                "-out", p(f"{ca}.pem"), "-days", "1", "-subj", f"/CN=autoglm test {ca}")
+        for client, ca in (("admin", "ca"), ("stranger", "other-ca")):
+            run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", p(f"{client}.key"),
+                "-out", p(f"{client}.csr"), "-subj", f"/CN={client}")
+            run("x509", "-req", "-in", p(f"{client}.csr"), "-CA", p(f"{ca}.pem"), "-CAkey", p(f"{ca}.key"), "-CAcreateserial",
+                "-out", p(f"{client}.pem"), "-days", "1")
+        env = {"AUTOGLM_SERVER_TLS_CERT_FILE": p("server.pem"), "AUTOGLM_SERVER_TLS_KEY_FILE": p("server.key"),
+               "AUTOGLM_SERVER_TLS_CLIENT_CA_FILE": p("ca.pem"), "AUTOGLM_SERVER_ADMIN_API_KEYS": "adm-secret"}
+        plain = ssl.create_default_context(cafile=p("server.pem"))
+        proc = start_server(port, env, ssl_context=plain)
+        try:
+            def context(client=None):
+                c = ssl.create_default_context(cafile=p("server.pem"))
+                if client:
+                    c.load_cert_chain(p(f"{client}.pem"), p(f"{client}.key"))
+                return c
+            def get(path, ctx, token="adm-secret"):
+                request = urllib.request.Request(f"https://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+                try:
+                    with urllib.request.urlopen(request, timeout=30, context=ctx) as r:
+                        return r.status, json.loads(r.read())
+                except urllib.error.HTTPError as e:
+                    return e.code, json.loads(e.read())
+            status, body = get("/admin/models", context())
+            check(status == 403 and body["error"]["code"] == "client_certificate_required",
+                  f"mTLS: /admin without a client certificate is 403 client_certificate_required ({status})")
+            status, body = get("/admin/models", context(), token="wrong")
+            check(status == 403 and body["error"]["code"] == "client_certificate_required",
+                  "mTLS: without a certificate, a wrong admin key learns nothing (the same 403)")
+            status, body = get("/admin/models", context("admin"))
+            check(status == 200 and body.get("data"), f"mTLS: /admin with the CA's client certificate and the admin key: {status}")
+            status, body = get("/admin/models", context("admin"), token="wrong")
+            check(status == 401, f"mTLS: the certificate alone is not enough; a wrong admin key is 401 ({status})")
+            try:
+                get("/admin/models", context("stranger"))
+                check(False, "mTLS: a client certificate from another CA is refused at the handshake")
+            except (urllib.error.URLError, ssl.SSLError, ConnectionError, OSError):
+                check(True, "mTLS: a client certificate from another CA is refused at the handshake")
+            status, body = get("/v1/models", context())
+            check(status == 200 and body["data"], "mTLS: inference routes need no client certificate")
+            for odd in ("//admin/models", "/admin//models", "/admin/models/", "/./admin/models", "/ADMIN/models"):
+                status, body = get(odd, context())
+                check(status in (403, 404), f"mTLS: {odd} without a certificate is not served ({status})")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
 def tls_checks():
     openssl = shutil.which("openssl")
     check(openssl is not None, "the openssl command is installed (it makes the test certificate)")
@@ -428,6 +491,7 @@ def main():
     check(lines and all(json.loads(l).get("level") for l in lines), f"logs are JSON lines ({len(lines)} lines)")
     check(any("request_id" in json.loads(l) for l in lines), "request logs carry request_id")
     tls_checks()
+    mtls_checks()
     phone_agent_checks()
     print("all end-to-end checks passed")
 

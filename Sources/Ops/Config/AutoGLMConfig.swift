@@ -3,6 +3,8 @@ public struct AutoGLMConfig: Sendable, Equatable {
     public struct TLS: Sendable, Equatable {
         public var certificateFile: String
         public var keyFile: String
+        /// CAs whose client certificates are accepted; the /admin routes need one (mTLS).
+        public var clientCAFile: String? = nil
     }
 
     public struct Timeouts: Sendable, Equatable {
@@ -213,7 +215,7 @@ extension AutoGLMConfig {
         func double(_ p: String) -> Double { value(p)?.doubleValue ?? 0 }
         let tls: TLS? = {
             guard let cert = value("server.tls.cert_file")?.stringValue, let key = value("server.tls.key_file")?.stringValue else { return nil }
-            return TLS(certificateFile: cert, keyFile: key)
+            return TLS(certificateFile: cert, keyFile: key, clientCAFile: value("server.tls.client_ca_file")?.stringValue)
         }()
         server = Server(
             host: string("server.host"), port: int("server.port"),

@@ -420,6 +420,9 @@ struct LoadState {
             let missing = tls["cert_file"] == nil ? "cert_file" : "key_file"
             issues.append(ConfigIssue(.error, .missingKey, key: "server.tls.\(missing)", origin: origins["server.tls"] ?? .file(path: path, line: 0, column: 0),
                                       message: "TLS needs both cert_file and key_file"))
+        } else if tls["client_ca_file"] != nil, tls["cert_file"] == nil {
+            issues.append(ConfigIssue(.error, .missingKey, key: "server.tls.cert_file", origin: origins["server.tls"] ?? .file(path: path, line: 0, column: 0),
+                                      message: "client certificates (client_ca_file) need HTTPS: set cert_file and key_file too"))
         }
         let server = document["server"]?.objectValue ?? [:]
         let host = server["host"]?.stringValue ?? "127.0.0.1"

@@ -122,6 +122,7 @@ public enum ConfigSchema {
             ConfigField("tls", .object([
                 ConfigField("cert_file", .path, help: "PEM certificate chain."),
                 ConfigField("key_file", .path, help: "PEM private key."),
+                ConfigField("client_ca_file", .path, help: "PEM CA bundle for client certificates (mTLS): presented ones must verify; the /admin routes need one."),
             ]), help: "Serve HTTPS with these files (both or neither)."),
             ConfigField("timeouts", .object([
                 ConfigField("request", .duration(1 ... 86400), default: .number(600), help: "Longest a request may take end to end."),

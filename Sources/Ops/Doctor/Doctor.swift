@@ -57,7 +57,7 @@ public struct Doctor: Sendable {
         let portOrigin = loaded.origins["server.port"]?.description ?? "default"
         findings.append(NetworkChecks(probe: probe).port(host: config.server.host, port: config.server.port, origin: portOrigin))
         if let tls = config.server.tls {
-            for (key, file) in [("cert_file", tls.certificateFile), ("key_file", tls.keyFile)] {
+            for (key, file) in [("cert_file", tls.certificateFile), ("key_file", tls.keyFile)] + (tls.clientCAFile.map { [("client_ca_file", $0)] } ?? []) {
                 let error = probe.openForReading(file)
                 findings.append(error == 0
                     ? DoctorFinding("tls.\(key)", "TLS \(key)", .ok, found: "\(file) readable")

@@ -16,6 +16,9 @@ public struct AccessSetup: Sendable {
     public var publicMetrics = false
     /// Budgets of each role's callers where a key sets none.
     public var roleBudgets: [Role: Budgets] = [:]
+    /// server.tls.client_ca_file is set: the /admin routes also need a client certificate (the TLS handshake has
+    /// already checked that a certificate presented is signed by that CA; here: that one was presented).
+    public var adminNeedsClientCertificate = false
 
     public init(store: KeyStore? = nil, jwt: JWTVerifier? = nil, audit: AuditLog? = nil) {
         self.store = store
@@ -129,6 +132,15 @@ struct AccessMiddleware: RouterMiddleware {
         if required == .admin && !access.adminEnabled {
             throw APIError(status: .notFound, message: "The admin routes are off. Set server.admin_api_keys, auth.keys_file or auth.jwt to use them.",
                            type: "invalid_request_error", param: nil, code: "not_found")
+        }
+        if required == .admin && access.setup.adminNeedsClientCertificate {
+            // Checked before any credential is read: without a certificate, admin credentials cannot even be tried.
+            guard await context.hasClientCertificate() else {
+                context.note.decision = "client_certificate_required"
+                throw APIError(status: .forbidden,
+                               message: "The admin routes need a client certificate signed by server.tls.client_ca_file; this connection presented none.",
+                               type: "permission_error", param: nil, code: "client_certificate_required")
+            }
         }
         guard access.authEnabled || required == .admin else { return try await next(request, context) }
         guard let token = Self.bearer(request) else {

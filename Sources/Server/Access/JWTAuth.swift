@@ -133,11 +133,14 @@ public final class JWTVerifier: Sendable {
         let keys: JWTKeyCollection
         let kids: Mutex<Set<String>>
         let lastFetch: Mutex<ContinuousClock.Instant?>
+        /// The least time between two fetches of a JWKS URL (a flood of tokens with made-up kids costs one fetch each).
+        let refetchInterval: Duration
 
-        init(issuer: JWTIssuer, keys: JWTKeyCollection, kids: Set<String>) {
+        init(issuer: JWTIssuer, keys: JWTKeyCollection, kids: Set<String>, refetchInterval: Duration) {
             self.issuer = issuer
             self.keys = keys
             self.kids = Mutex(kids)
+            self.refetchInterval = refetchInterval
             lastFetch = Mutex(.now)
         }
     }
@@ -147,7 +150,8 @@ public final class JWTVerifier: Sendable {
     private init(trusted: [String: Trusted]) { self.trusted = trusted }
 
     /// Loads every issuer's keys (a JWKS URL is fetched now); a key that cannot be read stops the start.
-    public static func make(issuers: [JWTIssuer]) async throws -> JWTVerifier {
+    /// `refetchInterval`: the least time between two fetches of one JWKS URL (30 s; tests shorten it).
+    public static func make(issuers: [JWTIssuer], refetchInterval: Duration = .seconds(30)) async throws -> JWTVerifier {
         var trusted: [String: Trusted] = [:]
         for issuer in issuers {
             let keys = JWTKeyCollection()
@@ -177,7 +181,7 @@ public final class JWTVerifier: Sendable {
                 try await keys.add(jwksJSON: json)
                 kids = Self.kids(in: json)
             }
-            trusted[issuer.issuer] = Trusted(issuer: issuer, keys: keys, kids: kids)
+            trusted[issuer.issuer] = Trusted(issuer: issuer, keys: keys, kids: kids, refetchInterval: refetchInterval)
         }
         return JWTVerifier(trusted: trusted)
     }
@@ -199,7 +203,7 @@ public final class JWTVerifier: Sendable {
         // A kid this issuer's JWKS did not have: its keys may have rotated; fetch them again (rate-limited).
         if case .jwksURL(let url) = t.issuer.keys, case .string(let kid)? = header["kid"], !t.kids.withLock({ $0.contains(kid) }) {
             let due = t.lastFetch.withLock { last in
-                if let l = last, ContinuousClock.now - l < .seconds(30) { return false }
+                if let l = last, ContinuousClock.now - l < t.refetchInterval { return false }
                 last = .now
                 return true
             }
