@@ -439,6 +439,11 @@ struct CompletionsAPI: Sendable {
             for await (slot, r) in group { out[slot] = r }
             return out
         }
+        for (slot, r) in results.enumerated() {
+            if let outcome = r.outcome {
+                RequestTracing.recordPhases(outcome, parent: job.note?.traceContext, model: job.model.name, choice: choices[slot].index)
+            }
+        }
         if let failure = results.compactMap(\.failure).first { throw Self.apiError(failure) }
         var promptTokens = 0
         var completionTokens = 0

@@ -3,6 +3,7 @@ import HTTPTypes
 public import Hummingbird
 import Logging
 import NIOCore
+import Instrumentation
 import NIOSSL
 import Prometheus
 import Synchronization
@@ -43,6 +44,14 @@ final class RequestNote: Sendable {
     }
 
     func clearServed() { served.withLock { $0 = nil } }
+
+    /// The caller's trace headers and the request's trace context (RequestTracing).
+    private let trace = Mutex<(incoming: (traceparent: String?, tracestate: String?), context: InstrumentationContext?)>(((nil, nil), nil))
+    func setTrace(incoming: (traceparent: String?, tracestate: String?), context: InstrumentationContext?) {
+        trace.withLock { $0 = (incoming, context) }
+    }
+    var traceIncoming: (traceparent: String?, tracestate: String?) { trace.withLock { $0.incoming } }
+    var traceContext: InstrumentationContext? { trace.withLock { $0.context } }
     var servedVersion: ServedVersion? { served.withLock { $0 } }
 
     /// What the access middleware learned (for the audit log) and the request's token budget.

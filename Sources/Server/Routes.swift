@@ -137,6 +137,8 @@ public struct ServerRoutes: Sendable {
         router.add(middleware: RequestIDMiddleware())
         router.add(middleware: APIErrorMiddleware(registry: prometheus, logRequests: true, audit: access.audit))
         router.add(middleware: CanonicalPathMiddleware())
+        router.add(middleware: TracingMiddleware(recordingHeaders: [.init("x-request-id")!]))
+        router.add(middleware: TraceNoteMiddleware())
         let live = self.live ?? LiveSettings(apiKeys: apiKeys, adminKeys: adminAPIKeys, maxConcurrent: maxConcurrentRequests,
                                              perMinute: requestsPerMinute)
         // Added even when off now: a reload may turn configured keys on.

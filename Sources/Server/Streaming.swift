@@ -67,6 +67,7 @@ extension CompletionsAPI {
                         guard !token.text.isEmpty || job.logprobs else { continue }
                         try await writer.write(Self.event(chunk(job, choice: choice.index, text: token.text, token: token)))
                     case .finished(let outcome):
+                        RequestTracing.recordPhases(outcome, parent: job.note?.traceContext, model: job.model.name, choice: choice.index)
                         if !outcome.trailingText.isEmpty {
                             try await writer.write(Self.event(chunk(job, choice: choice.index, text: outcome.trailingText)))
                         }

@@ -68,6 +68,8 @@ final class FaultUpstream: Sendable {
         var failing = true
         /// Set when a "long" stream's write failed: the caller went away.
         var callerGone = false
+        /// The trace headers of the last request (traceparent, tracestate, the in-memory tracer's).
+        var traceHeaders: [String: String] = [:]
     }
     let state = Mutex(State())
 
@@ -89,7 +91,12 @@ final class FaultUpstream: Sendable {
             let object = try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] ?? [:]
             let mode = object["model"] as? String ?? ""
             let stream = object["stream"] as? Bool ?? false
+            var trace: [String: String] = [:]
+            for field in request.headers where ["traceparent", "tracestate", "in-memory-trace-id", "in-memory-span-id"].contains(field.name.canonicalName) {
+                trace[field.name.canonicalName] = field.value
+            }
             let failing = self.state.withLock { s -> Bool in
+                s.traceHeaders = trace
                 s.requests[mode, default: 0] += 1
                 return s.failing
             }

@@ -130,7 +130,9 @@ public final class JWTVerifier: Sendable {
 
     private final class Trusted: Sendable {
         let issuer: JWTIssuer
-        let keys: JWTKeyCollection
+        /// Swapped whole when a JWKS URL is fetched again, so a verification never sees a half-filled collection.
+        let current: Mutex<JWTKeyCollection>
+        var keys: JWTKeyCollection { current.withLock { $0 } }
         let kids: Mutex<Set<String>>
         let lastFetch: Mutex<ContinuousClock.Instant?>
         /// The least time between two fetches of a JWKS URL (a flood of tokens with made-up kids costs one fetch each).
@@ -138,7 +140,7 @@ public final class JWTVerifier: Sendable {
 
         init(issuer: JWTIssuer, keys: JWTKeyCollection, kids: Set<String>, refetchInterval: Duration) {
             self.issuer = issuer
-            self.keys = keys
+            current = Mutex(keys)
             self.kids = Mutex(kids)
             self.refetchInterval = refetchInterval
             lastFetch = Mutex(.now)
@@ -208,8 +210,11 @@ public final class JWTVerifier: Sendable {
                 return true
             }
             if due, let json = try? await Self.fetch(url) {
-                _ = await t.keys.removeAll()
-                if (try? await t.keys.add(jwksJSON: json)) != nil { t.kids.withLock { $0 = Self.kids(in: json) } }
+                let fresh = JWTKeyCollection()
+                if (try? await fresh.add(jwksJSON: json)) != nil {
+                    t.current.withLock { $0 = fresh }
+                    t.kids.withLock { $0 = Self.kids(in: json) }
+                }
             }
         }
         let claims: AnyClaims

@@ -88,6 +88,7 @@ public final class UpstreamGateway: Sendable {
         if case .object(let pairs) = body { renamed = pairs.filter { $0.0 != "model" } }
         let payload = ByteBuffer(string: JSON.object([("model", .string(pool.model.upstreamName ?? pool.model.name))] + renamed).text)
         let requestID: String? = context.logger[metadataKey: "request_id"].map { "\($0)" }
+        let traceHeaders = RequestTracing.headers(incoming: context.note.traceIncoming)
         let logger = context.logger
         inFlight.add(1, ordering: .relaxed)
         var handedOver = false
@@ -110,6 +111,7 @@ public final class UpstreamGateway: Sendable {
             request.headers.add(name: "Accept", value: stream ? "text/event-stream" : "application/json")
             if let key = endpoint.endpoint.apiKey { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
             if let requestID { request.headers.add(name: "X-Request-Id", value: requestID) }
+            for (name, value) in traceHeaders { request.headers.add(name: name, value: value) }
             request.body = .bytes(payload)
             let sent = UpstreamPool.now()
             let response: HTTPClientResponse
