@@ -9,6 +9,7 @@ import Ops
 import Prometheus
 import Runtime
 import Server
+import ServiceLifecycle
 import Tokenizer
 
 /// `autoglm serve`: the OpenAI-compatible server over the built-in engine with continuous batching.
@@ -131,6 +132,18 @@ struct ServeCommand: AsyncParsableCommand {
 
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        // Before the upstream gateway's HTTP client is made: it takes the tracer it finds then.
+        let telemetry: (any Service)?
+        do {
+            telemetry = try Telemetry.start(config.tracing)
+        } catch {
+            printError("error: cannot start tracing (tracing.*): \(error)")
+            throw ExitCode(1)
+        }
+        if config.tracing.enabled {
+            logger.info("tracing", metadata: ["otlp_endpoint": .string(UpstreamModel.redacted(config.tracing.endpoint)),
+                                              "sample_percent": .stringConvertible(config.tracing.samplePercent)])
+        }
         var slots: [LocalModelSlot] = []
         var metrics: [String: ServerMetrics] = [:]
         var versions: [(version: ModelVersion, canaryPercent: Int?)] = []
@@ -252,7 +265,7 @@ struct ServeCommand: AsyncParsableCommand {
             let host = config.server.host
             try await AutoGLMServer.run(locals: locals, upstreams: gateway, modelOrder: order, metrics: metrics, registry: registry,
                                         options: serverOptions, logger: logger, releases: releases, reloader: reloader, live: live,
-                                        watchConfig: config.rollout.watchConfig) { port in
+                                        watchConfig: config.rollout.watchConfig, telemetry: telemetry) { port in
                 logger.info("listening", metadata: ["address": .string("\(scheme)://\(host):\(port)"),
                                                     "models": .string(names)])
             }

@@ -118,7 +118,7 @@ public enum AutoGLMServer {
     public static func run(
         locals: LocalModelPool, upstreams: UpstreamGateway? = nil, modelOrder: [String]? = nil, metrics: [String: ServerMetrics],
         registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger, releases: ReleaseController? = nil,
-        reloader: Reloader? = nil, live: LiveSettings? = nil, watchConfig: Bool = false,
+        reloader: Reloader? = nil, live: LiveSettings? = nil, watchConfig: Bool = false, telemetry: (any Service)? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         let releases = releases ?? ReleaseController(locals: locals, upstreams: upstreams)
@@ -127,7 +127,9 @@ public enum AutoGLMServer {
                                   onServerRunning: onServerRunning)
         // Shut down in reverse order: the schedulers and the upstream relays drain first (in-flight
         // requests finish), then the HTTP server closes its listener and connections.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        // The span exporter goes first, so it stops last and sends the spans of the drained requests.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = telemetry.map { [.init(service: $0)] } ?? []
+        services += [
             .init(service: app),
             .init(service: SchedulerService(locals: locals)),
         ]

@@ -12,6 +12,8 @@
    openai client verifies it and chats; a missing key file stops serve before the model loads.
 7. Client certificates (server.tls.client_ca_file): /admin needs one from the configured CA (403 without,
    handshake refused with another CA's), inference routes need none.
+8. Tracing (tracing.enabled): spans reach an OTLP/HTTP collector on 127.0.0.1 in the caller's trace, with
+   the request's span and its queue, prefill and decode phases.
 
 Every wait is bounded; the script exits non-zero on the first failed check.
 """
@@ -366,6 +368,52 @@ def mtls_checks():
             proc.wait(timeout=60)
 
 
+def tracing_checks():
+    """tracing.enabled: the request's spans go by OTLP/HTTP to a collector (a stand-in on 127.0.0.1 that keeps the
+    protobuf bodies; the trace id and span names are found in their bytes), in the caller's trace."""
+    import http.server
+    received = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received.append((self.path, self.headers.get("Content-Type"), body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    port = free_port()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    proc = start_server(port, {"AUTOGLM_TRACING_ENABLED": "true",
+                               "AUTOGLM_TRACING_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
+                               "AUTOGLM_TRACING_SERVICE_NAME": "autoglm-e2e"})
+    try:
+        body = json.dumps({"model": "smollm2-135m-instruct", "max_tokens": 4, "temperature": 0,
+                           "messages": [{"role": "user", "content": "Hi"}]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body, headers={
+            "Content-Type": "application/json", "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+        with urllib.request.urlopen(request, timeout=120) as r:
+            check(r.status == 200, "tracing: a chat request with a traceparent is served")
+    finally:
+        # SIGTERM: the exporter stops last and sends what it holds.
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    collector.shutdown()
+    traces = [b for path, kind, b in received if path == "/v1/traces"]
+    check(traces and all(kind == "application/x-protobuf" for path, kind, _ in received if path == "/v1/traces"),
+          f"tracing: OTLP/HTTP protobuf bodies reached the collector's /v1/traces ({len(traces)})")
+    everything = b"".join(traces)
+    check(bytes.fromhex(trace_id) in everything, "tracing: the spans are in the caller's trace (its trace id)")
+    for name in (b"/v1/chat/completions", b"autoglm.queue", b"autoglm.prefill", b"autoglm.decode", b"autoglm-e2e"):
+        check(name in everything, f"tracing: the export holds {name.decode()}")
+
+
 def tls_checks():
     openssl = shutil.which("openssl")
     check(openssl is not None, "the openssl command is installed (it makes the test certificate)")
@@ -492,6 +540,7 @@ def main():
     check(any("request_id" in json.loads(l) for l in lines), "request logs carry request_id")
     tls_checks()
     mtls_checks()
+    tracing_checks()
     phone_agent_checks()
     print("all end-to-end checks passed")
 

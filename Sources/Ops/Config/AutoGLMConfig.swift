@@ -154,6 +154,14 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var format: String
     }
 
+    /// OpenTelemetry export of traces (OTLP/HTTP).
+    public struct Tracing: Sendable, Equatable {
+        public var enabled = false
+        public var endpoint = "http://127.0.0.1:4318"
+        public var serviceName = "autoglm"
+        public var samplePercent = 100
+    }
+
     public struct Metrics: Sendable, Equatable {
         public var enabled: Bool
         public var path: String
@@ -167,6 +175,7 @@ public struct AutoGLMConfig: Sendable, Equatable {
     public var limits: Limits
     public var images = Images()
     public var logging: Logging
+    public var tracing = Tracing()
     public var metrics: Metrics
     public var rollout = Rollout()
     public var auth = Auth()
@@ -273,6 +282,8 @@ extension AutoGLMConfig {
                         allowedDomains: value("images.allowed_domains")?.listValue?.compactMap(\.stringValue) ?? [],
                         maxPixels: value("images.max_pixels")?.intValue, minPixels: value("images.min_pixels")?.intValue)
         logging = Logging(level: string("logging.level"), format: string("logging.format"))
+        tracing = Tracing(enabled: value("tracing.enabled")?.boolValue ?? false, endpoint: string("tracing.endpoint"),
+                          serviceName: string("tracing.service_name"), samplePercent: int("tracing.sample_percent"))
         metrics = Metrics(enabled: value("metrics.enabled")?.boolValue ?? true, path: string("metrics.path"),
                           names: value("metrics.names")?.stringValue ?? "autoglm")
         rollout.stateFile = value("rollout.state_file")?.stringValue

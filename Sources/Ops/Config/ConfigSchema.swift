@@ -167,6 +167,12 @@ public enum ConfigSchema {
             ConfigField("max_pixels", .integer(1 ... 1 << 32), help: "The image processor's pixel budget (both temporal copies counted, as vLLM's mm_processor_kwargs) and the most a request may ask for (default: the model's)."),
             ConfigField("min_pixels", .integer(1 ... 1 << 32), help: "The image processor's lower pixel bound (default: the model's)."),
         ]), help: "Images in chat messages (vision-language models)."),
+        ConfigField("tracing", .object([
+            ConfigField("enabled", .boolean, default: .boolean(false), help: "Export a span per request, with its queue, prefill and decode phases, by OTLP/HTTP (OpenTelemetry)."),
+            ConfigField("endpoint", .url, default: .string("http://127.0.0.1:4318"), help: "The collector's OTLP/HTTP address; spans go to its /v1/traces."),
+            ConfigField("service_name", .string, default: .string("autoglm"), help: "service.name of the exported spans."),
+            ConfigField("sample_percent", .integer(0 ... 100), default: .integer(100), help: "Share of new traces recorded; a caller's traceparent decides for its own."),
+        ]), help: "Distributed tracing (OpenTelemetry). The standard OTEL_* environment variables also apply."),
         ConfigField("logging", .object([
             ConfigField("level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]), default: .string("info"), help: "Lowest level logged."),
             ConfigField("format", .choice(["text", "json"]), default: .string("text"), help: "Line format."),

@@ -108,6 +108,7 @@ public final class Reloader: Sendable {
                                 (previous.limits.maxMessages != config.limits.maxMessages
                                     || previous.limits.maxStringLength != config.limits.maxStringLength, "limits.max_messages/max_string_length"),
                                 (previous.logging.format != config.logging.format, "logging.format"),
+                                (previous.tracing != config.tracing, "tracing"),
                                 (previous.limits.maxTokens != config.limits.maxTokens || previous.limits.maxQueue != config.limits.maxQueue
                                     || previous.limits.maxPromptTokens != config.limits.maxPromptTokens, "limits.max_tokens/max_queue/max_prompt_tokens (apply to new versions)")]
             where changed {
