@@ -109,6 +109,8 @@ public struct LevelReport: Sendable, Equatable, Codable {
     public var errors: [String: Int]
     /// Up to three distinct transport messages of the failed requests (what to look at first).
     public var errorSamples: [String]
+    /// The level over time (absent from runs saved before it existed).
+    public var timeline: LevelTimeline?
 
     enum CodingKeys: String, CodingKey {
         case label, concurrency, requestRate = "request_rate", maxConcurrency = "max_concurrency"
@@ -118,6 +120,7 @@ public struct LevelReport: Sendable, Equatable, Codable {
         case totalTokenThroughput = "total_token_throughput"
         case ttft, tpot, itl, e2el
         case goodRequests = "good_requests", goodput = "request_goodput", errors, errorSamples = "error_samples"
+        case timeline
     }
 
     /// Aggregates the requests of one level that ran for `duration` seconds.
@@ -153,6 +156,7 @@ public struct LevelReport: Sendable, Equatable, Codable {
         tpot = LatencyStats(seconds: metrics.compactMap(\.tpot))
         itl = LatencyStats(seconds: metrics.flatMap(\.itls))
         e2el = LatencyStats(seconds: metrics.map(\.e2el))
+        timeline = LevelTimeline(timings: timings, duration: duration)
         if slo.isEmpty {
             goodRequests = nil
             goodput = nil

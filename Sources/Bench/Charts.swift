@@ -43,7 +43,7 @@ public enum BenchCharts {
                    ("p90", "#ff7f0e", { $0.completed > 0 ? stats($0).p90Ms : nil }),
                    ("p99", "#d62728", { $0.completed > 0 ? stats($0).p99Ms : nil })])
         }
-        return [
+        var charts: [(file: String, svg: String)] = [
             ("throughput.svg", lineChart(title: "Output token throughput", yLabel: "tokens/s", levels: labels,
                                          series: lines([("", "#2ca02c", { $0.outputTokenThroughput })]))),
             ("requests.svg", lineChart(title: "Request throughput", yLabel: "requests/s", levels: labels,
@@ -52,6 +52,48 @@ public enum BenchCharts {
             ("tpot.svg", lineChart(title: "Time per output token", yLabel: "ms", levels: labels, series: latency(\.tpot))),
             ("itl.svg", lineChart(title: "Inter-token latency", yLabel: "ms", levels: labels, series: latency(\.itl))),
             ("e2el.svg", lineChart(title: "End-to-end latency", yLabel: "ms", levels: labels, series: latency(\.e2el))),
+        ]
+        charts += timelineCharts(runs, names: names)
+        return charts
+    }
+
+    /// The runs over time (levels one after the other, their starts marked): output tokens per second, and the time to
+    /// first token (p50, p99) of the requests whose first token came in each bucket. Runs saved without a timeline are
+    /// left out of these two; none with one: no charts.
+    static func timelineCharts(_ runs: [BenchResult], names: [String]) -> [(file: String, svg: String)] {
+        struct Track { var name: String; var dashed: Bool; var points: [(seconds: Double, level: LevelTimeline, index: Int)] }
+        var tracks: [Track] = []
+        var seconds = 0.0
+        var markers: [(seconds: Double, label: String)] = []
+        for (r, run) in runs.enumerated() where run.levels.contains(where: { $0.timeline != nil }) {
+            var track = Track(name: names[r], dashed: r % 2 == 1, points: [])
+            var offset = 0.0
+            for level in run.levels {
+                if tracks.isEmpty { markers.append((offset, level.label)) }
+                if let timeline = level.timeline {
+                    for i in timeline.outputTokensPerSecond.indices {
+                        track.points.append((offset + (Double(i) + 0.5) * timeline.bucketSeconds, timeline, i))
+                    }
+                    offset += max(level.durationSeconds, Double(timeline.outputTokensPerSecond.count) * timeline.bucketSeconds)
+                } else {
+                    offset += level.durationSeconds
+                }
+            }
+            seconds = max(seconds, offset)
+            tracks.append(track)
+        }
+        guard !tracks.isEmpty else { return [] }
+        typealias Line = (name: String, color: String, dashed: Bool, points: [(seconds: Double, value: Double)])
+        func line(_ track: Track, _ suffix: String, _ color: String, _ value: (LevelTimeline, Int) -> Double?) -> Line {
+            (track.name + suffix, color, track.dashed, track.points.compactMap { p in value(p.level, p.index).map { (p.seconds, $0) } })
+        }
+        let throughput = tracks.map { line($0, "", "#2ca02c") { $0.outputTokensPerSecond[$1] } }
+        let ttft = tracks.flatMap { [line($0, " p50", "#1f77b4") { $0.ttftP50Ms[$1] }, line($0, " p99", "#d62728") { $0.ttftP99Ms[$1] }] }
+        return [
+            ("timeline-throughput.svg", timeChart(title: "Output token throughput over the run", yLabel: "tokens/s", seconds: seconds,
+                                                  markers: markers, series: throughput)),
+            ("timeline-ttft.svg", timeChart(title: "Time to first token over the run", yLabel: "ms", seconds: seconds,
+                                            markers: markers, series: ttft)),
         ]
     }
 
@@ -67,17 +109,42 @@ public enum BenchCharts {
     /// A line chart with the levels along x (evenly spaced, labelled) and 0...a round maximum along y.
     public static func lineChart(title: String, yLabel: String, levels: [String], series: [Series],
                                  width: Double = 760, height: Double = 440) -> String {
-        // The plot area, then the x labels, then one legend row per series below it.
+        // Levels evenly spaced, inset 56 points from the ends so that their labels fit.
+        return plot(title: title, yLabel: yLabel, width: width, height: height,
+                    xPosition: { i, plotW in levels.count == 1 ? plotW / 2 : 56 + (plotW - 112) * i / Double(levels.count - 1) },
+                    xLabels: levels.enumerated().map { (Double($0.offset), $0.element) }, markers: [],
+                    lines: series.map { s in
+                        (s.name, s.color, s.dashed, s.values.enumerated().compactMap { i, v in v.map { (Double(i), $0) } })
+                    })
+    }
+
+    /// A line chart against time (seconds from the run's start), with the levels' boundaries marked: one run over time.
+    public static func timeChart(title: String, yLabel: String, seconds: Double, markers: [(seconds: Double, label: String)],
+                                 series: [(name: String, color: String, dashed: Bool, points: [(seconds: Double, value: Double)])],
+                                 width: Double = 760, height: Double = 440) -> String {
+        let (xMax, step) = niceAxis(max(seconds, 1))
+        var ticks: [(Double, String)] = []
+        var t = 0.0
+        while t <= xMax + step / 2 {
+            ticks.append((t, label(t) + " s"))
+            t += step
+        }
+        return plot(title: title, yLabel: yLabel, width: width, height: height,
+                    xPosition: { s, plotW in plotW * s / xMax }, xLabels: ticks, markers: markers,
+                    lines: series.map { ($0.name, $0.color, $0.dashed, $0.points.map { ($0.seconds, $0.value) }) })
+    }
+
+    /// The frame both charts share: title, y grid with a round maximum, axes, x labels, vertical markers, the lines with
+    /// their points, and one legend row per line below the plot. `xPosition(x, plotWidth)`: x's offset in the plot.
+    static func plot(title: String, yLabel: String, width: Double, height: Double, xPosition: (Double, Double) -> Double,
+                     xLabels: [(Double, String)], markers: [(seconds: Double, label: String)],
+                     lines: [(name: String, color: String, dashed: Bool, points: [(Double, Double)])]) -> String {
         let left = 72.0, right = 24.0, top = 48.0
         let plotW = width - left - right, plotH = height - top - 56
-        let chartH = height + 18 * Double(series.count)
-        let maximum = series.flatMap { $0.values.compactMap { $0 } }.filter(\.isFinite).max() ?? 0
+        let chartH = height + 18 * Double(lines.count)
+        let maximum = lines.flatMap { $0.points.map(\.1) }.filter(\.isFinite).max() ?? 0
         let (yMax, step) = niceAxis(maximum)
-        // Levels inset from the ends, so that their labels fit.
-        let inset = 56.0
-        func x(_ i: Int) -> Double {
-            levels.count == 1 ? left + plotW / 2 : left + inset + (plotW - 2 * inset) * Double(i) / Double(levels.count - 1)
-        }
+        func x(_ v: Double) -> Double { left + xPosition(v, plotW) }
         func y(_ v: Double) -> Double { top + plotH - plotH * v / yMax }
         var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(f(width))" height="\(f(chartH))" viewBox="0 0 \(f(width)) \(f(chartH))" \
@@ -97,23 +164,29 @@ public enum BenchCharts {
         // Axes and x labels.
         svg += "<line x1=\"\(f(left))\" y1=\"\(f(top + plotH))\" x2=\"\(f(left + plotW))\" y2=\"\(f(top + plotH))\" stroke=\"black\"/>\n"
         svg += "<line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(top + plotH))\" stroke=\"black\"/>\n"
-        for (i, level) in levels.enumerated() {
-            svg += "<text x=\"\(f(x(i)))\" y=\"\(f(top + plotH + 18))\" text-anchor=\"middle\">\(escape(level))</text>\n"
+        for (position, text) in xLabels {
+            svg += "<text x=\"\(f(x(position)))\" y=\"\(f(top + plotH + 18))\" text-anchor=\"middle\">\(escape(text))</text>\n"
+        }
+        // Markers (the levels of a run over time): a dotted vertical line, its label at the top.
+        for marker in markers {
+            let mx = x(marker.seconds)
+            svg += "<line x1=\"\(f(mx))\" y1=\"\(f(top))\" x2=\"\(f(mx))\" y2=\"\(f(top + plotH))\" stroke=\"#999999\" stroke-dasharray=\"2 3\"/>\n"
+            svg += "<text x=\"\(f(mx + 4))\" y=\"\(f(top + 12))\" fill=\"#555555\">\(escape(marker.label))</text>\n"
         }
         // Lines, points and the legend.
-        for (n, s) in series.enumerated() {
-            let points = s.values.enumerated().compactMap { i, v in v.flatMap { $0.isFinite ? (x(i), y($0)) : nil } }
-            let dash = s.dashed ? " stroke-dasharray=\"6 4\"" : ""
+        for (n, line) in lines.enumerated() {
+            let points = line.points.compactMap { $0.1.isFinite ? (x($0.0), y($0.1)) : nil }
+            let dash = line.dashed ? " stroke-dasharray=\"6 4\"" : ""
             if points.count > 1 {
-                svg += "<polyline fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"2\"\(dash) points=\""
-                    + points.map { "\(f($0.0)),\(f($0.1))" }.joined(separator: " ") + "\"><title>\(escape(s.name))</title></polyline>\n"
+                svg += "<polyline fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"2\"\(dash) points=\""
+                    + points.map { "\(f($0.0)),\(f($0.1))" }.joined(separator: " ") + "\"><title>\(escape(line.name))</title></polyline>\n"
             }
             for (px, py) in points {
-                svg += "<circle cx=\"\(f(px))\" cy=\"\(f(py))\" r=\"3\" fill=\"\(s.color)\"/>\n"
+                svg += "<circle cx=\"\(f(px))\" cy=\"\(f(py))\" r=\"3\" fill=\"\(line.color)\"/>\n"
             }
             let ly = top + plotH + 40 + 18 * Double(n)
-            svg += "<line x1=\"\(f(left))\" y1=\"\(f(ly - 4))\" x2=\"\(f(left + 28))\" y2=\"\(f(ly - 4))\" stroke=\"\(s.color)\" stroke-width=\"2\"\(dash)/>\n"
-            svg += "<text x=\"\(f(left + 36))\" y=\"\(f(ly))\">\(escape(s.name))</text>\n"
+            svg += "<line x1=\"\(f(left))\" y1=\"\(f(ly - 4))\" x2=\"\(f(left + 28))\" y2=\"\(f(ly - 4))\" stroke=\"\(line.color)\" stroke-width=\"2\"\(dash)/>\n"
+            svg += "<text x=\"\(f(left + 36))\" y=\"\(f(ly))\">\(escape(line.name))</text>\n"
         }
         return svg + "</svg>\n"
     }

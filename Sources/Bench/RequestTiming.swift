@@ -45,6 +45,8 @@ public struct RequestTiming: Sendable, Equatable {
     public var failure: RequestFailure?
     /// What the transport said when it failed (the error's description), for the report's samples.
     public var failureDetail: String?
+    /// When the request was sent, in seconds from its level's start (the run over time); nil when not known.
+    public var sentAt: Double?
 
     public init(choiceChunkTimes: [Double] = [], lastDataTime: Double? = nil, contentChunks: Int = 0,
                 usage: Usage? = nil, failure: RequestFailure? = nil) {

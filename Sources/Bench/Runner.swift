@@ -181,8 +181,11 @@ public struct BenchRunner: Sendable {
         let progress = self.progress
         func issue(_ index: Int, into group: inout TaskGroup<RequestTiming>) {
             let body = bodies[index % bodies.count]
+            let elapsed = clock.now - start
+            let sentAt = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
             group.addTask {
-                let timing = await sender.send(body)
+                var timing = await sender.send(body)
+                timing.sentAt = sentAt
                 progress?.requestFinished(failed: timing.failure != nil || RequestMetrics(timing) == nil)
                 return timing
             }

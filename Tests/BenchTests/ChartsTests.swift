@@ -85,4 +85,81 @@ import Testing
         #expect(svg.contains("&lt;t&amp;&gt;") && svg.contains("x&lt;y"))
         _ = try Elements.parse(svg)
     }
+
+    /// Requests sent at `sent` (seconds from the level's start), each 0.5 s to its first token, then 3 more chunks
+    /// 0.1 s apart, 5 tokens in all, done at 0.9 s.
+    static func timedLevel(_ label: String, sent: [Double], failedAt: [Double] = [], duration: Double) -> LevelReport {
+        var timings: [RequestTiming] = sent.map { at in
+            var t = RequestTiming(choiceChunkTimes: [0.5, 0.6, 0.7, 0.8], lastDataTime: 0.9, contentChunks: 4,
+                                  usage: Usage(promptTokens: 8, completionTokens: 5))
+            t.sentAt = at
+            return t
+        }
+        for at in failedAt {
+            var t = RequestTiming(failure: .timeout)
+            t.sentAt = at
+            timings.append(t)
+        }
+        return LevelReport(label: label, concurrency: 1, timings: timings, duration: duration, slo: GoodputSLO())
+    }
+
+    @Test("the level over time: tokens where their chunks came, completions, first-token times and failures per bucket")
+    func timeline() throws {
+        let level = Self.timedLevel("concurrency 2", sent: [0, 0, 1, 2.5], failedAt: [2], duration: 3.4)
+        let t = try #require(level.timeline)
+        #expect(t.bucketSeconds == 1)
+        // The last bucket is 0.4 s of the level: 5 tokens and 1 request in it are 12.5 tokens/s and 2.5 requests/s.
+        #expect(zip(t.outputTokensPerSecond, [10, 5, 0, 12.5]).allSatisfy { abs($0 - $1) < 1e-9 }, "\(t.outputTokensPerSecond)")
+        #expect(zip(t.requestsPerSecond, [2, 1, 0, 2.5]).allSatisfy { abs($0 - $1) < 1e-9 }, "\(t.requestsPerSecond)")
+        #expect(t.ttftP50Ms == [500, 500, nil, 500] && t.ttftP99Ms == [500, 500, nil, 500])
+        #expect(t.failed == [0, 0, 1, 0])
+        // A long level gets wider buckets: at most 120.
+        let long = try #require(Self.timedLevel("rate 1", sent: Array(stride(from: 0.0, to: 600, by: 1)), duration: 601).timeline)
+        #expect(long.bucketSeconds == 6 && long.outputTokensPerSecond.count <= 120)
+        // 601 s in buckets of 6: the last covers 1 s. Every token counted once: rate x covered time sums to 3000.
+        let covered = long.outputTokensPerSecond.indices.map { $0 == long.outputTokensPerSecond.count - 1 ? 1.0 : 6.0 }
+        #expect(abs(zip(long.outputTokensPerSecond, covered).map { $0 * $1 }.reduce(0, +) - 3000) < 1e-6, "every token is counted once")
+        // Saved and read back; a run saved before timelines existed reads with none.
+        let decoded = try JSONDecoder().decode(LevelReport.self, from: JSONEncoder().encode(level))
+        #expect(decoded.timeline == level.timeline)
+        var old = try JSONSerialization.jsonObject(with: JSONEncoder().encode(level)) as! [String: Any]
+        old.removeValue(forKey: "timeline")
+        #expect(try JSONDecoder().decode(LevelReport.self, from: JSONSerialization.data(withJSONObject: old)).timeline == nil)
+    }
+
+    @Test("the run over time: levels one after another, their starts marked, points placed by time; runs without a timeline left out")
+    func timelineCharts() throws {
+        let run = BenchResult(baseURL: "http://127.0.0.1:8080", endpoint: "completions", model: "m", numPrompts: 4, seed: 0, slo: GoodputSLO(),
+                              levels: [Self.timedLevel("concurrency 1", sent: [0, 1, 2], duration: 3),
+                                       Self.timedLevel("concurrency 2", sent: [0, 0, 1, 1], duration: 2)])
+        var untimed = Self.result("http://127.0.0.1:8081", ttfts: [0.1, 0.2])
+        untimed.levels = Array(untimed.levels.prefix(2)).enumerated().map { i, l in
+            var l = l
+            l.label = run.levels[i].label
+            return l
+        }
+        let charts = try BenchCharts.charts(for: [run, untimed])
+        #expect(charts.map(\.file).suffix(2) == ["timeline-throughput.svg", "timeline-ttft.svg"])
+        let svg = try Elements.parse(try #require(charts.first { $0.file == "timeline-throughput.svg" }).svg)
+        let lines = svg.all.filter { $0.name == "polyline" }
+        #expect(lines.count == 1, "only the run with a timeline")
+        let points = (lines.first?.attributes["points"] ?? "").split(separator: " ").map { $0.split(separator: ",").map { Double($0)! } }
+        #expect(points.count == 5, "3 buckets of the first level, 2 of the second")
+        let xs = points.map { $0[0] }
+        #expect(xs == xs.sorted() && Set(xs).count == 5)
+        // Evenly spaced in time: bucket midpoints 0.5, 1.5, 2.5, then 3.5, 4.5 s.
+        let gaps = zip(xs.dropFirst(), xs).map { $0 - $1 }
+        #expect(gaps.allSatisfy { abs($0 - gaps[0]) < 0.2 })
+        // The second level's 10 tokens in its first second are the highest point (smallest y).
+        let ys = points.map { $0[1] }
+        #expect(ys.firstIndex(of: ys.min()!) == 3)
+        let texts = svg.all.filter { $0.name == "text" }.map(\.text)
+        #expect(texts.contains("concurrency 1") && texts.contains("concurrency 2") && texts.contains("0 s"))
+        let markers = svg.all.filter { $0.name == "line" && $0.attributes["stroke-dasharray"] == "2 3" }
+        #expect(markers.count == 2)
+        let ttft = try Elements.parse(try #require(charts.last).svg)
+        #expect(ttft.all.filter { $0.name == "polyline" }.count == 2, "p50 and p99")
+        // No run with a timeline: no timeline charts.
+        #expect(try BenchCharts.charts(for: [untimed]).count == 6)
+    }
 }
