@@ -42,6 +42,11 @@ fi
 # resources.
 manifests=$(find deploy/kubernetes -name '*.yaml' ! -name kustomization.yaml ! -name servicemonitor.yaml ! -name scaledobject.yaml | sort)
 "$venv/bin/kubernetes-validate" --strict --quiet -k 1.31.0 $manifests
+# Those two against their CRDs' own schemas, when the CRD files are at hand (CI cannot fetch them: see
+# scripts/check-crd-manifests.py); AUTOGLM_CRD_FILES: their paths, space-separated.
+if [ -n "${AUTOGLM_CRD_FILES:-}" ]; then
+    "$venv/bin/python" scripts/check-crd-manifests.py $AUTOGLM_CRD_FILES
+fi
 for k in deploy/kubernetes/*/kustomization.yaml; do
     "$venv/bin/python" - "$k" <<'PY'
 import os, sys, yaml
