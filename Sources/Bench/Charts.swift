@@ -168,14 +168,17 @@ public enum BenchCharts {
             svg += "<text x=\"\(f(x(position)))\" y=\"\(f(top + plotH + 18))\" text-anchor=\"middle\">\(escape(text))</text>\n"
         }
         // Markers (the levels of a run over time): a dotted vertical line, its label at the top.
-        for marker in markers {
+        for marker in markers where x(marker.seconds).isFinite {
             let mx = x(marker.seconds)
             svg += "<line x1=\"\(f(mx))\" y1=\"\(f(top))\" x2=\"\(f(mx))\" y2=\"\(f(top + plotH))\" stroke=\"#999999\" stroke-dasharray=\"2 3\"/>\n"
             svg += "<text x=\"\(f(mx + 4))\" y=\"\(f(top + 12))\" fill=\"#555555\">\(escape(marker.label))</text>\n"
         }
         // Lines, points and the legend.
         for (n, line) in lines.enumerated() {
-            let points = line.points.compactMap { $0.1.isFinite ? (x($0.0), y($0.1)) : nil }
+            let points = line.points.compactMap { p -> (Double, Double)? in
+                let (px, py) = (x(p.0), y(p.1))
+                return px.isFinite && py.isFinite ? (px, py) : nil
+            }
             let dash = line.dashed ? " stroke-dasharray=\"6 4\"" : ""
             if points.count > 1 {
                 svg += "<polyline fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"2\"\(dash) points=\""
@@ -193,11 +196,12 @@ public enum BenchCharts {
 
     /// A round maximum at or above `value` and the step between its 4 to 5 ticks.
     public static func niceAxis(_ value: Double) -> (maximum: Double, step: Double) {
-        guard value > 0, value.isFinite else { return (1, 0.25) }
+        guard value > 0, value.isFinite, value < 1e300 else { return (1, 0.25) }
         let raw = value / 4
         let magnitude = pow(10, floor(log10(raw)))
         let step = [1.0, 2, 2.5, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? 10 * magnitude
-        return (step * ceil(value / step), step)
+        let maximum = step * ceil(value / step)
+        return maximum.isFinite && step > 0 ? (maximum, step) : (1, 0.25)
     }
 
     static func label(_ v: Double) -> String {

@@ -16,6 +16,23 @@ public struct LevelTimeline: Sendable, Equatable, Codable {
 
     static let maxBuckets = 120
 
+    /// Read back from a JSON file (`--compare`): the series must agree in length and the bucket be a positive width.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        bucketSeconds = try c.decode(Double.self, forKey: .bucketSeconds)
+        outputTokensPerSecond = try c.decode([Double].self, forKey: .outputTokensPerSecond)
+        requestsPerSecond = try c.decode([Double].self, forKey: .requestsPerSecond)
+        ttftP50Ms = try c.decode([Double?].self, forKey: .ttftP50Ms)
+        ttftP99Ms = try c.decode([Double?].self, forKey: .ttftP99Ms)
+        failed = try c.decode([Int].self, forKey: .failed)
+        let n = outputTokensPerSecond.count
+        guard bucketSeconds.isFinite, bucketSeconds > 0, bucketSeconds < 1e9, n <= 100_000,
+              [requestsPerSecond.count, ttftP50Ms.count, ttftP99Ms.count, failed.count].allSatisfy({ $0 == n }) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath,
+                                                    debugDescription: "a timeline's series differ in length or its bucket_s is not a positive width"))
+        }
+    }
+
     enum CodingKeys: String, CodingKey {
         case bucketSeconds = "bucket_s", outputTokensPerSecond = "output_tokens_per_s", requestsPerSecond = "requests_per_s"
         case ttftP50Ms = "ttft_p50_ms", ttftP99Ms = "ttft_p99_ms", failed
@@ -26,7 +43,9 @@ public struct LevelTimeline: Sendable, Equatable, Codable {
         guard timings.contains(where: { $0.sentAt != nil }) else { return nil }
         let end = max(duration, timings.compactMap { t in t.sentAt.map { $0 + (t.lastDataTime ?? 0) } }.max() ?? 0)
         let width = max(1, (end / Double(Self.maxBuckets)).rounded(.up))
-        let count = max(1, Int((end / width).rounded(.up)))
+        // A last bucket shorter than half a bucket joins the one before (its rates would swing on a few ms).
+        var count = max(1, Int((end / width).rounded(.up)))
+        if count > 1 && end - Double(count - 1) * width < width / 2 { count -= 1 }
         func bucket(_ time: Double) -> Int { min(count - 1, max(0, Int(time / width))) }
         var tokens = [Double](repeating: 0, count: count)
         var completed = [Double](repeating: 0, count: count)
@@ -54,7 +73,7 @@ public struct LevelTimeline: Sendable, Equatable, Codable {
             return sorted[min(sorted.count - 1, max(0, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1))]
         }
         // The last bucket covers only what is left of the level: its rates are over that time, not a whole bucket.
-        let lastWidth = max(min(width, end - Double(count - 1) * width), width / 100)
+        let lastWidth = max(end - Double(count - 1) * width, width / 2)
         func rate(_ values: [Double]) -> [Double] { values.enumerated().map { $1 / ($0 == count - 1 ? lastWidth : width) } }
         bucketSeconds = width
         outputTokensPerSecond = rate(tokens)

@@ -56,7 +56,7 @@ final class BodyGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 if let audit {
                     // The path without its query, bounded: the line must not carry what a client chose to send.
                     let path = (head.path ?? "").split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-                    audit.record(AuditEntry(requestID: nil, principal: nil, method: head.method.rawValue, route: String(path.prefix(256)),
+                    audit.record(AuditEntry(requestID: nil, principal: nil, method: head.method.rawValue, route: String(decoding: path.utf8.prefix(256), as: UTF8.self),
                                             model: nil, decision: "body_too_large", status: 413, ms: 0))
                 }
                 return

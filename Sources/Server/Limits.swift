@@ -15,14 +15,56 @@ final class AdmissionLimits: Sendable {
     /// attacker cycling addresses cannot grow memory without bound.
     let maxClients: Int
 
+    /// A client's admissions in each of the last 60 whole seconds (a ring indexed by second mod 60): a sliding
+    /// minute to the second in 248 bytes, whatever the limit (a log of every admission would cost 16 bytes each).
+    struct MinuteRing {
+        private var counts = [UInt32](repeating: 0, count: 60)
+        private(set) var lastSecond: Int64 = .min
+
+        private static func slot(_ second: Int64) -> Int { Int(((second % 60) + 60) % 60) }
+
+        /// Clears the seconds that left the minute ending at `second`.
+        private mutating func advance(to second: Int64) {
+            if lastSecond == .min || second - lastSecond >= 60 {
+                for i in counts.indices { counts[i] = 0 }
+            } else if second > lastSecond {
+                for s in (lastSecond + 1) ... second { counts[Self.slot(s)] = 0 }
+            }
+            lastSecond = max(lastSecond, second)
+        }
+
+        /// Admissions in the 60 seconds ending with `second` (that one included).
+        mutating func total(at second: Int64) -> Int {
+            advance(to: second)
+            return counts.reduce(0) { $0 + Int($1) }
+        }
+
+        mutating func add(at second: Int64) {
+            advance(to: second)
+            counts[Self.slot(second)] += 1
+        }
+
+        /// Seconds until the total falls to `target` or below, as the oldest seconds leave the minute.
+        mutating func wait(at second: Int64, until target: Int) -> Int {
+            var remaining = total(at: second)
+            guard remaining > target else { return 0 }
+            for age in stride(from: 59, through: 0, by: -1) {
+                remaining -= Int(counts[Self.slot(second - Int64(age))])
+                if remaining <= target { return 60 - age }
+            }
+            return 60
+        }
+    }
+
     private struct Client {
-        var window = BudgetLimiter.Window()
-        var lastSeen = 0.0
+        var ring = MinuteRing()
+        var lastSeen: Int64 = 0
     }
 
     private struct State {
         var inFlight = 0
-        var clients: [String: Client] = [:]
+        /// Keyed by a hash of the client's id (a bearer token is never kept).
+        var clients: [UInt64: Client] = [:]
         var maxConcurrent: Int?
         var perMinute: Int
     }
@@ -59,19 +101,21 @@ final class AdmissionLimits: Sendable {
                     retryAfter: 1, code: "too_many_concurrent_requests")
             }
             if perMinute > 0 {
-                // An exact sliding minute (the budgets' window): at most perMinute admissions in any 60 s,
-                // also right after a quiet spell (a token bucket would let twice that through).
-                let second = Self.seconds(now - origin)
-                var client = s.clients[clientID] ?? Client()
-                if client.window.total(at: second) >= Double(perMinute) {
-                    let wait = client.window.wait(at: second, until: Double(perMinute - 1))
+                // A sliding minute to the second: at most perMinute admissions in any 60 whole seconds, also right
+                // after a quiet spell (a token bucket would let twice that through).
+                let key = Self.key(clientID)
+                var client = s.clients[key] ?? Client()
+                // Callers read the clock before the lock: never step the ring back.
+                let second = max(Int64(Self.seconds(now - origin)), client.ring.lastSecond)
+                if client.ring.total(at: second) >= perMinute {
+                    let wait = client.ring.wait(at: second, until: perMinute - 1)
                     return .overloaded(
                         "Rate limit reached: \(perMinute) requests per minute per client (limits.requests_per_minute). Retry in \(max(1, wait)) s.",
                         retryAfter: max(1, wait), code: "rate_limit_exceeded")
                 }
-                client.window.add(1, at: second)
+                client.ring.add(at: second)
                 client.lastSeen = second
-                s.clients[clientID] = client
+                s.clients[key] = client
                 if s.clients.count > maxClients { Self.forgetOldest(&s.clients, keep: maxClients / 2) }
             }
             s.inFlight += 1
@@ -83,7 +127,16 @@ final class AdmissionLimits: Sendable {
 
     fileprivate func release() { state.withLock { $0.inFlight -= 1 } }
 
-    private static func forgetOldest(_ clients: inout [String: Client], keep: Int) {
+    /// FNV-1a of the client's id, with a per-process seed: the table keeps no token, and ids cannot be chosen to
+    /// collide without knowing the seed.
+    private static let seed = UInt64.random(in: 0 ... .max)
+    static func key(_ id: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ seed
+        for byte in id.utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return h
+    }
+
+    private static func forgetOldest(_ clients: inout [UInt64: Client], keep: Int) {
         let newest = clients.sorted { $0.value.lastSeen > $1.value.lastSeen }.prefix(keep)
         clients = Dictionary(uniqueKeysWithValues: newest.map { ($0.key, $0.value) })
     }

@@ -150,7 +150,12 @@ struct CanonicalPathMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: ServerContext, next: (Request, ServerContext) async throws -> Response) async throws -> Response {
         let path = request.uri.path
         guard Self.isCanonical(path) else { throw APIError.notFound(path: String(path.prefix(200))) }
-        return try await next(request, context)
+        // No route reads a query string: drop it, so that nothing after this (logs, traces) keeps what a client put
+        // there (a key in `?api_key=...`).
+        guard request.uri.query != nil else { return try await next(request, context) }
+        var head = request.head
+        head.path = path
+        return try await next(Request(head: head, body: request.body), context)
     }
 
     static func isCanonical(_ path: String) -> Bool {

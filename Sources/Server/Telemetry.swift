@@ -21,8 +21,10 @@ public enum Telemetry {
         configuration.traces.otlpExporter.protocol = .httpProtobuf
         configuration.traces.otlpExporter.endpoint = tracesURL(tracing.endpoint)
         configuration.propagators = [.traceContext]
+        // By trace id, not by the caller's sampled flag: autoglm is the edge, and a client could otherwise have every
+        // request recorded (load on the collector) or none (its admin calls untraced). Spans of one trace still agree.
         let ratio = Double(tracing.samplePercent) / 100
-        if let sampler = OTel.Configuration.TracesConfiguration.SamplerConfiguration.parentBasedTraceIDRatio(ratio: ratio) {
+        if let sampler = OTel.Configuration.TracesConfiguration.SamplerConfiguration.traceIDRatio(ratio: ratio) {
             configuration.traces.sampler = sampler
         }
         let backend = try OTel.makeTracingBackend(configuration: configuration)

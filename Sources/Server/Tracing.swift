@@ -17,7 +17,8 @@ enum RequestTracing {
     /// now by the outcome's durations (the engine measures them; its thread knows nothing of spans).
     static func recordPhases(_ outcome: GenerationOutcome, parent: InstrumentationContext?, model: String, choice: Int) {
         guard let parent else { return }
-        func ns(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds.isFinite ? seconds : 0) * 1e9) }
+        // At most a day per phase: the sum below cannot overflow.
+        func ns(_ seconds: Double) -> UInt64 { UInt64(min(86_400, max(0, seconds.isFinite ? seconds : 0)) * 1e9) }
         let phases = [("queue", ns(outcome.queueSeconds)), ("prefill", ns(outcome.prefillSeconds)), ("decode", ns(outcome.decodeSeconds))]
         let end = DefaultTracerClock.now.nanosecondsSinceEpoch
         let total = phases.reduce(0) { $0 + $1.1 }

@@ -105,20 +105,29 @@ import Testing
 
     @Test("the level over time: tokens where their chunks came, completions, first-token times and failures per bucket")
     func timeline() throws {
-        let level = Self.timedLevel("concurrency 2", sent: [0, 0, 1, 2.5], failedAt: [2], duration: 3.4)
+        let level = Self.timedLevel("concurrency 2", sent: [0, 0, 1, 2.5], failedAt: [2], duration: 3.6)
         let t = try #require(level.timeline)
         #expect(t.bucketSeconds == 1)
-        // The last bucket is 0.4 s of the level: 5 tokens and 1 request in it are 12.5 tokens/s and 2.5 requests/s.
-        #expect(zip(t.outputTokensPerSecond, [10, 5, 0, 12.5]).allSatisfy { abs($0 - $1) < 1e-9 }, "\(t.outputTokensPerSecond)")
-        #expect(zip(t.requestsPerSecond, [2, 1, 0, 2.5]).allSatisfy { abs($0 - $1) < 1e-9 }, "\(t.requestsPerSecond)")
+        // The last bucket is 0.6 s of the level: its 5 tokens and 1 request are rates over 0.6 s.
+        #expect(zip(t.outputTokensPerSecond, [10, 5, 0, 5 / 0.6]).allSatisfy { abs($0 - $1) < 1e-9 }, "\(t.outputTokensPerSecond)")
+        #expect(zip(t.requestsPerSecond, [2, 1, 0, 1 / 0.6]).allSatisfy { abs($0 - $1) < 1e-9 }, "\(t.requestsPerSecond)")
         #expect(t.ttftP50Ms == [500, 500, nil, 500] && t.ttftP99Ms == [500, 500, nil, 500])
         #expect(t.failed == [0, 0, 1, 0])
+        // A last bucket under half a bucket (0.4 s) joins the one before: 3 buckets, the last 1.4 s long.
+        let merged = try #require(Self.timedLevel("c", sent: [0, 0, 1, 2.5], failedAt: [2], duration: 3.4).timeline)
+        #expect(merged.outputTokensPerSecond.count == 3 && abs(merged.outputTokensPerSecond[2] - 5 / 1.4) < 1e-9)
+        #expect(merged.failed == [0, 0, 1] && merged.ttftP50Ms == [500, 500, 500])
         // A long level gets wider buckets: at most 120.
         let long = try #require(Self.timedLevel("rate 1", sent: Array(stride(from: 0.0, to: 600, by: 1)), duration: 601).timeline)
         #expect(long.bucketSeconds == 6 && long.outputTokensPerSecond.count <= 120)
-        // 601 s in buckets of 6: the last covers 1 s. Every token counted once: rate x covered time sums to 3000.
-        let covered = long.outputTokensPerSecond.indices.map { $0 == long.outputTokensPerSecond.count - 1 ? 1.0 : 6.0 }
+        // 601 s in buckets of 6: the last 1 s joins the bucket before (7 s). Every token counted once.
+        let covered = long.outputTokensPerSecond.indices.map { $0 == long.outputTokensPerSecond.count - 1 ? 7.0 : 6.0 }
         #expect(abs(zip(long.outputTokensPerSecond, covered).map { $0 * $1 }.reduce(0, +) - 3000) < 1e-6, "every token is counted once")
+        // A file whose series disagree in length is refused, not drawn out of range.
+        var broken = try JSONSerialization.jsonObject(with: JSONEncoder().encode(t)) as! [String: Any]
+        broken["ttft_p50_ms"] = [1.0]
+        #expect(throws: DecodingError.self) { _ = try JSONDecoder().decode(LevelTimeline.self, from: JSONSerialization.data(withJSONObject: broken)) }
+        #expect(BenchCharts.niceAxis(1.7e308).maximum.isFinite && BenchCharts.niceAxis(.infinity).maximum == 1)
         // Saved and read back; a run saved before timelines existed reads with none.
         let decoded = try JSONDecoder().decode(LevelReport.self, from: JSONEncoder().encode(level))
         #expect(decoded.timeline == level.timeline)

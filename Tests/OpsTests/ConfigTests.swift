@@ -46,6 +46,19 @@ struct ConfigTests {
         }
     }
 
+    @Test("public paths and the metrics path: the router's spelling only, never an admin route")
+    func accessPaths() {
+        for (yaml, key) in [("auth: {public_paths: [/health, /admin/models]}", "auth.public_paths[1]"),
+                            ("auth: {public_paths: [/health/]}", "auth.public_paths[0]"),
+                            ("auth: {public_paths: [//ready]}", "auth.public_paths[0]"),
+                            ("metrics: {path: /metrics/}", "metrics.path"),
+                            ("metrics: {path: /admin/metrics}", "metrics.path")] {
+            let loaded = load(yaml)
+            #expect(loaded.errors.contains { $0.key == key }, "\(yaml): \(loaded.errors.map(\.key))")
+        }
+        #expect(load("auth: {public_paths: [/health, /ready, /v1/models]}\nmetrics: {path: /internal/metrics}").errors.isEmpty)
+    }
+
     @Test("--model given more than once serves each model, in order; the multi-model keys are read")
     func severalModels() {
         let yaml = """

@@ -335,6 +335,9 @@ struct AccessTests {
                     }
                 }
                 #expect(try await client.execute(uri: "/admin/models", method: .get).status == .unauthorized)
+                // A query string is dropped, not refused: the route answers as without it.
+                #expect(try await client.execute(uri: "/health?api_key=secret&x=1", method: .get).status == .ok)
+                #expect(try await client.execute(uri: "/admin/models?x=1", method: .get).status == .unauthorized)
             }
         }
     }

@@ -212,6 +212,19 @@ struct InputLimitTests {
             #expect(try await post("/v1/completions", #"{"model":"m","max_tokens":1,"prompt":"hi","stop":["\#(fiftyOne)"]}"#)
                 == (400, "stop[0]", "string_above_max_length"))
             #expect(try await post("/v1/chat/completions", chat([message], extra: #","user":"\#(fiftyOne)""#)) == (400, "user", "string_above_max_length"))
+            // A prompt of token ids is one prompt, not a list of prompts.
+            #expect(try await post("/v1/completions", #"{"model":"m","max_tokens":1,"prompt":[1,2,3,4,5,6]}"#).0 == 200)
+            // Content parts are counted like messages; keys are strings too.
+            let parts = "[" + Array(repeating: #"{"type":"text","text":"a"}"#, count: 5).joined(separator: ",") + "]"
+            #expect(try await post("/v1/chat/completions", chat([#"{"role":"user","content":\#(parts)}"#]))
+                == (400, "messages[0].content", "array_above_max_length"))
+            let longKey = String(repeating: "k", count: 51)
+            let keyed = try await post("/v1/chat/completions", chat([message], extra: #","chat_template_kwargs":{"\#(longKey)":1}"#))
+            #expect(keyed.0 == 400 && keyed.2 == "string_above_max_length" && (keyed.1?.hasPrefix("chat_template_kwargs.kkk") ?? false), "\(keyed)")
+            // "image_url" elsewhere than a message's image part is an ordinary key: its string is counted.
+            let smuggled = #","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","image_url":"\#(fiftyOne)"}}}]"#
+            #expect(try await post("/v1/chat/completions", chat([message], extra: smuggled))
+                == (400, "tools[0].function.parameters.image_url", "string_above_max_length"))
             // An image URL is not a string the limit counts (limits.max_image_bytes bounds it): this text-only model
             // refuses the image itself, not its length.
             let image = #"{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,\#(String(repeating: "A", count: 80))"}}]}"#

@@ -70,6 +70,29 @@ struct LimitsTests {
         #expect(throws: APIError.self) { _ = try limits.admit(client: "key:a", now: t1) }
     }
 
+    @Test("the minute ring: totals and waits equal a brute-force count of the last 60 seconds")
+    func minuteRing() {
+        var ring = AdmissionLimits.MinuteRing()
+        var log: [Int64] = []
+        var generator = SeededRandom(seed: 7)
+        var second: Int64 = 1000
+        for _ in 0 ..< 3000 {
+            second += Int64(generator.next() % 5 == 0 ? generator.next() % 90 : 0)
+            if generator.next() % 3 != 0 {
+                ring.add(at: second)
+                log.append(second)
+            }
+            log.removeAll { $0 <= second - 60 }
+            let inMinute = log
+            #expect(ring.total(at: second) == inMinute.count)
+            let target = max(0, inMinute.count - 1 - Int(generator.next() % 3))
+            // Brute force: the first whole second at which at most `target` remain.
+            var wait = 0
+            while log.filter({ $0 > second + Int64(wait) - 60 }).count > target { wait += 1 }
+            #expect(ring.wait(at: second, until: target) == wait)
+        }
+    }
+
     @Test("the rate limiter forgets the least recently seen clients beyond its bound")
     func boundedClients() throws {
         let limits = AdmissionLimits(maxConcurrent: nil, perMinute: 1, maxClients: 10)

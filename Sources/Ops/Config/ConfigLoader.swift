@@ -424,6 +424,27 @@ struct LoadState {
             issues.append(ConfigIssue(.error, .missingKey, key: "server.tls.cert_file", origin: origins["server.tls"] ?? .file(path: path, line: 0, column: 0),
                                       message: "client certificates (client_ca_file) need HTTPS: set cert_file and key_file too"))
         }
+        // Paths the access checks compare as written: only the spelling the router serves (it refuses others with 404),
+        // and never an admin route made public.
+        func canonical(_ path: String) -> Bool {
+            path == "/" || (path.hasPrefix("/") && !path.hasSuffix("/")
+                && !path.dropFirst().split(separator: "/", omittingEmptySubsequences: false).contains { $0.isEmpty || $0 == "." || $0 == ".." })
+        }
+        for (i, entry) in (document["auth"]?.objectValue?["public_paths"]?.listValue ?? []).enumerated() {
+            guard let path = entry.stringValue else { continue }
+            let key = "auth.public_paths[\(i)]"
+            if path == "/admin" || path.hasPrefix("/admin/") {
+                issues.append(ConfigIssue(.error, .invalidValue, key: key, origin: origins[key] ?? origins["auth.public_paths"] ?? .defaultValue,
+                                          message: "the admin routes cannot be public: remove '\(path)'"))
+            } else if !canonical(path) {
+                issues.append(ConfigIssue(.error, .invalidValue, key: key, origin: origins[key] ?? origins["auth.public_paths"] ?? .defaultValue,
+                                          message: "'\(path)' is not a path the server serves: one '/' between segments, none at the end, no '.' or '..'"))
+            }
+        }
+        if let path = document["metrics"]?.objectValue?["path"]?.stringValue, !path.isEmpty, !canonical(path) || path.hasPrefix("/admin") {
+            issues.append(ConfigIssue(.error, .invalidValue, key: "metrics.path", origin: origins["metrics.path"] ?? .defaultValue,
+                                      message: "'\(path)' cannot be the metrics path: one '/' between segments, none at the end, no '.' or '..', not under /admin"))
+        }
         let server = document["server"]?.objectValue ?? [:]
         let host = server["host"]?.stringValue ?? "127.0.0.1"
         let keys = server["api_keys"]?.listValue ?? []

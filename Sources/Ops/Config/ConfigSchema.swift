@@ -171,7 +171,7 @@ public enum ConfigSchema {
             ConfigField("enabled", .boolean, default: .boolean(false), help: "Export a span per request, with its queue, prefill and decode phases, by OTLP/HTTP (OpenTelemetry)."),
             ConfigField("endpoint", .url, default: .string("http://127.0.0.1:4318"), help: "The collector's OTLP/HTTP address; spans go to its /v1/traces."),
             ConfigField("service_name", .string, default: .string("autoglm"), help: "service.name of the exported spans."),
-            ConfigField("sample_percent", .integer(0 ... 100), default: .integer(100), help: "Share of new traces recorded; a caller's traceparent decides for its own."),
+            ConfigField("sample_percent", .integer(0 ... 100), default: .integer(100), help: "Share of traces recorded, chosen by trace id (a caller's sampled flag is not followed)."),
         ]), help: "Distributed tracing (OpenTelemetry). The standard OTEL_* environment variables also apply."),
         ConfigField("logging", .object([
             ConfigField("level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]), default: .string("info"), help: "Lowest level logged."),
