@@ -80,8 +80,15 @@ for i in $(seq 1 "$reloads"); do
         if [ "${now% *}" != "$old" ] && [ "${now#* }" = 1 ] && grep -q "version=$old .*rollout: retired" "$work/serve.log"; then settled=1; break; fi
         sleep 0.5
     done
-    sleep 1  # the retired engine's memory is returned right after it stops
+    # The retired engine returns its memory when its thread stops and the last request on it has let go: at once
+    # on an idle machine, later on a busy one. Wait for it (bounded), so that only memory that never comes back fails.
     after=$(rss)
+    for _ in $(seq 1 60); do
+        [ "$i" -gt 1 ] && [ "$after" -le $(( before + 128 )) ] && break
+        [ "$i" -eq 1 ] && { sleep 1; after=$(rss); break; }
+        sleep 0.5
+        after=$(rss)
+    done
     mapped=$(awk '$6 ~ /\.gguf$/ {print $6}' "/proc/$server/maps" | sort -u | wc -l)
     [ "$i" -eq 1 ] && [ "$after" -gt "$before" ] && before=$after
     if [ -z "$settled" ]; then echo "FAIL: reload $i did not move the traffic off $old" >&2; fail=1; fi
