@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import Instrumentation
 import NIOSSL
+import Ops
 import Prometheus
 import Synchronization
 
@@ -158,24 +159,7 @@ struct CanonicalPathMiddleware: RouterMiddleware {
         return try await next(Request(head: head, body: request.body), context)
     }
 
-    static func isCanonical(_ path: String) -> Bool {
-        guard path.hasPrefix("/") else { return false }
-        if path == "/" { return true }
-        let segments = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
-        for segment in segments {
-            if segment.isEmpty || segment == "." || segment == ".." { return false }
-            // %XX for a letter, digit or -._~ is another spelling of a path the checks would not recognise.
-            var rest = segment[...]
-            while let percent = rest.firstIndex(of: "%") {
-                let hex = rest[rest.index(after: percent)...].prefix(2)
-                guard hex.count == 2, let byte = UInt8(hex, radix: 16) else { return false }
-                let c = Character(Unicode.Scalar(byte))
-                if c.isASCII && (c.isLetter || c.isNumber || "-._~".contains(c)) { return false }
-                rest = rest[rest.index(percent, offsetBy: 3)...]
-            }
-        }
-        return true
-    }
+    static func isCanonical(_ path: String) -> Bool { PathSpelling.isCanonical(path) }
 }
 
 /// Accepts the client's `X-Request-Id` (or makes one), puts it in every log line of the request and

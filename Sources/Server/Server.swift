@@ -179,13 +179,7 @@ public struct ServerTLS: Sendable {
         self.certificateFile = certificateFile
         self.keyFile = keyFile
         self.clientCAFile = clientCAFile
-        let chain: [NIOSSLCertificate]
-        do {
-            chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
-        } catch {
-            throw .tls(file: certificateFile, reason: "not a readable PEM certificate (\(error))")
-        }
-        guard !chain.isEmpty else { throw .tls(file: certificateFile, reason: "the file holds no certificate") }
+        let chain = try Self.certificates(certificateFile, unreadable: "not a readable PEM certificate", empty: "the file holds no certificate")
         let key: NIOSSLPrivateKey
         do {
             key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
@@ -195,13 +189,8 @@ public struct ServerTLS: Sendable {
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         if let clientCAFile {
-            let authorities: [NIOSSLCertificate]
-            do {
-                authorities = try NIOSSLCertificate.fromPEMFile(clientCAFile)
-            } catch {
-                throw .tls(file: clientCAFile, reason: "not a readable PEM certificate bundle (server.tls.client_ca_file: \(error))")
-            }
-            guard !authorities.isEmpty else { throw .tls(file: clientCAFile, reason: "the file holds no CA certificate (server.tls.client_ca_file)") }
+            let authorities = try Self.certificates(clientCAFile, unreadable: "not a readable PEM certificate bundle (server.tls.client_ca_file)",
+                                                    empty: "the file holds no CA certificate (server.tls.client_ca_file)")
             // Optional at the handshake (inference clients need none), verified when presented; the admin routes
             // then require one.
             configuration.certificateVerification = .optionalVerification
@@ -215,5 +204,17 @@ public struct ServerTLS: Sendable {
             throw .tls(file: keyFile, reason: "the key does not match the certificate or is unusable (\(error))")
         }
         self.configuration = configuration
+    }
+
+    /// The certificates of a PEM file, or the start error naming the file and why.
+    private static func certificates(_ file: String, unreadable: String, empty: String) throws(ServerStartError) -> [NIOSSLCertificate] {
+        let certificates: [NIOSSLCertificate]
+        do {
+            certificates = try NIOSSLCertificate.fromPEMFile(file)
+        } catch {
+            throw .tls(file: file, reason: "\(unreadable) (\(error))")
+        }
+        guard !certificates.isEmpty else { throw .tls(file: file, reason: empty) }
+        return certificates
     }
 }

@@ -426,10 +426,7 @@ struct LoadState {
         }
         // Paths the access checks compare as written: only the spelling the router serves (it refuses others with 404),
         // and never an admin route made public.
-        func canonical(_ path: String) -> Bool {
-            path == "/" || (path.hasPrefix("/") && !path.hasSuffix("/")
-                && !path.dropFirst().split(separator: "/", omittingEmptySubsequences: false).contains { $0.isEmpty || $0 == "." || $0 == ".." })
-        }
+        let canonical = PathSpelling.isCanonical
         for (i, entry) in (document["auth"]?.objectValue?["public_paths"]?.listValue ?? []).enumerated() {
             guard let path = entry.stringValue else { continue }
             let key = "auth.public_paths[\(i)]"
