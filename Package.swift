@@ -31,6 +31,11 @@ let package = Package(
         // OTLP/HTTP only: the gRPC exporter would build grpc-swift for nothing.
         .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
         .package(url: "https://github.com/apple/swift-crypto", "4.1.0" ..< "5.0.0"),
+        // The gRPC API (SGLang's scheduler protocol, KServe/Triton's inference protocol, health, reflection).
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // Shared vocabulary of the whole system: no logic, no dependencies.
@@ -77,6 +82,17 @@ let package = Package(
             dependencies: ["GGUF", "InferenceCore", "Imaging", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
+        // The gRPC protocols' messages and service stubs, generated from Protos/ by scripts/generate-grpc.sh
+        // (committed; regenerated only when a .proto changes). No logic.
+        .target(
+            name: "GRPCProtocols",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // The HTTP server: OpenAI-compatible routes over Hummingbird, the upstream gateway, metrics and
         // lifecycle. It sees local models only through Serving's `InferenceBackend`: no engine import.
         .target(
@@ -98,6 +114,11 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "OTel", package: "swift-otel"),
+                "GRPCProtocols",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             // The OpenAPI document of every route, served at /openapi.json from the binary itself.
             resources: [.embedInCode("openapi.json")],
@@ -143,6 +164,10 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                "GRPCProtocols",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
         ),

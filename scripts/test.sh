@@ -10,6 +10,9 @@ swift build -c release --build-tests -Xswiftc -enable-testing
 swift test -c release -Xswiftc -enable-testing --skip-build "$@"
 # The server as a real process: the official openai client, overload, disconnect, port in use, SIGTERM drain.
 scripts/e2e/run.sh .build/release/autoglm
+# The gRPC API with the published clients (smg-grpc-proto's SGLang stubs, tritonclient, grpcio health and reflection):
+# token ids equal to HTTP's, streaming, abort and disconnect, status codes, keys, TLS, draining.
+scripts/e2e/grpc.sh .build/release/autoglm
 # The systemd unit (systemd-analyze), the alert rules (promtool) and the metrics against a real Prometheus
 # scraping a running server.
 scripts/e2e/deploy.sh .build/release/autoglm

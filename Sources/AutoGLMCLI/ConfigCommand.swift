@@ -16,10 +16,14 @@ struct ConfigOverrideOptions: ParsableArguments {
     @Option(help: "TCP port (server.port).")
     var port: String?
 
+    @Option(help: "TCP port of the gRPC API (server.grpc.port; 0 = off).")
+    var grpcPort: String?
+
     var overrides: [ConfigOverride] {
         var list: [ConfigOverride] = []
         if let host { list.append(ConfigOverride(key: "server.host", value: host, flag: "--host")) }
         if let port { list.append(ConfigOverride(key: "server.port", value: port, flag: "--port")) }
+        if let grpcPort { list.append(ConfigOverride(key: "server.grpc.port", value: grpcPort, flag: "--grpc-port")) }
         for m in model { list.append(ConfigOverride(key: "model", value: m, flag: "--model")) }
         return list
     }

@@ -118,6 +118,18 @@ struct ServeCommand: AsyncParsableCommand {
             if let fix = problem.fix { printError("fix: \(fix)") }
             throw ExitCode(1)
         }
+        if config.server.grpcPort > 0 {
+            let grpcOrigin = loaded.origins["server.grpc.port"].map { "\($0)" } ?? "default"
+            if config.server.grpcPort == config.server.port {
+                printError("error: server.grpc.port (\(grpcOrigin)) is server.port (\(config.server.port)): the gRPC API needs a port of its own.")
+                throw ExitCode(1)
+            }
+            if let problem = PortPreflight.problem(host: config.server.host, port: config.server.grpcPort, origin: grpcOrigin) {
+                printError("error: cannot listen for gRPC on \(config.server.host):\(config.server.grpcPort): \(problem.found).")
+                if let fix = problem.fix { printError("fix: \(fix)") }
+                throw ExitCode(1)
+            }
+        }
 
         // HTTPS files are checked before the model loads, too.
         var tls: ServerTLS?
@@ -265,10 +277,13 @@ struct ServeCommand: AsyncParsableCommand {
             let host = config.server.host
             try await AutoGLMServer.run(locals: locals, upstreams: gateway, modelOrder: order, metrics: metrics, registry: registry,
                                         options: serverOptions, logger: logger, releases: releases, reloader: reloader, live: live,
-                                        watchConfig: config.rollout.watchConfig, telemetry: telemetry) { port in
+                                        watchConfig: config.rollout.watchConfig, telemetry: telemetry, onServerRunning: { port in
                 logger.info("listening", metadata: ["address": .string("\(scheme)://\(host):\(port)"),
                                                     "models": .string(names)])
-            }
+            }, onGRPCListening: { port in
+                logger.info("listening for gRPC", metadata: ["address": .string("\(host):\(port)"), "tls": .string(scheme == "https" ? "yes" : "no"),
+                                                            "services": .string("sglang.grpc.scheduler.SglangScheduler, inference.GRPCInferenceService, grpc.health.v1.Health, reflection")])
+            })
         } catch let error as ServerStartError {
             printError("error: \(error)")
             throw ExitCode(1)

@@ -121,6 +121,8 @@ public struct ServerRoutes: Sendable {
     public var live: LiveSettings?
     /// SIGHUP's and POST /admin/reload's work; nil: reloads are off (no configuration file).
     public var reloader: Reloader?
+    /// Who may call what, shared with the gRPC API; nil: made from `access` and the keys.
+    var accessControl: AccessControl?
 
     public init(registry: ModelRegistry, metrics: [String: ServerMetrics], prometheus: PrometheusCollectorRegistry,
                 requestTimeout: Double?, maxBodyBytes: Int = 16 << 20) {
@@ -129,6 +131,14 @@ public struct ServerRoutes: Sendable {
         self.prometheus = prometheus
         self.requestTimeout = requestTimeout
         self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// Reads and runs generation requests (shared by the HTTP routes and the gRPC services).
+    var completionsAPI: CompletionsAPI {
+        var api = CompletionsAPI(models: registry, requestTimeout: requestTimeout, firstTokenTimeout: firstTokenTimeout)
+        api.images = images
+        api.heartbeatSeconds = heartbeatSeconds
+        return api
     }
 
     /// `metricsPath` nil: no metrics endpoint (metrics.enabled = false).
@@ -143,7 +153,7 @@ public struct ServerRoutes: Sendable {
                                              perMinute: requestsPerMinute)
         // Added even when off now: a reload may turn configured keys on.
         let generation: Set<String> = ["/v1/chat/completions", "/v1/completions", "/generate"]
-        router.add(middleware: AccessMiddleware(access: AccessControl(keys: live.keys, setup: access, metricsPath: metricsPath),
+        router.add(middleware: AccessMiddleware(access: accessControl ?? AccessControl(keys: live.keys, setup: access, metricsPath: metricsPath),
                                                 budgetedPaths: generation))
         router.add(middleware: AdmissionMiddleware(limits: live.admission, paths: ["/v1/chat/completions", "/v1/completions", "/generate"]))
 
@@ -197,10 +207,7 @@ public struct ServerRoutes: Sendable {
                 }
             }))
         }
-        var configured = CompletionsAPI(models: registry, requestTimeout: requestTimeout, firstTokenTimeout: firstTokenTimeout)
-        configured.images = images
-        configured.heartbeatSeconds = heartbeatSeconds
-        let api = configured
+        let api = completionsAPI
         router.post("/v1/chat/completions") { request, context in
             let body = try await Self.body(request, context: context, limit: maxBodyBytes, shape: inputShape)
             // Remote images (only from images.allowed_domains) are downloaded before the request is read.

@@ -39,6 +39,8 @@ public struct ServerOptions: Sendable {
     public var inputShape = InputShape()
     /// The `auth` section, ready to use (AccessSetup.make).
     public var access = AccessSetup()
+    /// server.grpc.port: the gRPC API's port on `host` (0: no gRPC API; in tests, -1: an ephemeral port).
+    public var grpcPort = 0
 
     public init(host: String = "127.0.0.1", port: Int = 8080, apiKeys: [String] = [], requestTimeoutSeconds: Double? = 600,
                 drainSeconds: Double = 30, idleTimeoutSeconds: Double? = 60, metricsPath: String? = "/metrics",
@@ -79,8 +81,31 @@ public enum AutoGLMServer {
         reloader: Reloader? = nil, live: LiveSettings? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws(ServerStartError) -> some ApplicationProtocol {
+        let routes = routes(locals: locals, upstreams: upstreams, modelOrder: modelOrder, metrics: metrics, registry: registry, options: options,
+                            releases: releases, reloader: reloader, live: live)
+        return try httpApplication(routes, options: options, logger: logger, onServerRunning: onServerRunning)
+    }
+
+    /// The HTTP application and, when options.grpcPort is set, the gRPC API beside it, over the same models, keys
+    /// and limits (the tests use it, on ephemeral ports).
+    public static func applications(
+        models: [ServedModel], metrics: [String: ServerMetrics], registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }, onGRPCListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws(ServerStartError) -> (http: some ApplicationProtocol, grpc: GRPCService?) {
+        let routes = routes(locals: LocalModelPool(loaded: models), metrics: metrics, registry: registry, options: options)
+        let http = try httpApplication(routes, options: options, logger: logger, onServerRunning: onServerRunning)
+        let grpc = options.grpcPort != 0 ? try grpcService(routes, options: options, logger: logger, onListening: onGRPCListening) : nil
+        return (http, grpc)
+    }
+
+    /// The routes' shared parts: the models and their versions, the live settings, one access control (so that
+    /// budgets count HTTP and gRPC requests together).
+    static func routes(locals: LocalModelPool, upstreams: UpstreamGateway? = nil, modelOrder: [String]? = nil, metrics: [String: ServerMetrics],
+                       registry: PrometheusCollectorRegistry, options: ServerOptions, releases: ReleaseController? = nil,
+                       reloader: Reloader? = nil, live: LiveSettings? = nil) -> ServerRoutes {
         var routes = ServerRoutes(registry: ModelRegistry(locals, upstreams: upstreams, order: modelOrder, releases: releases), metrics: metrics,
                                   prometheus: registry, requestTimeout: options.requestTimeoutSeconds, maxBodyBytes: options.maxBodyBytes)
+        let live = live ?? LiveSettings(options: options)
         routes.live = live
         routes.reloader = reloader
         routes.adminAPIKeys = options.adminAPIKeys
@@ -93,6 +118,13 @@ public enum AutoGLMServer {
         routes.access = options.access
         routes.access.adminNeedsClientCertificate = options.tls?.clientCAFile != nil
         routes.inputShape = options.inputShape
+        routes.accessControl = AccessControl(keys: live.keys, setup: routes.access, metricsPath: options.metricsPath)
+        return routes
+    }
+
+    static func httpApplication(
+        _ routes: ServerRoutes, options: ServerOptions, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void
+    ) throws(ServerStartError) -> some ApplicationProtocol {
         let router = routes.router(metricsPath: options.metricsPath, apiKeys: options.apiKeys)
         let bodyLimit = options.maxBodyBytes
         let bodyAudit = options.access.audit
@@ -119,20 +151,23 @@ public enum AutoGLMServer {
         locals: LocalModelPool, upstreams: UpstreamGateway? = nil, modelOrder: [String]? = nil, metrics: [String: ServerMetrics],
         registry: PrometheusCollectorRegistry, options: ServerOptions, logger: Logger, releases: ReleaseController? = nil,
         reloader: Reloader? = nil, live: LiveSettings? = nil, watchConfig: Bool = false, telemetry: (any Service)? = nil,
-        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+        onGRPCListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         let releases = releases ?? ReleaseController(locals: locals, upstreams: upstreams)
-        let app = try application(locals: locals, upstreams: upstreams, modelOrder: modelOrder, metrics: metrics, registry: registry,
-                                  options: options, logger: logger, releases: releases, reloader: reloader, live: live,
-                                  onServerRunning: onServerRunning)
+        let routes = routes(locals: locals, upstreams: upstreams, modelOrder: modelOrder, metrics: metrics, registry: registry, options: options,
+                            releases: releases, reloader: reloader, live: live)
+        let app = try httpApplication(routes, options: options, logger: logger, onServerRunning: onServerRunning)
+        let grpc = options.grpcPort != 0 ? try grpcService(routes, options: options, logger: logger, onListening: onGRPCListening) : nil
         // Shut down in reverse order: the schedulers and the upstream relays drain first (in-flight
         // requests finish), then the HTTP server closes its listener and connections.
         // The span exporter goes first, so it stops last and sends the spans of the drained requests.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = telemetry.map { [.init(service: $0)] } ?? []
-        services += [
-            .init(service: app),
-            .init(service: SchedulerService(locals: locals)),
-        ]
+        services.append(.init(service: app))
+        // After the engines drain (they stop first), the gRPC server stops taking calls; while they drain, a new
+        // generation gets UNAVAILABLE, as HTTP's gets 503.
+        if let grpc { services.append(.init(service: grpc)) }
+        services.append(.init(service: SchedulerService(locals: locals)))
         if let upstreams { services.append(.init(service: UpstreamService(gateway: upstreams, logger: logger))) }
         services.append(.init(service: ReleaseService(releases: releases, reloader: reloader, watchConfig: watchConfig, logger: logger)))
         var configuration = ServiceGroupConfiguration(

@@ -20,6 +20,7 @@ extension ServerOptions {
         heartbeatSeconds = config.server.sseHeartbeatSeconds
         metricNames = MetricNames(rawValue: config.metrics.names) ?? .autoglm
         maxBodyBytes = config.limits.maxBodyBytes
+        grpcPort = config.server.grpcPort
         inputShape = InputShape(maxMessages: config.limits.maxMessages, maxStringLength: config.limits.maxStringLength)
         let i = config.images
         images = ImagePolicy(maxImagesPerRequest: config.limits.maxImagesPerRequest, maxImageBytes: config.limits.maxImageBytes,

@@ -21,6 +21,8 @@ public struct AutoGLMConfig: Sendable, Equatable {
         public var timeouts: Timeouts
         public var drainSeconds: Double
         public var sseHeartbeatSeconds: Double = 10
+        /// server.grpc.port; 0: no gRPC API.
+        public var grpcPort = 0
         public var adminAPIKeys: [String] = []
         public var maxLoadedModels = 0
         /// 0: never unload idle models.
@@ -236,6 +238,7 @@ extension AutoGLMConfig {
             maxLoadedModels: int("server.max_loaded_models"), keepAliveSeconds: double("server.keep_alive"),
             modelsMemoryBudgetBytes: value("server.models_memory_budget")?.intValue)
         server.sseHeartbeatSeconds = double("server.sse_heartbeat")
+        server.grpcPort = int("server.grpc.port")
         let modelObjects = document["models"]?.listValue?.compactMap(\.objectValue) ?? []
         if modelObjects.isEmpty {
             models = [Model(name: ModelStore.defaultModelName, path: ModelStore.defaultModelPath(environment: environment))]

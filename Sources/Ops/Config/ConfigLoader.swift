@@ -424,6 +424,11 @@ struct LoadState {
             issues.append(ConfigIssue(.error, .missingKey, key: "server.tls.cert_file", origin: origins["server.tls"] ?? .file(path: path, line: 0, column: 0),
                                       message: "client certificates (client_ca_file) need HTTPS: set cert_file and key_file too"))
         }
+        if let grpc = document["server"]?.objectValue?["grpc"]?.objectValue?["port"]?.intValue, grpc != 0,
+           grpc == (document["server"]?.objectValue?["port"]?.intValue ?? 8080) {
+            issues.append(ConfigIssue(.error, .conflict, key: "server.grpc.port", origin: origins["server.grpc.port"] ?? .file(path: path, line: 0, column: 0),
+                                      message: "the gRPC API needs its own port: \(grpc) is server.port"))
+        }
         // Paths the access checks compare as written: only the spelling the router serves (it refuses others with 404),
         // and never an admin route made public.
         let canonical = PathSpelling.isCanonical

@@ -135,6 +135,9 @@ public enum ConfigSchema {
             ConfigField("keep_alive", .duration(0 ... 604_800), default: .number(0), help: "A local model idle this long is unloaded (not pinned ones); 0 = never."),
             ConfigField("models_memory_budget", .size(1 << 20 ... 1 << 50), help: "The loaded local models' planned memory together stays under this (default: only the machine's available memory is checked before a load)."),
             ConfigField("sse_heartbeat", .duration(0.1 ... 3600), default: .number(10), help: "A streamed response silent this long (a long prefill, images being encoded) gets an SSE comment line, so that clients and proxies keep the connection."),
+            ConfigField("grpc", .object([
+                ConfigField("port", .integer(0 ... 65535), default: .integer(0), help: "TCP port of the gRPC API (SGLang's scheduler protocol, KServe/Triton's inference protocol, grpc.health.v1, reflection) on server.host, with the same TLS, keys and limits as HTTP; 0 = off."),
+            ]), help: "The gRPC API."),
         ]), help: "HTTP server."),
         ConfigField("models", .list(.object(modelFields)), help: "Models to serve (default: the default model)."),
         ConfigField("upstream", .object([
