@@ -83,6 +83,18 @@ struct ConfigTests {
         #expect(bad.errors.contains { $0.message.contains("'nope'") })
     }
 
+    @Test("server.grpc.port: read, off by default, and never server.port")
+    func grpcPort() throws {
+        #expect(load("server:\n  port: 9000\n").config.server.grpcPort == 0)
+        let on = load("server:\n  port: 9000\n  grpc:\n    port: 9001\n")
+        #expect(on.errors.isEmpty)
+        #expect(on.config.server.grpcPort == 9001)
+        let clash = load("server:\n  port: 9000\n  grpc:\n    port: 9000\n")
+        let issue = try #require(clash.errors.first)
+        #expect(issue.key == "server.grpc.port")
+        #expect(issue.message.contains("its own port"))
+    }
+
     @Test("a typo is an error naming the key, file:line:column, a suggestion and the allowed keys")
     func typo() throws {
         let loaded = load("""
@@ -96,8 +108,8 @@ struct ConfigTests {
         #expect(issue.key == "server.prot")
         #expect(issue.origin == .file(path: "test.yaml", line: 3, column: 3))
         #expect(issue.message.contains("did you mean 'port'?"))
-        #expect(issue.allowed == "host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget, sse_heartbeat")
-        #expect(issue.description == "test.yaml:3:3: error: server.prot: unknown key 'prot' in server; did you mean 'port'?; allowed: host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget, sse_heartbeat")
+        #expect(issue.allowed == "host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget, sse_heartbeat, grpc")
+        #expect(issue.description == "test.yaml:3:3: error: server.prot: unknown key 'prot' in server; did you mean 'port'?; allowed: host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget, sse_heartbeat, grpc")
     }
 
     @Test("wrong types, out-of-range values and bad choices name the key, line and allowed values")

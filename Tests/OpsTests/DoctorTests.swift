@@ -255,7 +255,7 @@ struct DoctorSimulatedTests {
         let report = Doctor(probe: healthy()).run(DoctorOptions(configPath: config))
         let finding = try #require(report.finding("config"))
         #expect(finding.status == .fail)
-        #expect(finding.found == "\(config):2:3: error: server.prot: unknown key 'prot' in server; did you mean 'port'?; allowed: host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget, sse_heartbeat")
+        #expect(finding.found == "\(config):2:3: error: server.prot: unknown key 'prot' in server; did you mean 'port'?; allowed: host, port, api_keys, tls, timeouts, drain, admin_api_keys, max_loaded_models, keep_alive, models_memory_budget, sse_heartbeat, grpc")
         #expect(report.exitCode == 1)
     }
 
