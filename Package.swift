@@ -131,9 +131,11 @@ let package = Package(
         .target(
             name: "Bench",
             dependencies: [
-                "OpenAIAPI",
+                "OpenAIAPI", "GRPCProtocols",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -174,7 +176,7 @@ let package = Package(
         .testTarget(
             name: "BenchTests",
             dependencies: [
-                "Bench", "OpenAIAPI",
+                "Bench", "OpenAIAPI", "GRPCProtocols",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -18,6 +18,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Server base URL.") var baseURL = "http://127.0.0.1:8080"
     @Option(help: "chat (POST /v1/chat/completions) or completions (POST /v1/completions).") var endpoint: String = "chat"
     @Option(help: "Model name to send; default: the first id from GET /v1/models.") var model: String?
+    @Option(help: "Send over gRPC instead of HTTP: KServe/Triton's ModelStreamInfer at HOST:PORT (autoglm's server.grpc.port), streamed; with --endpoint completions.") var grpc: String?
     @Option(help: "Closed-loop concurrency levels, comma-separated.") var concurrency: String?
     @Option(help: "Open-loop Poisson request rate(s) in requests/s, comma-separated; \"inf\" sends all at once.") var requestRate: String?
     @Option(help: "With --request-rate: at most this many requests in flight.") var maxConcurrency: Int?
@@ -122,9 +123,11 @@ struct BenchCommand: AsyncParsableCommand {
             guard output > 0 else { throw CLIError("--output-len must be at least 1.") }
             prompts = SyntheticPrompts.make(count: numPrompts, inputLength: inputLen, outputLength: output, seed: seed)
         }
-        return BenchConfiguration(
+        var configuration = BenchConfiguration(
             urls: try ServerURLs(baseURL: baseURL), endpoint: endpoint, model: model, prompts: prompts, levels: levels,
             numPrompts: numPrompts, maxDuration: maxDuration, requestTimeout: requestTimeout, warmup: warmup,
             seed: seed, slo: try GoodputSLO(parsing: goodput))
+        configuration.grpc = try grpc.map { text throws(BenchError) in try GRPCTarget(text) }
+        return configuration
     }
 }

@@ -3,6 +3,8 @@ import Foundation
 // Transitive modules of AsyncHTTPClient: its API uses their types (ByteBuffer, TimeAmount, HTTPMethod).
 import NIOCore
 import NIOHTTP1
+import GRPCCore
+import GRPCNIOTransportHTTP2
 
 /// One load level.
 public enum LoadLevel: Sendable, Equatable {
@@ -46,6 +48,8 @@ public struct BenchConfiguration: Sendable {
     public var warmup: Int
     public var seed: UInt64
     public var slo: GoodputSLO
+    /// Send over gRPC (KServe's ModelStreamInfer) to this address instead of HTTP; the HTTP base URL still lists models.
+    public var grpc: GRPCTarget?
 
     public init(urls: ServerURLs, endpoint: Endpoint, model: String?, prompts: [BenchPrompt], levels: [LoadLevel],
                 numPrompts: Int, maxDuration: Double? = nil, requestTimeout: Double = 300, connectTimeout: Double? = nil,
@@ -141,7 +145,22 @@ public struct BenchRunner: Sendable {
         for prompt in config.prompts {
             bodies.append(try RequestBody.make(prompt: prompt, endpoint: config.endpoint, model: model))
         }
-        let sender = RequestSender(client: client, url: url, timeout: config.requestTimeout)
+        if let target = config.grpc {
+            guard config.endpoint == .completions else {
+                throw BenchError.invalidOption("--grpc sends KServe's text_input: use it with --endpoint completions.")
+            }
+            let transport = try HTTP2ClientTransport.Posix(target: .dns(host: target.host, port: target.port), transportSecurity: .plaintext)
+            return try await withGRPCClient(transport: transport) { grpcClient in
+                try await run(client: client, model: model, bodies: bodies,
+                              sender: KServeStreamSender(client: grpcClient, timeout: config.requestTimeout))
+            }
+        }
+        return try await run(client: client, model: model, bodies: bodies,
+                             sender: RequestSender(client: client, url: url, timeout: config.requestTimeout))
+    }
+
+    private func run(client: HTTPClient, model: String, bodies: [Data], sender: any RequestSending) async throws -> BenchResult {
+        let config = configuration
 
         if config.warmup > 0 {
             let concurrency = min(config.warmup, config.levels.first?.inFlightLimit ?? 1)
@@ -168,12 +187,14 @@ public struct BenchRunner: Sendable {
             progress?.end(label: level.label, completed: report.completed, failed: report.failed)
             reports.append(report)
         }
-        return BenchResult(baseURL: config.urls.base, endpoint: config.endpoint.rawValue, model: model,
+        let (base, endpoint) = config.grpc.map { ("grpc://\($0.host):\($0.port)", "inference.GRPCInferenceService/ModelStreamInfer") }
+            ?? (config.urls.base, config.endpoint.rawValue)
+        return BenchResult(baseURL: base, endpoint: endpoint, model: model,
                            numPrompts: config.numPrompts, seed: config.seed, slo: config.slo, levels: reports)
     }
 
     /// Sends `count` requests in the shape of `level`; returns their timings and the level's wall time.
-    func runLevel(_ level: LoadLevel, count: Int, bodies: [Data], sender: RequestSender,
+    func runLevel(_ level: LoadLevel, count: Int, bodies: [Data], sender: any RequestSending,
                   levelSeed: UInt64) async -> ([RequestTiming], Double) {
         let clock = ContinuousClock()
         let start = clock.now

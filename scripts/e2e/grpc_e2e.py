@@ -12,7 +12,8 @@ by the published clients from PyPI (scripts/e2e/grpc.sh installs them, pinned, i
    response marked final; readiness and metadata.
 4. Errors as status codes: INVALID_ARGUMENT naming the field, NOT_FOUND for an unknown model, RESOURCE_EXHAUSTED
    when the queue is full, UNAUTHENTICATED without a key, UNAVAILABLE while draining.
-5. gRPC over TLS with a throw-away certificate (openssl), and gRPC series in /metrics by method and code.
+5. gRPC over TLS with a throw-away certificate (openssl), gRPC series in /metrics by method and code, and
+   `autoglm bench --grpc` timing requests over ModelStreamInfer.
 
 Every wait is bounded; the script exits non-zero on the first failed check.
 """
@@ -281,6 +282,18 @@ def triton_checks(grpc_port, http_port):
         check(e.status() == "StatusCode.INVALID_ARGUMENT" and "top_p" in e.message(), f"ModelInfer: INVALID_ARGUMENT ({e.message()})")
 
 
+def bench_check(http_port, grpc_port):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "bench.json")
+        run = subprocess.run([BINARY, "bench", "--base-url", f"http://127.0.0.1:{http_port}", "--grpc", f"127.0.0.1:{grpc_port}",
+                              "--endpoint", "completions", "--concurrency", "2", "--num-prompts", "4", "--input-len", "16",
+                              "--output-len", "8", "--output", out], capture_output=True, text=True, timeout=300)
+        check(run.returncode == 0, f"autoglm bench --grpc runs ({run.stderr.strip()[-200:]})")
+        level = json.load(open(out))["levels"][0]
+        check(level["completed"] == 4 and level["failed"] == 0 and level["total_output_tokens"] == 32,
+              f"autoglm bench --grpc: 4 requests over ModelStreamInfer, 32 tokens, timed ({level['output_token_throughput']:.0f} tok/s)")
+
+
 def metrics_check(http_port):
     lines = [l for l in metrics(http_port) if l.startswith("autoglm_grpc_requests_total")]
     ok = [l for l in lines if 'method="Generate"' in l and 'code="OK"' in l]
@@ -378,6 +391,7 @@ def main():
         prompt = sglang_checks(channel, http_port)
         triton_checks(grpc_port, http_port)
         queue_full_check(channel, prompt)
+        bench_check(http_port, grpc_port)
         metrics_check(http_port)
         drain_check(proc, grpc_port, prompt)
     finally:

@@ -52,7 +52,7 @@ struct SGLangService: SGL.SimpleServiceProtocol {
         var progress = [Progress](repeating: Progress(), count: choices.count)
         var usage = (prompt: 0, completion: 0)
         let wantsLogprobs = job.logprobs
-        for await (slot, event) in GRPCEndpoint.merged(choices) {
+        func handle(_ slot: Int, _ event: GenerationEvent) async throws {
             let promptTokens = UInt32(choices[slot].prompt.tokens.count)
             let index = UInt32(choices[slot].index)
             switch event {
@@ -64,7 +64,7 @@ struct SGLangService: SGL.SimpleServiceProtocol {
                     progress[slot].logprobs.tokenIds += step.tokenIds
                     progress[slot].logprobs.topLogprobs += step.topLogprobs
                 }
-                guard request.stream else { continue }
+                guard request.stream else { return }
                 var chunk = Sglang_Grpc_Scheduler_GenerateStreamChunk()
                 chunk.tokenIds = [UInt32(t.id)]
                 chunk.promptTokens = promptTokens
@@ -93,6 +93,12 @@ struct SGLangService: SGL.SimpleServiceProtocol {
             case .failed(let error):
                 throw CompletionsAPI.apiError(error)
             }
+        }
+        if choices.count == 1 {
+            // One choice: its own stream, without the merge's extra hop per token.
+            for await event in choices[0].events { try await handle(0, event) }
+        } else {
+            for await (slot, event) in GRPCEndpoint.merged(choices) { try await handle(slot, event) }
         }
         endpoint.settle(prompt: usage.prompt, completion: usage.completion)
         try Task.checkCancellation()
