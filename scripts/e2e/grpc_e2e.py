@@ -364,11 +364,19 @@ def drain_check(proc, grpc_port, prompt):
                 complete = response.complete
         results["complete"] = complete
 
+    # An idle ModelStreamInfer stream and a health Watch, open across the shutdown: neither may hold it.
+    idle = triton.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    idle.start_stream(callback=lambda result, error: None)
+    watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=600)
+    statuses = []
+    watcher = threading.Thread(target=lambda: statuses.extend(m.status for m in watch), daemon=True)
+    watcher.start()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(long_stream)
         deadline = time.time() + 120
-        while "started" not in results and time.time() < deadline:
+        while ("started" not in results or not statuses) and time.time() < deadline:
             time.sleep(0.05)
+        stopping = time.time()
         proc.send_signal(signal.SIGTERM)
         code = None
         deadline = time.time() + 30
@@ -380,7 +388,13 @@ def drain_check(proc, grpc_port, prompt):
         future.result(timeout=600)
     complete = results["complete"]
     check(complete is not None and complete.completion_tokens == 96, "the in-flight gRPC stream finished all 96 tokens")
-    check(proc.wait(timeout=120) == 0, "the server exits 0 after draining")
+    code = proc.wait(timeout=120)
+    check(code == 0, f"the server exits 0 after draining, an idle ModelStreamInfer stream and a Watch open "
+                     f"({time.time() - stopping:.1f} s after SIGTERM; server.drain is 30 s)")
+    watcher.join(timeout=30)
+    check(statuses[:1] == [health_pb2.HealthCheckResponse.SERVING] and statuses[-1] == health_pb2.HealthCheckResponse.NOT_SERVING,
+          f"grpc.health.v1 Watch: SERVING, then NOT_SERVING as the server drains, then the call ends ({statuses})")
+    idle.stop_stream()
 
 
 def main():

@@ -22,7 +22,8 @@ struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
         return out
     }
 
-    /// The status now, then each change (checked every half second) until the client ends the call.
+    /// The status now, then each change (checked every half second) until the client ends the call, or the server
+    /// drains (NOT_SERVING is the last message: an open watch would hold the shutdown).
     func watch(request: Grpc_Health_V1_HealthCheckRequest, response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
                context: GRPCCore.ServerContext) async throws {
         var last: Grpc_Health_V1_HealthCheckResponse.ServingStatus?
@@ -35,6 +36,7 @@ struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
                 try await response.write(out)
                 last = now
             }
+            if !endpoint.registry.locals.isAcceptingRequests { return }
             try await Task.sleep(for: .milliseconds(500))
         }
     }

@@ -108,19 +108,31 @@ struct KServeService: KServe.SimpleServiceProtocol {
     func modelStreamInfer(request: RPCAsyncSequence<Inference_ModelInferRequest, any Error>,
                           response: RPCWriter<Inference_ModelStreamInferResponse>, context: GRPCCore.ServerContext) async throws {
         // Requests are served concurrently as they arrive; their responses go out through one writer, in the
-        // order they are made.
+        // order they are made. When the server drains, the stream takes no more requests and ends once those in
+        // flight are answered (an idle stream would otherwise hold the shutdown for server.drain).
         let (messages, continuation) = AsyncStream<Inference_ModelStreamInferResponse>.makeStream()
+        let (incoming, inbox) = AsyncStream<Inference_ModelInferRequest>.makeStream()
         let call = GRPCCall.current ?? GRPCCall()
+        let registry = endpoint.registry
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
+                do {
+                    for try await message in request { inbox.yield(message) }
+                } catch {
+                    // The client's side failed: its requests end with the call.
+                }
+                inbox.finish()
+            }
+            group.addTask {
+                while !Task.isCancelled, registry.locals.isAcceptingRequests {
+                    try? await Task.sleep(for: .milliseconds(250))
+                }
+                inbox.finish()
+            }
+            group.addTask {
                 await withTaskGroup(of: Void.self) { requests in
-                    do {
-                        for try await message in request {
-                            requests.addTask { await serveStreamed(message, call: call, into: continuation) }
-                        }
-                    } catch {
-                        // The client's side of the stream failed: its requests end with it.
-                        requests.cancelAll()
+                    for await message in incoming {
+                        requests.addTask { await serveStreamed(message, call: call, into: continuation) }
                     }
                 }
                 continuation.finish()
@@ -131,7 +143,8 @@ struct KServeService: KServe.SimpleServiceProtocol {
                 group.cancelAll()
                 throw error
             }
-            try await group.waitForAll()
+            // Every request is answered: stop reading the client and watching the drain.
+            group.cancelAll()
         }
     }
 
