@@ -197,7 +197,8 @@ let package = Package(
 if ProcessInfo.processInfo.environment["AUTOGLM_FUZZ"] != nil {
     package.targets.append(.executableTarget(
         name: "AutoGLMFuzz",
-        dependencies: ["GGUF", "Imaging", "InferenceCore", "SafeTensors", "Server", "Tokenizer"],
+        dependencies: ["GGUF", "Imaging", "InferenceCore", "SafeTensors", "Server", "Tokenizer", "GRPCProtocols",
+                       .product(name: "SwiftProtobuf", package: "swift-protobuf")],
         path: "Fuzz/AutoGLMFuzz",
         swiftSettings: swiftSettings))
     package.products.append(.executable(name: "autoglm-fuzz", targets: ["AutoGLMFuzz"]))

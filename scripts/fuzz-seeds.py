@@ -62,6 +62,43 @@ requests = [
 for i, r in enumerate(requests):
     put("json", "request%d.json" % i, json.dumps(r))
 put("json", "deep.json", "[" * 64 + "]" * 64)
+
+
+# gRPC: protobuf messages written by hand (varints and length-delimited fields), as the clients send them.
+def varint(n):
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def field(number, value):
+    if isinstance(value, int):
+        return varint(number << 3) + varint(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return varint(number << 3 | 2) + varint(len(value)) + value
+
+
+def raw_bytes(*items):
+    return b"".join(struct.pack("<I", len(i)) + i for i in items)
+
+
+def parameter(key, value):  # map<string, InferParameter> entry
+    choice = field(1, 1 if value else 0) if isinstance(value, bool) else field(2, value) if isinstance(value, int) else field(3, value)
+    return field(1, key) + field(2, choice)
+
+
+text_input = field(1, "text_input") + field(2, "BYTES") + field(3, 1)
+put("grpc", "kserve-raw.pb", field(1, "m") + field(5, text_input) + field(7, raw_bytes(b"The capital of France is"))
+    + field(4, parameter("max_tokens", 8)) + field(4, parameter("stream", True)) + field(4, parameter("stop", '["\\n"]')))
+sampling = field(1, "sampling_parameters") + field(2, "BYTES") + field(3, 1)
+put("grpc", "kserve-contents.pb", field(5, text_input + field(5, field(8, b"hi"))) + field(5, sampling + field(5, field(8, b'{"top_p":0.5}'))))
+sampling_params = varint(2 << 3 | 5) + struct.pack("<f", 0.5) + field(3, 40) + field(8, 16) + field(9, "\n") + field(10, 2) + field(17, 2)
+put("grpc", "sglang.pb", field(1, "r1") + field(2, field(2, b"".join(varint(t) for t in [1, 2, 3, 40000]))) + field(4, sampling_params)
+    + field(5, 1) + field(7, 5) + field(17, 1))
 put("json", "escapes.json", '{"prompt":"\\u00e9\\ud83d\\ude42\\n\\t\\"","max_tokens":1e0}')
 
 # Chat templates: every template of the fixtures.

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (libFuzzer, from the Swift toolchain) of the parsers that read untrusted bytes:
 # the GGUF reader, the safetensors header, request JSON decoding, the chat-template parser and renderer, the
-# tokenizer, and the PNG/JPEG decoders. Everything is built with AddressSanitizer (Swift and the C kernels) in
+# tokenizer, the PNG/JPEG decoders, and the gRPC API's request reading (KServe's tensors, SGLang's parameters). Everything is built with AddressSanitizer (Swift and the C kernels) in
 # its own build directory (.build-fuzz), from seeds made here (no fixture files).
-#   scripts/fuzz.sh [RUNS_PER_TARGET=20000] [TARGETS="gguf safetensors json template tokenizer image"]
+#   scripts/fuzz.sh [RUNS_PER_TARGET=20000] [TARGETS="gguf safetensors json template tokenizer image grpc"]
 # Each target runs RUNS inputs (-runs), at most 60 s each in CI's short run; an input that takes over 10 s is a
 # hang (-timeout=10), any crash or sanitizer report fails the script. The documented long run:
 #   scripts/fuzz.sh 1000000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-20000}"
-targets="${2:-gguf safetensors json template tokenizer image}"
+targets="${2:-gguf safetensors json template tokenizer image grpc}"
 model="${AUTOGLM_MODEL_PATH:-$HOME/.cache/autoglm/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 maxtime="${AUTOGLM_FUZZ_MAX_TIME:-0}"
 # libFuzzer's random seed: 0 draws one (exploring); the test command fixes it so that a run repeats.

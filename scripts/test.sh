@@ -26,5 +26,5 @@ scripts/e2e/schemathesis.sh .build/release/autoglm 25
 # every refusal a 429 with Retry-After; the audit log's chain verifies and an edited line is found.
 scripts/e2e/ratelimit.sh .build/release/autoglm 120 60
 # Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of the GGUF and safetensors readers, request JSON, chat
-# templates, the tokenizer and the image decoders: 20,000 inputs per target (at most 60 s each, libFuzzer's seed fixed).
+# templates, the tokenizer, the image decoders and the gRPC request reading: 20,000 inputs per target (at most 60 s each, libFuzzer's seed fixed).
 AUTOGLM_FUZZ_MAX_TIME=60 AUTOGLM_FUZZ_SEED=1 scripts/fuzz.sh 20000

@@ -5,19 +5,21 @@
 // this target only when AUTOGLM_FUZZ is set).
 import Foundation
 import GGUF
+import GRPCProtocols
+import SwiftProtobuf
 import Imaging
 import InferenceCore
 import SafeTensors
 @testable import Server
 import Tokenizer
 
-enum Target: String { case gguf, safetensors, json, template, tokenizer, image }
+enum Target: String { case gguf, safetensors, json, template, tokenizer, image, grpc }
 
 enum Fuzz {
 static let target: Target = {
     let name = ProcessInfo.processInfo.environment["AUTOGLM_FUZZ_TARGET"] ?? ""
     guard let t = Target(rawValue: name) else {
-        FileHandle.standardError.write(Data("set AUTOGLM_FUZZ_TARGET to gguf, safetensors, json, template, tokenizer or image\n".utf8))
+        FileHandle.standardError.write(Data("set AUTOGLM_FUZZ_TARGET to gguf, safetensors, json, template, tokenizer, image or grpc\n".utf8))
         exit(2)
     }
     return t
@@ -92,6 +94,17 @@ func fuzzImage(_ bytes: [UInt8]) {
     _ = try? ImageDecoder.decode(bytes, limits: ImageDecodeLimits(maxPixels: 4_000_000, maxSide: 4096))
 }
 
+/// The gRPC API's request reading: the bytes as a KServe ModelInferRequest (raw tensor contents, parameters) and as an
+/// SGLang GenerateRequest, each read as its service reads it.
+func fuzzGRPC(_ bytes: [UInt8]) {
+    if let request = try? Inference_ModelInferRequest(serializedBytes: bytes), let input = try? KServeInput(request) {
+        _ = input.body.text
+    }
+    if let request = try? Sglang_Grpc_Scheduler_GenerateRequest(serializedBytes: bytes), let body = try? SGLangService.body(request) {
+        _ = body.text
+    }
+}
+
 /// libFuzzer's callback: one input.
 func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
@@ -102,6 +115,7 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     case .template: fuzzTemplate(bytes)
     case .tokenizer: fuzzTokenizer(bytes)
     case .image: fuzzImage(bytes)
+    case .grpc: fuzzGRPC(bytes)
     }
     return 0
 }
