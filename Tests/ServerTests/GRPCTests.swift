@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import GGUF
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCProtocols
@@ -9,7 +11,9 @@ import Runtime
 @testable import Server
 import Serving
 import SwiftProtobuf
+import TestSupport
 import Testing
+import Tokenizer
 
 /// The gRPC API: how its requests are read (the same fields as HTTP's, proto3's zeros, Triton's tensors), how errors
 /// become status codes, what reflection answers, and a real server on 127.0.0.1 driven by grpc-swift's client.
@@ -232,10 +236,18 @@ struct GRPCTests {
 
     // MARK: a real server
 
+    /// This suite's own model: an engine instance is driven by one scheduler at a time, and other suites run beside
+    /// this one.
+    static let shared: (any LanguageModel, Tokenizer)? = {
+        guard let file = try? GGUFFile(path: Fixtures.defaultModelPath) else { return nil }
+        guard let model = try? ArchitectureRegistry.load(file, threads: 1), let tokenizer = try? Tokenizer(gguf: file) else { return nil }
+        return (model, tokenizer)
+    }()
+
     /// The HTTP side and the gRPC API over the default model, the gRPC server on an ephemeral port; `body` gets a client.
     static func withServer(options extra: (inout ServerOptions) -> Void = { _ in },
                            _ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>, ServedModel) async throws -> Void) async throws {
-        let (engine, tokenizer) = try #require(ServerTests.shared, "the default model is missing: run scripts/setup-model.sh")
+        let (engine, tokenizer) = try #require(Self.shared, "the default model is missing: run scripts/setup-model.sh")
         let registry = PrometheusCollectorRegistry()
         let metrics = ServerMetrics(registry: registry, model: "smol")
         let scheduler = Scheduler(model: engine, tokenizer: tokenizer,
@@ -356,7 +368,7 @@ struct GRPCTests {
     @Test("keys: no or a wrong bearer token is UNAUTHENTICATED; health needs none")
     func authentication() async throws {
         try await Self.withServer(options: { $0.apiKeys = ["k1"] }) { client, _ in
-            let request = Self.sglRequest([1, 2]) { $0.maxNewTokens = 2 }
+            let request = Self.sglRequest([1, 2]) { $0.maxNewTokens = 2; $0.ignoreEos = true }
             for metadata: Metadata in [[:], ["authorization": "Bearer nope"]] {
                 do {
                     _ = try await Self.generate(client, request, metadata: metadata)

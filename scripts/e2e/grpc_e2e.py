@@ -306,7 +306,7 @@ def auth_checks():
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
         stub = sgl_grpc.SglangSchedulerStub(channel)
-        request = generate_request([1, 2, 3], max_new_tokens=2)
+        request = generate_request([1, 2, 3], max_new_tokens=2, ignore_eos=True)
         code, details = rpc_error(lambda: list(stub.Generate(request, timeout=30)))
         check(code == grpc.StatusCode.UNAUTHENTICATED and "authorization" in details, f"no key: UNAUTHENTICATED ({details[:70]})")
         code, _ = rpc_error(lambda: list(stub.Generate(request, timeout=30, metadata=[("authorization", "Bearer wrong")])))
@@ -341,7 +341,7 @@ def tls_checks():
             while health.Check(health_pb2.HealthCheckRequest(), timeout=10).status != health_pb2.HealthCheckResponse.SERVING:
                 check(time.time() < deadline, "TLS: the server becomes ready")
                 time.sleep(0.5)
-            out = list(sgl_grpc.SglangSchedulerStub(channel).Generate(generate_request([1, 2, 3], max_new_tokens=2), timeout=60))
+            out = list(sgl_grpc.SglangSchedulerStub(channel).Generate(generate_request([1, 2, 3], max_new_tokens=2, ignore_eos=True), timeout=60))
             check(out[-1].complete.completion_tokens == 2, "gRPC over TLS: the certificate verifies and Generate answers")
             code, _ = rpc_error(lambda: health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}")).Check(
                 health_pb2.HealthCheckRequest(), timeout=5))
