@@ -11,7 +11,7 @@ by the published clients from PyPI (scripts/e2e/grpc.sh installs them, pinned, i
 3. tritonclient[grpc]: ModelInfer gives the HTTP API's text; ModelStreamInfer streams it token by token, the last
    response marked final; readiness and metadata.
 4. Errors as status codes: INVALID_ARGUMENT naming the field, NOT_FOUND for an unknown model, RESOURCE_EXHAUSTED
-   when the queue is full, UNAUTHENTICATED without a key, UNAVAILABLE while draining.
+   when the queue is full, UNAUTHENTICATED without a key (each call in the audit log), UNAVAILABLE while draining.
 5. gRPC over TLS with a throw-away certificate (openssl), gRPC series in /metrics by method and code, and
    `autoglm bench --grpc` timing requests over ModelStreamInfer.
 
@@ -302,7 +302,9 @@ def metrics_check(http_port):
 
 
 def auth_checks():
-    proc, http_port, grpc_port = start_server({"AUTOGLM_SERVER_API_KEYS": "grpc-test-key"})
+    tmp = tempfile.mkdtemp()
+    audit_log = os.path.join(tmp, "audit.jsonl")
+    proc, http_port, grpc_port = start_server({"AUTOGLM_SERVER_API_KEYS": "grpc-test-key", "AUTOGLM_AUTH_AUDIT_LOG": audit_log})
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
         stub = sgl_grpc.SglangSchedulerStub(channel)
@@ -318,6 +320,15 @@ def auth_checks():
               "health needs no key (a probe)")
     finally:
         stop(proc)
+    lines = [json.loads(line) for line in open(audit_log)]
+    generate = [l for l in lines if l["route"] == "/sglang.grpc.scheduler.SglangScheduler/Generate"]
+    check([l["decision"] for l in generate] == ["unauthenticated", "unauthenticated", "allow"]
+          and generate[-1]["completion_tokens"] == 2 and generate[-1]["prompt_tokens"] == 3 and generate[-1]["principal"]
+          and not any("Health" in l["route"] for l in lines),
+          f"the audit log has a line per gRPC call (method, decision, principal, tokens), none for health ({len(lines)} lines)")
+    verify = subprocess.run([BINARY, "audit", "verify", audit_log], capture_output=True, text=True, timeout=60)
+    check(verify.returncode == 0, f"the audit log's chain verifies ({verify.stdout.strip()[:80]})")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def tls_checks():

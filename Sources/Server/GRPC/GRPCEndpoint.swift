@@ -27,6 +27,7 @@ struct GRPCEndpoint: Sendable {
     func withLocalModel<T: Sendable>(_ name: String?, version: String? = nil, _ body: (ServedModel, ModelVersion) async throws -> T) async throws -> T {
         let (slot, ticket) = try registry.resolve(name, override: version)
         defer { ticket.end() }
+        GRPCCall.current?.usage.model(slot.name)
         let lease = try await registry.locals.acquire(slot)
         defer { lease.end() }
         return try await body(lease.model, ticket.version)
@@ -43,6 +44,7 @@ struct GRPCEndpoint: Sendable {
     /// Corrects the caller's token charge to what the request used.
     func settle(prompt: Int, completion: Int, budget: BudgetLimiter.Ticket?? = nil) {
         (budget ?? GRPCCall.current?.budget)?.settle(used: prompt + completion)
+        GRPCCall.current?.usage.add(prompt: prompt, completion: completion)
     }
 
     /// One generation admitted: a place under limits.max_concurrent_requests / requests_per_minute, and the caller's
@@ -115,7 +117,18 @@ final class ActiveGenerations: Sendable {
 
 /// The caller of the RPC being served, set by GRPCAccessInterceptor for the handler and its response stream.
 struct GRPCCall: Sendable {
+    /// What the call used, for its audit line: the model and the tokens of its requests.
+    final class Usage: Sendable {
+        private let state = Mutex<(model: String?, prompt: Int, completion: Int, counted: Bool)>((nil, 0, 0, false))
+        func model(_ name: String) { state.withLock { $0.model = name } }
+        func add(prompt: Int, completion: Int) { state.withLock { $0 = ($0.model, $0.prompt + prompt, $0.completion + completion, true) } }
+        var value: (model: String?, prompt: Int?, completion: Int?) {
+            state.withLock { ($0.model, $0.counted ? $0.prompt : nil, $0.counted ? $0.completion : nil) }
+        }
+    }
+
     var principal: Principal?
+    let usage = Usage()
     /// Who the admission limits count: the principal, else the bearer token, else the peer's address.
     var client = ""
     /// The call's admission (every generation method but ModelStreamInfer, which admits each request it carries).
@@ -191,22 +204,42 @@ struct GRPCAccessInterceptor: ServerInterceptor {
         let method = context.descriptor
         let level = GRPCAccessLevel.of(method)
         let metrics = self.metrics
-        let call: GRPCCall
+        let audit = level == .open ? nil : endpoint.access.setup.audit
+        var call = GRPCCall()
+        /// Counts the call and writes its audit line (every call but health and reflection, when auth.audit_log is set).
+        @Sendable func finish(_ call: GRPCCall, _ error: RPCError?, admitting: Bool = false) {
+            metrics.record(method, code: error?.code, since: started)
+            guard let audit else { return }
+            let decision: String
+            switch error?.code {
+            case .unauthenticated?: decision = "unauthenticated"
+            case .permissionDenied?: decision = "forbidden"
+            case .resourceExhausted? where admitting: decision = "rate_limited"
+            default: decision = "allow"
+            }
+            let used = call.usage.value
+            audit.record(AuditEntry(
+                requestID: nil, principal: call.principal, method: "GRPC", route: "/" + method.fullyQualifiedMethod, model: used.model,
+                decision: decision, status: error.map { GRPCMetrics.httpStatus($0.code) } ?? 200,
+                promptTokens: used.prompt, completionTokens: used.completion,
+                ms: ServedVersion.seconds(ContinuousClock.now - started) * 1000))
+        }
         do {
-            call = try await admit(request.metadata, level: level, method: method, peer: context.remotePeer)
+            try await admit(&call, request.metadata, level: level, method: method, peer: context.remotePeer)
         } catch {
             let rpcError = Self.rpcError(error)
-            metrics.record(method, code: rpcError.code, since: started)
+            finish(call, rpcError, admitting: true)
             return StreamingServerResponse(error: rpcError)
         }
+        let admitted = call
         var response: StreamingServerResponse<Output>
         do {
-            response = try await GRPCCall.$current.withValue(call) {
-                try await Principal.$current.withValue(call.principal) { try await next(request, context) }
+            response = try await GRPCCall.$current.withValue(admitted) {
+                try await Principal.$current.withValue(admitted.principal) { try await next(request, context) }
             }
         } catch {
             let rpcError = Self.rpcError(error)
-            metrics.record(method, code: rpcError.code, since: started)
+            finish(admitted, rpcError)
             return StreamingServerResponse(error: rpcError)
         }
         switch response.accepted {
@@ -214,46 +247,50 @@ struct GRPCAccessInterceptor: ServerInterceptor {
             let producer = contents.producer
             contents.producer = { writer in
                 // The admission slot and the budget ticket are held until the response stream ends.
-                defer { withExtendedLifetime(call) {} }
+                defer { withExtendedLifetime(admitted) {} }
                 do {
-                    let trailers = try await GRPCCall.$current.withValue(call) {
-                        try await Principal.$current.withValue(call.principal) { try await producer(writer) }
+                    let trailers = try await GRPCCall.$current.withValue(admitted) {
+                        try await Principal.$current.withValue(admitted.principal) { try await producer(writer) }
                     }
-                    metrics.record(method, code: nil, since: started)
+                    finish(admitted, nil)
                     return trailers
                 } catch {
                     let rpcError = Self.rpcError(error)
-                    metrics.record(method, code: rpcError.code, since: started)
+                    finish(admitted, rpcError)
                     throw rpcError
                 }
             }
             response.accepted = .success(contents)
         case .failure(let error):
-            metrics.record(method, code: error.code, since: started)
+            finish(admitted, error)
         }
         return response
     }
 
-    private func admit(_ metadata: Metadata, level: GRPCAccessLevel, method: MethodDescriptor, peer: String) async throws -> GRPCCall {
-        var call = GRPCCall()
-        guard level != .open else { return call }
+    /// Fills in `call` as far as it gets (the principal stays known when a later check refuses), or throws.
+    private func admit(_ call: inout GRPCCall, _ metadata: Metadata, level: GRPCAccessLevel, method: MethodDescriptor, peer: String) async throws {
+        guard level != .open else { return }
         let access = endpoint.access
         if access.authEnabled {
             guard let token = Self.bearer(metadata) else {
                 throw AccessControl.unauthenticated("No credentials.", code: "missing_api_key").grpcMessage
             }
-            let principal = try await access.authenticate(token)
+            let principal: Principal
+            do {
+                principal = try await access.authenticate(token)
+            } catch {
+                throw error.grpcMessage
+            }
+            call.principal = principal
             let required: Role = level == .generation ? .user : .viewer
             guard principal.role >= required else {
                 throw RPCError(code: .permissionDenied,
                                message: "The role '\(principal.role.rawValue)' cannot use this method; it needs '\(required.rawValue)'.")
             }
-            call.principal = principal
         }
         call.client = call.principal.map { "principal:" + $0.id } ?? Self.bearer(metadata).map { "key:" + $0 } ?? "ip:" + Self.host(peer)
-        guard level == .generation, method.method != "ModelStreamInfer" else { return call }
+        guard level == .generation, method.method != "ModelStreamInfer" else { return }
         call.admission = try endpoint.admit(call)
-        return call
     }
 
     /// The bearer token of the `authorization` metadata, as HTTP's header.
@@ -311,6 +348,23 @@ final class GRPCMetrics: Sendable {
             buckets: [.milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5),
                       .seconds(10), .seconds(30), .seconds(60), .seconds(120), .seconds(300)]
         ).record(ContinuousClock.now - started)
+    }
+
+    /// The HTTP status that says the same (the audit log's `status`).
+    static func httpStatus(_ code: RPCError.Code) -> Int {
+        switch code {
+        case .invalidArgument, .outOfRange: return 400
+        case .unauthenticated: return 401
+        case .permissionDenied: return 403
+        case .notFound: return 404
+        case .failedPrecondition, .aborted, .alreadyExists: return 409
+        case .resourceExhausted: return 429
+        case .cancelled: return 499
+        case .unimplemented: return 501
+        case .unavailable: return 503
+        case .deadlineExceeded: return 504
+        default: return 500
+        }
     }
 
     /// The status code as gRPC's documentation spells it (NOT_FOUND).
