@@ -96,19 +96,12 @@ struct KServeStreamSender: RequestSending {
         input.datatype = "BYTES"
         input.shape = [1]
         r.inputs = [input]
-        let bytes = Array(prompt.utf8)
-        let n = UInt32(bytes.count)
-        r.rawInputContents = [Data([UInt8(n & 0xff), UInt8(n >> 8 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 24)] + bytes)]
-        func parameter(_ set: (inout Inference_InferParameter) -> Void) -> Inference_InferParameter {
-            var p = Inference_InferParameter()
-            set(&p)
-            return p
-        }
-        r.parameters["stream"] = parameter { $0.boolParam = true }
+        r.rawInputContents = [KServeBytes.encode(prompt)]
+        r.parameters["stream"] = Inference_InferParameter(bool: true)
         for key in ["max_tokens", "min_tokens"] {
-            if let value = object[key] as? Int { r.parameters[key] = parameter { $0.int64Param = Int64(value) } }
+            if let value = object[key] as? Int { r.parameters[key] = Inference_InferParameter(int64: Int64(value)) }
         }
-        if let ignore = object["ignore_eos"] as? Bool { r.parameters["ignore_eos"] = parameter { $0.boolParam = ignore } }
+        if let ignore = object["ignore_eos"] as? Bool { r.parameters["ignore_eos"] = Inference_InferParameter(bool: ignore) }
         return r
     }
 }

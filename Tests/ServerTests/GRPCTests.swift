@@ -88,19 +88,7 @@ struct GRPCTests {
         t.name = name
         t.datatype = "BYTES"
         t.shape = [Int64(items.count)]
-        var raw = Data()
-        for item in items {
-            let n = UInt32(item.utf8.count)
-            raw.append(contentsOf: [UInt8(n & 0xff), UInt8(n >> 8 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 24)])
-            raw.append(contentsOf: Array(item.utf8))
-        }
-        return (t, raw)
-    }
-
-    static func parameter(_ set: (inout Inference_InferParameter) -> Void) -> Inference_InferParameter {
-        var p = Inference_InferParameter()
-        set(&p)
-        return p
+        return (t, KServeBytes.encode(items.map { Array($0.utf8) }))
     }
 
     @Test("KServe requests: raw BYTES text, scalar tensors, parameters, vLLM's sampling_parameters")
@@ -123,9 +111,9 @@ struct GRPCTests {
         r.inputs = [text, maxTokens, temperature, stream, sampling]
         r.rawInputContents = [textRaw, Data([9, 0, 0, 0]), Data(withUnsafeBytes(of: Float(0.25).bitPattern.littleEndian) { Array($0) }),
                               Data([1]), samplingRaw]
-        r.parameters["seed"] = Self.parameter { $0.int64Param = 7 }
-        r.parameters["sequence_id"] = Self.parameter { $0.int64Param = 1 }  // Triton's own: accepted, not used
-        r.parameters["triton_enable_empty_final_response"] = Self.parameter { $0.boolParam = true }
+        r.parameters["seed"] = Inference_InferParameter(int64: 7)
+        r.parameters["sequence_id"] = Inference_InferParameter(int64: 1)  // Triton's own: accepted, not used
+        r.parameters["triton_enable_empty_final_response"] = Inference_InferParameter(bool: true)
         let input = try KServeInput(r)
         #expect(input.stream)
         #expect(!input.echo)
@@ -146,7 +134,7 @@ struct GRPCTests {
         t.shape = [1]
         t.contents.bytesContents = [Data("hi".utf8)]
         plain.inputs = [t]
-        plain.parameters["exclude_input_in_output"] = Self.parameter { $0.boolParam = false }
+        plain.parameters["exclude_input_in_output"] = Inference_InferParameter(bool: false)
         let read = try KServeInput(plain)
         #expect(Self.object(read.body)["prompt"] == .string("hi"))
         #expect(read.echo)
@@ -175,10 +163,10 @@ struct GRPCTests {
         var unknown = Inference_ModelInferRequest()
         unknown.inputs = [one]
         unknown.rawInputContents = [oneRaw]
-        unknown.parameters["beam_width"] = Self.parameter { $0.int64Param = 4 }
+        unknown.parameters["beam_width"] = Inference_InferParameter(int64: 4)
         #expect(field(unknown) == "parameters.beam_width")
         var wrongType = unknown
-        wrongType.parameters = ["temperature": Self.parameter { $0.stringParam = "warm" }]
+        wrongType.parameters = ["temperature": Inference_InferParameter(string: "warm")]
         #expect(field(wrongType) == "parameters.temperature")
         var mismatch = unknown
         mismatch.parameters = [:]
@@ -321,9 +309,9 @@ struct GRPCTests {
             let (text, raw) = Self.bytesTensor("text_input", ["The capital of France is"])
             infer.inputs = [text]
             infer.rawInputContents = [raw]
-            infer.parameters["max_tokens"] = Self.parameter { $0.int64Param = 12 }
-            infer.parameters["temperature"] = Self.parameter { $0.doubleParam = 0 }
-            infer.parameters["ignore_eos"] = Self.parameter { $0.boolParam = true }
+            infer.parameters["max_tokens"] = Inference_InferParameter(int64: 12)
+            infer.parameters["temperature"] = Inference_InferParameter(double: 0)
+            infer.parameters["ignore_eos"] = Inference_InferParameter(bool: true)
             let response = try await KServe.Client(wrapping: client).modelInfer(infer)
             let bytes = [UInt8](try #require(response.rawOutputContents.first))
             #expect(String(decoding: bytes.dropFirst(4), as: UTF8.self) == served.backend.decode(direct))

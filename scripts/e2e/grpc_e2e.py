@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,23 +39,12 @@ from smg_grpc_proto.generated import sglang_scheduler_pb2 as sgl
 from smg_grpc_proto.generated import sglang_scheduler_pb2_grpc as sgl_grpc
 from tritonclient.utils import InferenceServerException
 
+from e2e_common import check, free_port
+
 BINARY = sys.argv[1] if len(sys.argv) > 1 else ".build/release/autoglm"
 MODEL = "smollm2-135m-instruct"
 QUEUE = 3
 SEQUENCES = 2
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def check(condition, message):
-    if not condition:
-        print(f"FAIL: {message}", flush=True)
-        raise SystemExit(1)
-    print(f"ok: {message}", flush=True)
 
 
 def start_server(env=None):

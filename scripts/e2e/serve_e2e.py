@@ -34,22 +34,11 @@ import urllib.request
 
 import openai
 
+from e2e_common import check, free_port
+
 BINARY = sys.argv[1] if len(sys.argv) > 1 else ".build/release/autoglm"
 QUEUE = 4
 SEQUENCES = 2
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def check(condition, message):
-    if not condition:
-        print(f"FAIL: {message}", flush=True)
-        raise SystemExit(1)
-    print(f"ok: {message}", flush=True)
 
 
 def start_server(port, extra_env=None, ssl_context=None, args=None):

@@ -35,15 +35,14 @@ struct GRPCEndpoint: Sendable {
 
     /// Queues a job read by the HTTP side's CompletionsAPI, charging the caller's tokens per minute like HTTP does
     /// (`budget`: the request's ticket; default: the call's).
-    func submit(_ job: CompletionsAPI.Job, budget: BudgetLimiter.Ticket?? = nil) throws(APIError) -> [CompletionsAPI.Choice] {
-        let ticket = budget ?? GRPCCall.current?.budget
-        ticket?.charge(estimate: job.prompts.reduce(0) { $0 + $1.tokens.count + job.parameters.n * job.maxTokens })
+    func submit(_ job: CompletionsAPI.Job, budget: BudgetLimiter.Ticket? = GRPCCall.current?.budget) throws(APIError) -> [CompletionsAPI.Choice] {
+        budget?.charge(estimate: job.prompts.reduce(0) { $0 + $1.tokens.count + job.parameters.n * job.maxTokens })
         return try api.submit(job)
     }
 
     /// Corrects the caller's token charge to what the request used.
-    func settle(prompt: Int, completion: Int, budget: BudgetLimiter.Ticket?? = nil) {
-        (budget ?? GRPCCall.current?.budget)?.settle(used: prompt + completion)
+    func settle(prompt: Int, completion: Int, budget: BudgetLimiter.Ticket? = GRPCCall.current?.budget) {
+        budget?.settle(used: prompt + completion)
         GRPCCall.current?.usage.add(prompt: prompt, completion: completion)
     }
 
@@ -63,24 +62,6 @@ struct GRPCEndpoint: Sendable {
             if !b.isEmpty { budget = try access.budgets.admit(principal.id, b) }
         }
         return Admission(slot: slot, budget: budget)
-    }
-
-    /// The choices' events merged into one stream, each tagged with its choice's position. Ending the stream
-    /// early ends every choice's stream, which cancels its request.
-    static func merged(_ choices: [CompletionsAPI.Choice]) -> AsyncStream<(Int, GenerationEvent)> {
-        AsyncStream { continuation in
-            let task = Task {
-                await withTaskGroup(of: Void.self) { group in
-                    for (slot, choice) in choices.enumerated() {
-                        group.addTask {
-                            for await event in choice.events { continuation.yield((slot, event)) }
-                        }
-                    }
-                }
-                continuation.finish()
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
     }
 }
 

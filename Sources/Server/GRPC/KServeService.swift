@@ -212,19 +212,12 @@ struct KServeService: KServe.SimpleServiceProtocol {
         tensor.datatype = "BYTES"
         tensor.shape = [1]
         out.outputs = [tensor]
-        let bytes = Array(text.utf8)
-        let length = UInt32(bytes.count)
-        out.rawOutputContents = [Data([UInt8(length & 0xff), UInt8(length >> 8 & 0xff), UInt8(length >> 16 & 0xff), UInt8(length >> 24)] + bytes)]
-        func parameter(_ set: (inout Inference_InferParameter) -> Void) -> Inference_InferParameter {
-            var p = Inference_InferParameter()
-            set(&p)
-            return p
-        }
-        if let final { out.parameters["triton_final_response"] = parameter { $0.boolParam = final } }
+        out.rawOutputContents = [KServeBytes.encode(text)]
+        if let final { out.parameters["triton_final_response"] = Inference_InferParameter(bool: final) }
         if let outcome {
-            out.parameters["finish_reason"] = parameter { $0.stringParam = CompletionsAPI.finishReason(outcome.finishReason) }
-            out.parameters["prompt_tokens"] = parameter { $0.int64Param = Int64(outcome.promptTokens) }
-            out.parameters["completion_tokens"] = parameter { $0.int64Param = Int64(outcome.completionTokens) }
+            out.parameters["finish_reason"] = Inference_InferParameter(string: CompletionsAPI.finishReason(outcome.finishReason))
+            out.parameters["prompt_tokens"] = Inference_InferParameter(int64: Int64(outcome.promptTokens))
+            out.parameters["completion_tokens"] = Inference_InferParameter(int64: Int64(outcome.completionTokens))
         }
         return out
     }

@@ -98,7 +98,7 @@ struct SGLangService: SGL.SimpleServiceProtocol {
             // One choice: its own stream, without the merge's extra hop per token.
             for await event in choices[0].events { try await handle(0, event) }
         } else {
-            for await (slot, event) in GRPCEndpoint.merged(choices) { try await handle(slot, event) }
+            for await (slot, event) in CompletionsAPI.merge(choices) { try await handle(slot, event) }
         }
         endpoint.settle(prompt: usage.prompt, completion: usage.completion)
         try Task.checkCancellation()
